@@ -1,1 +1,49 @@
-//! Shared harness for sluice's end-to-end tests: start the binaries, drive kubectl, wait for state.
+//! Shared harness for sluice's end-to-end tests: start the real binaries, drive real
+//! kubectl and kube-rs against them, act as a minimal fake kubelet, and wait for state.
+
+pub mod controlplane;
+pub mod fake_kubelet;
+pub mod http;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The directory holding the workspace's built binaries (`target/debug` next to the test
+/// executable), or `SLUICE_BIN_DIR`.
+#[must_use]
+pub fn bin_dir() -> std::path::PathBuf {
+    if let Ok(d) = std::env::var("SLUICE_BIN_DIR") {
+        return d.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+/// Path of a workspace binary; panics with the command to build it if missing.
+#[must_use]
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build -p <crate>`, or run the suite with `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
