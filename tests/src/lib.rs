@@ -32,8 +32,13 @@ pub fn bin_dir() -> std::path::PathBuf {
         return d.into();
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    // target/<profile>/deps/<test> or target/<profile>/<bin> -> target/<profile>
+    let dir = exe.parent().expect("executable dir");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with the command to build it if missing.

@@ -1,5 +1,214 @@
-//! `cargo xtask bench api`: API latency and throughput, and memory with many pods stored.
-fn main() {
-    eprintln!("bench-api: not written yet");
-    std::process::exit(2);
+//! `cargo xtask bench api`: latency (p50/p99) and throughput of create, get, list and
+//! watch fan-out with N concurrent kube-rs clients against the real control plane binary,
+//! and its resident memory with many pods stored. Numbers, not assertions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use sluice_tests::controlplane::ControlPlane;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Objects created in the create phase (and read back in the get phase).
+    #[arg(long, default_value_t = 2000)]
+    objects: usize,
+    /// List requests in the list phase.
+    #[arg(long, default_value_t = 100)]
+    lists: usize,
+    /// Watchers in the fan-out phase.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Events each watcher receives in the fan-out phase.
+    #[arg(long, default_value_t = 50)]
+    events: usize,
+    /// Pods stored for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    rss_pods: usize,
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "sluice/test:1",
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            "ports": [{"containerPort": 8080, "name": "http"}]}]},
+    }))
+    .expect("pod json")
+}
+
+fn report(name: &str, mut lat: Vec<Duration>, wall: Duration) {
+    lat.sort();
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).copied().unwrap_or_default()
+    };
+    println!(
+        "{name:<14} n={:<6} p50={:>8.2}ms p99={:>8.2}ms throughput={:>9.0}/s",
+        lat.len(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.len() as f64 / wall.as_secs_f64()
+    );
+}
+
+/// Run `total` operations split over `clients` tasks; returns per-op latencies and wall time.
+async fn run_phase<F, Fut>(clients: usize, total: usize, op: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = c;
+            while i < total {
+                let t = Instant::now();
+                op(i).await;
+                lat.push(t.elapsed());
+                i += clients;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    (all, start.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let cp = ControlPlane::start(&["--no-controllers"]).await;
+    let client = cp.client().await;
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    println!("sluice API benchmark: {} clients, {} objects, {} watchers x {} events (release build, embedded store, fsync per write batch)",
+        args.clients, args.objects, args.watchers, args.events);
+    let rss_idle = cp.rss_kib().unwrap_or(0);
+
+    let a = api.clone();
+    let (lat, wall) = run_phase(args.clients, args.objects, move |i| {
+        let a = a.clone();
+        async move {
+            a.create(&PostParams::default(), &pod(&format!("bench-{i}"))).await.expect("create");
+        }
+    })
+    .await;
+    report("create", lat, wall);
+
+    let a = api.clone();
+    let n = args.objects;
+    let (lat, wall) = run_phase(args.clients, args.objects, move |i| {
+        let a = a.clone();
+        async move {
+            a.get(&format!("bench-{}", (i * 7919) % n)).await.expect("get");
+        }
+    })
+    .await;
+    report("get", lat, wall);
+
+    let a = api.clone();
+    let (lat, wall) = run_phase(args.clients, args.lists, move |_| {
+        let a = a.clone();
+        async move {
+            let l = a.list(&ListParams::default().limit(500)).await.expect("list");
+            assert!(!l.items.is_empty());
+        }
+    })
+    .await;
+    report("list(500)", lat, wall);
+
+    // Watch fan-out: every watcher sees every event; latency from the create's ack.
+    let rv = api.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut watchers = Vec::new();
+    for _ in 0..args.watchers {
+        let a = api.clone();
+        let tx = tx.clone();
+        let rv = rv.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut s = a.watch(&WatchParams::default().labels("app=fanout"), &rv).await.expect("watch").boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(WatchEvent::Added(p)) = ev {
+                    let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut acked = std::collections::HashMap::new();
+    let start = Instant::now();
+    for i in 0..args.events {
+        let mut p = pod(&format!("fanout-{i}"));
+        p.metadata.labels.get_or_insert_default().insert("app".into(), "fanout".into());
+        let t = Instant::now();
+        api.create(&PostParams::default(), &p).await.expect("create");
+        acked.insert(format!("fanout-{i}"), t);
+    }
+    let mut lat = Vec::new();
+    let want = args.events * args.watchers;
+    while lat.len() < want {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some((name, at))) => lat.push(at.duration_since(acked[&name])),
+            _ => break,
+        }
+    }
+    let wall = start.elapsed();
+    for w in watchers {
+        w.abort();
+    }
+    println!("watch fan-out: {}/{} deliveries", lat.len(), want);
+    report("watch-deliver", lat, wall);
+
+    // Memory with many pods stored.
+    let have = args.objects + args.events;
+    let more = args.rss_pods.saturating_sub(have);
+    let a = api.clone();
+    let (_, wall) = run_phase(args.clients, more, move |i| {
+        let a = a.clone();
+        async move {
+            a.create(&PostParams::default(), &pod(&format!("rss-{i}"))).await.expect("create");
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = cp.rss_kib().unwrap_or(0);
+    let store_bytes: u64 = walk_size(&cp.dir().join("store"));
+    println!(
+        "memory: RSS idle {:.1} MiB, with {} pods stored {:.1} MiB ({:.2} KiB/pod); store on disk {:.1} MiB; loaded {} pods in {:.1}s",
+        rss_idle as f64 / 1024.0,
+        have + more,
+        rss as f64 / 1024.0,
+        rss.saturating_sub(rss_idle) as f64 / (have + more) as f64,
+        store_bytes as f64 / 1048576.0,
+        more,
+        wall.as_secs_f64()
+    );
+}
+
+fn walk_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| {
+                    let m = e.metadata().ok();
+                    if m.as_ref().is_some_and(std::fs::Metadata::is_dir) { walk_size(&e.path()) } else { m.map_or(0, |m| m.len()) }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
