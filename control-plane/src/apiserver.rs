@@ -98,6 +98,14 @@ impl Req {
             .is_some_and(|a| a.contains("as=Table"))
     }
 
+    /// The client asked for metadata only (`as=PartialObjectMetadata[List]`).
+    fn wants_metadata_only(&self) -> bool {
+        self.headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+    }
+
     fn dry_run(&self) -> bool {
         self.q("dryRun").is_some()
     }
@@ -134,6 +142,11 @@ pub(crate) fn encode(obj: &Value) -> Bytes {
         m.remove("selfLink");
     }
     Bytes::from(serde_json::to_vec(&v).expect("JSON values always serialize"))
+}
+
+/// The `PartialObjectMetadata` view of an object.
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
 pub(crate) fn json_response(code: u16, v: &Value) -> Response {

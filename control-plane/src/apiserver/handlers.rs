@@ -12,7 +12,7 @@ use sluice_store::{KeyValue, StoreError};
 
 use super::selectors::{FieldSelector, LabelSelector, allowed_fields};
 use super::status::{ApiError, ApiResult, Cause};
-use super::{ApiServer, Req, Target, admission, decorate, encode, json_response, now, table, watch};
+use super::{ApiServer, Req, Target, admission, decorate, encode, json_response, now, partial_metadata, table, watch};
 use crate::registry::{self, Resource, Subresource};
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -77,7 +77,9 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 fn render_one(req: &Req, r: &Resource, v: Value) -> Response {
-    if req.wants_table() {
+    if req.wants_metadata_only() {
+        json_response(200, &partial_metadata(&v))
+    } else if req.wants_table() {
         json_response(200, &table::table(r, std::slice::from_ref(&v), true, req, None, None))
     } else {
         json_response(200, &v)
@@ -947,6 +949,12 @@ async fn list(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource, ns: Option<
     let mut metadata = json!({"resourceVersion": rev.to_string()});
     if let Some(c) = cont {
         metadata["continue"] = json!(c);
+    }
+    if req.wants_metadata_only() {
+        let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+        return Ok(json_response(200, &json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items,
+        })));
     }
     Ok(json_response(200, &json!({
         "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": metadata, "items": items,

@@ -21,6 +21,7 @@ use crate::registry::Resource;
 struct Sink {
     tx: mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     table: Option<TableCtx>,
+    metadata_only: bool,
 }
 
 struct TableCtx {
@@ -39,6 +40,7 @@ impl Sink {
                 t.first = false;
                 v
             }
+            (None, "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK") if self.metadata_only => super::partial_metadata(&obj),
             _ => obj,
         };
         let mut line = json!({"type": kind, "object": obj}).to_string();
@@ -81,6 +83,7 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
     let accept_table = req.wants_table();
     let mut sink = Sink {
         tx,
+        metadata_only: req.wants_metadata_only(),
         table: accept_table.then(|| TableCtx {
             r,
             first: true,
