@@ -623,26 +623,20 @@ impl ApiServer {
         let patch: Value = serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let mode = field_validation(req)?;
+        // A patch that names a resourceVersion is a precondition; others are retried on conflict.
+        let pinned = req.body.windows(b"\"resourceVersion\"".len()).any(|w| w == b"\"resourceVersion\"");
         for attempt in 0..8 {
             let (current, kv) = self.get(r, ns, name).await?;
             let patched = apply_patch(patch_type, &current, &patch, r.kind)?;
             if !patched.is_object() {
                 return Err(ApiError::bad_request("the patch must produce a JSON object"));
             }
-            let pinned = patched["metadata"]["resourceVersion"].as_str().map(String::from);
-            if let Some(rv) = &pinned
-                && *rv != kv.mod_revision.to_string()
-            {
+            if pinned && patched["metadata"]["resourceVersion"].as_str() != Some(kv.mod_revision.to_string().as_str()) {
                 return Err(ApiError::conflict(r.group, r.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
             let (obj, _) = decode(r, &patched, mode)?;
             match self.write_update(req, r, ns, name, &current, &kv, obj, sub).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() && attempt < 7 => {
-                    let raw = patch.to_string();
-                    if raw.contains("\"resourceVersion\"") {
-                        return Err(e);
-                    }
-                }
+                Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned && attempt < 7 => {}
                 other => return other,
             }
         }

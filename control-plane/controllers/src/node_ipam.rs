@@ -1,0 +1,167 @@
+//! Node IPAM: gives each Node without `spec.podCIDR` the next free range of the cluster CIDR.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crate::Ipv4Cidr;
+use crate::common::{self, Backoffs};
+
+/// Why a node could not get a range.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    /// Every range of the cluster CIDR is in use.
+    #[error("no free /{mask} left in {cluster}")]
+    Exhausted {
+        /// The cluster CIDR.
+        cluster: Ipv4Cidr,
+        /// The per-node prefix length.
+        mask: u8,
+    },
+    /// The per-node prefix is shorter than the cluster prefix (or above 32).
+    #[error("node mask /{mask} does not fit in {cluster}")]
+    BadMask {
+        /// The cluster CIDR.
+        cluster: Ipv4Cidr,
+        /// The per-node prefix length.
+        mask: u8,
+    },
+    /// An API call failed.
+    #[error("set podCIDR of node {node}: {source}")]
+    Api {
+        /// The node.
+        node: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The first `/mask` range of `cluster` that overlaps none of `used`.
+///
+/// # Errors
+/// [`IpamError::Exhausted`] when all are taken, [`IpamError::BadMask`] for an impossible mask.
+pub fn allocate(cluster: Ipv4Cidr, mask: u8, used: &[Ipv4Cidr]) -> Result<Ipv4Cidr, IpamError> {
+    if mask < cluster.prefix || mask > 32 {
+        return Err(IpamError::BadMask { cluster, mask });
+    }
+    let count: u64 = 1 << (mask - cluster.prefix);
+    let step: u64 = 1 << (32 - mask);
+    for i in 0..count {
+        let Ok(addr) = u32::try_from(u64::from(cluster.first()) + i * step) else {
+            break;
+        };
+        let candidate = Ipv4Cidr::new(addr.into(), mask);
+        if !used.iter().any(|u| u.overlaps(&candidate)) {
+            return Ok(candidate);
+        }
+    }
+    Err(IpamError::Exhausted { cluster, mask })
+}
+
+fn node_cidrs(node: &Node) -> Vec<Ipv4Cidr> {
+    let spec = node.spec.as_ref();
+    spec.and_then(|s| {
+        s.pod_cidr
+            .iter()
+            .chain(s.pod_cidrs.iter().flatten())
+            .map(|c| c.parse().ok())
+            .collect::<Option<Vec<_>>>()
+    })
+    .unwrap_or_default()
+}
+
+struct Ctx {
+    client: Client,
+    nodes: Store<Node>,
+    cluster: Ipv4Cidr,
+    mask: u8,
+    /// Ranges handed out by us that the cache may not show yet: node name -> range.
+    pending: Mutex<HashMap<String, Ipv4Cidr>>,
+    backoffs: Backoffs,
+}
+
+async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, IpamError> {
+    let name = node.name_any();
+    let has = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_deref())
+        .is_some_and(|c| !c.is_empty());
+    if has {
+        return Ok(Action::await_change());
+    }
+    let mut used: Vec<Ipv4Cidr> = ctx
+        .nodes
+        .state()
+        .iter()
+        .flat_map(|n| node_cidrs(n))
+        .collect();
+    {
+        let mut pending = ctx
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let names: std::collections::HashSet<String> = ctx
+            .nodes
+            .state()
+            .iter()
+            .filter(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
+            .map(|n| n.name_any())
+            .collect();
+        pending.retain(|n, _| names.contains(n));
+        if pending.contains_key(&name) {
+            // Already assigned; the cache has not caught up yet.
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+        used.extend(pending.values().copied());
+    }
+    let cidr = allocate(ctx.cluster, ctx.mask, &used)?;
+    let patch = serde_json::json!({ "spec": { "podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()] } });
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if common::is_not_found(&e) => return Ok(Action::await_change()),
+        Err(source) => return Err(IpamError::Api { node: name, source }),
+    }
+    tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+    ctx.pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name.clone(), cidr);
+    ctx.backoffs.reset(&name);
+    Ok(Action::await_change())
+}
+
+fn error_policy(node: Arc<Node>, err: &IpamError, ctx: Arc<Ctx>) -> Action {
+    common::error_policy(node.as_ref(), err, &ctx.backoffs, "node-ipam")
+}
+
+/// Runs node IPAM until dropped.
+pub async fn run(client: Client, config: crate::Config) {
+    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(1));
+    let nodes = controller.store();
+    let ctx = Arc::new(Ctx {
+        client,
+        nodes,
+        cluster: config.cluster_cidr,
+        mask: config.node_cidr_mask_size,
+        pending: Mutex::new(HashMap::new()),
+        backoffs: Backoffs::default(),
+    });
+    common::drain("node-ipam", controller.run(reconcile, error_policy, ctx)).await;
+}
+
+#[cfg(test)]
+mod tests;
