@@ -121,13 +121,16 @@ pub(crate) fn now() -> String {
 }
 
 /// The object JSON as clients see it: the stored bytes with `resourceVersion` set.
-pub(crate) fn decorate(kv: &KeyValue) -> ApiResult<Value> {
-    decorate_at(kv, kv.mod_revision)
+pub(crate) fn decorate(r: &Resource, kv: &KeyValue) -> ApiResult<Value> {
+    decorate_at(r, kv, kv.mod_revision)
 }
 
-pub(crate) fn decorate_at(kv: &KeyValue, rv: i64) -> ApiResult<Value> {
+pub(crate) fn decorate_at(r: &Resource, kv: &KeyValue, rv: i64) -> ApiResult<Value> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    if let Some(convert) = r.from_storage {
+        v = convert(v);
+    }
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(rv.to_string()));
     }
@@ -135,8 +138,11 @@ pub(crate) fn decorate_at(kv: &KeyValue, rv: i64) -> ApiResult<Value> {
 }
 
 /// Bytes to store: everything but the derived `resourceVersion`.
-pub(crate) fn encode(obj: &Value) -> Bytes {
-    let mut v = obj.clone();
+pub(crate) fn encode(r: &Resource, obj: &Value) -> Bytes {
+    let mut v = match r.to_storage {
+        Some(convert) => convert(obj.clone()),
+        None => obj.clone(),
+    };
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
@@ -181,7 +187,7 @@ impl ApiServer {
         let mut ips = self.ips.lock().expect("allocator lock");
         let mut ports = self.ports.lock().expect("allocator lock");
         for kv in &all.kvs {
-            let svc = decorate(kv)?;
+            let svc = decorate(r, kv)?;
             if let Some(ip) = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
                 let _ = ips.allocate(ip);
             }

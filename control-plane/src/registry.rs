@@ -68,6 +68,13 @@ pub struct Resource {
     pub subresources: &'static [Subresource],
     /// Typed codec.
     pub canonical: CanonicalFn,
+    /// Store key segment when objects share storage with another resource (events.k8s.io
+    /// events live with core/v1 events, as upstream stores them once).
+    pub storage: Option<&'static str>,
+    /// Converts the stored form into this resource's form.
+    pub from_storage: Option<fn(Value) -> Value>,
+    /// Converts this resource's form into the stored form.
+    pub to_storage: Option<fn(Value) -> Value>,
 }
 
 impl Resource {
@@ -94,7 +101,9 @@ impl Resource {
     /// Store key prefix of every object of this resource.
     #[must_use]
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
+        if let Some(seg) = self.storage {
+            format!("/registry/{seg}/")
+        } else if self.group.is_empty() {
             format!("/registry/{}/", self.plural)
         } else {
             format!("/registry/{}.{}/", self.plural, self.group)
@@ -184,6 +193,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[Status, Finalize],
         canonical: canonical::<core::v1::Namespace>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -196,6 +208,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[Status],
         canonical: canonical::<core::v1::Node>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -208,6 +223,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &[Status, Binding],
         canonical: canonical::<core::v1::Pod>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -220,6 +238,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &[Status],
         canonical: canonical::<core::v1::Service>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -232,6 +253,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<core::v1::Endpoints>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -244,6 +268,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<core::v1::ServiceAccount>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -256,6 +283,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<core::v1::ConfigMap>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -268,6 +298,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<core::v1::Secret>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "",
@@ -280,6 +313,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<core::v1::Event>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "apps",
@@ -292,6 +328,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &[Status, Scale],
         canonical: canonical::<apps::v1::Deployment>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "apps",
@@ -304,6 +343,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"],
         subresources: &[Status, Scale],
         canonical: canonical::<apps::v1::ReplicaSet>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "discovery.k8s.io",
@@ -316,6 +358,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<discovery::v1::EndpointSlice>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
     Resource {
         group: "events.k8s.io",
@@ -328,6 +373,9 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<events::v1::Event>,
+        storage: Some("events"),
+        from_storage: Some(event_from_core),
+        to_storage: Some(event_to_core),
     },
     Resource {
         group: "coordination.k8s.io",
@@ -340,8 +388,42 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
         canonical: canonical::<coordination::v1::Lease>,
+        storage: None,
+        from_storage: None,
+        to_storage: None,
     },
 ];
+
+/// `events.k8s.io/v1` field name <-> `core/v1` field name (upstream's conversion).
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename_fields(mut v: Value, pairs: impl Iterator<Item = (&'static str, &'static str)>, api_version: &str) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        for (from, to) in pairs {
+            if let Some(x) = m.remove(from) {
+                m.insert(to.to_string(), x);
+            }
+        }
+        m.insert("apiVersion".into(), Value::String(api_version.into()));
+    }
+    v
+}
+
+fn event_from_core(v: Value) -> Value {
+    rename_fields(v, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)), "events.k8s.io/v1")
+}
+
+fn event_to_core(v: Value) -> Value {
+    rename_fields(v, EVENT_FIELDS.iter().copied(), "v1")
+}
 
 /// The group/versions served, in discovery order (core first).
 #[must_use]
@@ -402,6 +484,20 @@ mod tests {
         assert!((r.canonical)(&wrong_kind).is_err());
         let bad_type = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}});
         assert!((r.canonical)(&bad_type).is_err());
+    }
+
+    #[test]
+    fn events_share_storage_across_groups() {
+        let core = find("", "v1", "events").unwrap();
+        let new = find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(core.key_prefix(), new.key_prefix());
+        let e = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "note": "hi",
+            "regarding": {"kind": "Pod", "name": "p"}, "deprecatedCount": 2});
+        let stored = (new.to_storage.unwrap())(e.clone());
+        assert_eq!(stored["message"], "hi");
+        assert_eq!(stored["involvedObject"]["name"], "p");
+        assert_eq!(stored["apiVersion"], "v1");
+        assert_eq!((new.from_storage.unwrap())(stored), e);
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl ApiServer {
             .get(&r.key(ns, name))
             .await?
             .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
-        Ok((decorate(&kv)?, kv))
+        Ok((decorate(r, &kv)?, kv))
     }
 
     async fn check_namespace(&self, r: &Resource, ns: Option<&str>) -> ApiResult<()> {
@@ -262,7 +262,7 @@ impl ApiServer {
         match self.store.get(&ns_r.key(None, ns)).await? {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(kv) => {
-                let v = decorate(&kv)?;
+                let v = decorate(r, &kv)?;
                 if v["metadata"].get("deletionTimestamp").is_some_and(|d| !d.is_null()) {
                     Err(ApiError::forbidden(format!(
                         "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
@@ -351,9 +351,9 @@ impl ApiServer {
                 self.release(&allocated);
                 return Ok((obj, warnings));
             }
-            match self.store.create(&r.key(ns.as_deref(), &name), encode(&obj)).await {
+            match self.store.create(&r.key(ns.as_deref(), &name), encode(r, &obj)).await {
                 Ok(kv) => {
-                    let v = decorate(&kv)?;
+                    let v = decorate(r, &kv)?;
                     if r.kind == "Namespace" {
                         self.ensure_default_service_account(&name).await?;
                     }
@@ -381,7 +381,7 @@ impl ApiServer {
         }
         let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
             "name": "default", "namespace": ns, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now()}});
-        match self.store.create(&sa_r.key(Some(ns), "default"), encode(&obj)).await {
+        match self.store.create(&sa_r.key(Some(ns), "default"), encode(sa_r, &obj)).await {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -587,7 +587,7 @@ impl ApiServer {
         if deleting && finalizers_empty && !(r.kind == "Pod" && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0) {
             return match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(prev) => {
-                    self.on_removed(r, &decorate(&prev)?);
+                    self.on_removed(r, &decorate(r, &prev)?);
                     Ok(new)
                 }
                 Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(r.group, r.plural, name, "the object has been modified; please apply your changes to the latest version and try again")),
@@ -595,7 +595,7 @@ impl ApiServer {
                 Err(e) => Err(e.into()),
             };
         }
-        match self.store.update(&key, encode(&new), kv.mod_revision).await {
+        match self.store.update(&key, encode(r, &new), kv.mod_revision).await {
             Ok(kv) => {
                 if r.kind == "Service" {
                     // NodePorts the new spec no longer carries go back to the pool.
@@ -603,7 +603,7 @@ impl ApiServer {
                     let gone: Vec<Alloc> = Self::service_allocs(current).into_iter().filter(|a| !keep.contains(a)).collect();
                     self.release(&gone);
                 }
-                decorate(&kv)
+                decorate(r, &kv)
             }
             Err(e) => {
                 self.release(&allocated);
@@ -701,7 +701,7 @@ impl ApiServer {
             if req.dry_run() {
                 break;
             }
-            match self.store.update(&r.key(ns, name), encode(&new), kv.mod_revision).await {
+            match self.store.update(&r.key(ns, name), encode(r, &new), kv.mod_revision).await {
                 Ok(_) => break,
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -764,7 +764,7 @@ impl ApiServer {
                 }
                 match self.store.delete(&r.key(ns, name), Some(kv.mod_revision)).await {
                     Ok(prev) => {
-                        let v = decorate(&prev)?;
+                        let v = decorate(r, &prev)?;
                         self.on_removed(r, &v);
                         return Ok((200, v));
                     }
@@ -801,8 +801,8 @@ impl ApiServer {
             if opts.dry_run {
                 return Ok((202, new));
             }
-            match self.store.update(&r.key(ns, name), encode(&new), kv.mod_revision).await {
-                Ok(kv) => return Ok((if grace > 0 || !finalizers.is_empty() || namespace_wait { 202 } else { 200 }, decorate(&kv)?)),
+            match self.store.update(&r.key(ns, name), encode(r, &new), kv.mod_revision).await {
+                Ok(kv) => return Ok((if grace > 0 || !finalizers.is_empty() || namespace_wait { 202 } else { 200 }, decorate(r, &kv)?)),
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -917,7 +917,7 @@ pub(super) async fn list_objects(srv: &ApiServer, req: &Req, r: &Resource, ns: O
         rev = Some(res.revision);
         let n = res.kvs.len();
         for (i, kv) in res.kvs.iter().enumerate() {
-            let v = super::decorate(kv)?;
+            let v = super::decorate(r, kv)?;
             if sel.matches(&v) {
                 items.push(v);
             }
@@ -962,7 +962,7 @@ async fn delete_collection(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource
     let all = srv.store.range(&prefix, None, None, None).await?;
     let mut deleted = Vec::new();
     for kv in &all.kvs {
-        let v = decorate(kv)?;
+        let v = decorate(r, kv)?;
         if !sel.matches(&v) {
             continue;
         }

@@ -104,7 +104,7 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
             Err(e) => return Err(e.into()),
         };
         for kv in &res.kvs {
-            let v = decorate(kv)?;
+            let v = decorate(r, kv)?;
             if sel.matches(&v) {
                 initial.push(v);
             }
@@ -159,7 +159,7 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
                         }
                         Some(Ok(event)) => {
                             last_rv = event.revision();
-                            match translate(&event, &sel) {
+                            match translate(r, &event, &sel) {
                                 Ok(Some((kind, obj))) => sink.send(kind, obj).await,
                                 Ok(None) => true,
                                 Err(e) => {
@@ -184,12 +184,12 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
 }
 
 /// A store event as the watch event a client with these selectors should see, if any.
-fn translate(event: &Event, sel: &Selectors) -> ApiResult<Option<(&'static str, Value)>> {
+fn translate(r: &Resource, event: &Event, sel: &Selectors) -> ApiResult<Option<(&'static str, Value)>> {
     Ok(match event {
         Event::Put { kv, prev } => {
-            let now = decorate(kv)?;
+            let now = decorate(r, kv)?;
             let was = match prev {
-                Some(p) => sel.matches(&decorate(p)?),
+                Some(p) => sel.matches(&decorate(r, p)?),
                 None => false,
             };
             match (was, sel.matches(&now)) {
@@ -200,7 +200,7 @@ fn translate(event: &Event, sel: &Selectors) -> ApiResult<Option<(&'static str, 
             }
         }
         Event::Delete { prev, revision } => {
-            let obj = decorate_at(prev, *revision)?;
+            let obj = decorate_at(r, prev, *revision)?;
             sel.matches(&obj).then_some(("DELETED", obj))
         }
     })
