@@ -88,7 +88,10 @@ pub(crate) struct Req {
 
 impl Req {
     fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     fn wants_table(&self) -> bool {
@@ -188,7 +191,10 @@ impl ApiServer {
         let mut ports = self.ports.lock().expect("allocator lock");
         for kv in &all.kvs {
             let svc = decorate(r, kv)?;
-            if let Some(ip) = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
+            if let Some(ip) = svc["spec"]["clusterIP"]
+                .as_str()
+                .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            {
                 let _ = ips.allocate(ip);
             }
             for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
@@ -204,12 +210,18 @@ impl ApiServer {
         let ns_r = registry::find("", "v1", "namespaces").expect("served");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if self.store.get(&ns_r.key(None, ns)).await?.is_none() {
-                let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                let body =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
                 self.create_internal(ns_r, None, body).await?;
             }
         }
         let svc_r = registry::find("", "v1", "services").expect("served");
-        if self.store.get(&svc_r.key(Some("default"), "kubernetes")).await?.is_none() {
+        if self
+            .store
+            .get(&svc_r.key(Some("default"), "kubernetes"))
+            .await?
+            .is_none()
+        {
             let ip = self.config.service_cidr.first().to_string();
             let body = json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "kubernetes", "namespace": "default",
@@ -219,7 +231,12 @@ impl ApiServer {
             self.create_internal(svc_r, Some("default"), body).await?;
         }
         let ep_r = registry::find("", "v1", "endpoints").expect("served");
-        if self.store.get(&ep_r.key(Some("default"), "kubernetes")).await?.is_none() {
+        if self
+            .store
+            .get(&ep_r.key(Some("default"), "kubernetes"))
+            .await?
+            .is_none()
+        {
             let body = json!({"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "kubernetes", "namespace": "default"},
                 "subsets": [{"addresses": [{"ip": self.config.advertise.ip().to_string()}],
@@ -229,7 +246,12 @@ impl ApiServer {
         Ok(())
     }
 
-    async fn create_internal(self: &Arc<Self>, r: &'static Resource, ns: Option<&str>, body: Value) -> ApiResult<Value> {
+    async fn create_internal(
+        self: &Arc<Self>,
+        r: &'static Resource,
+        ns: Option<&str>,
+        body: Value,
+    ) -> ApiResult<Value> {
         let req = Req {
             method: Method::POST,
             path: String::new(),
@@ -305,13 +327,20 @@ async fn route(srv: &Arc<ApiServer>, req: &Req) -> ApiResult<Response> {
         ["healthz" | "livez" | "readyz", ..] => {
             return Ok((axum::http::StatusCode::OK, "ok").into_response());
         }
-        ["api"] => return Ok(json_response(200, &discovery::api_versions(srv.config.advertise))),
+        ["api"] => {
+            return Ok(json_response(
+                200,
+                &discovery::api_versions(srv.config.advertise),
+            ));
+        }
         ["apis"] => return Ok(json_response(200, &discovery::api_group_list())),
         ["api", v] => return discovery::resource_list("", v).map(|v| json_response(200, &v)),
         ["apis", g] => return discovery::api_group(g).map(|v| json_response(200, &v)),
         ["apis", g, v] => return discovery::resource_list(g, v).map(|v| json_response(200, &v)),
         ["openapi", "v3"] => return Ok(json_response(200, &discovery::openapi_index())),
-        ["openapi", "v3", rest @ ..] => return discovery::openapi_doc(&rest.join("/")).map(|v| json_response(200, &v)),
+        ["openapi", "v3", rest @ ..] => {
+            return discovery::openapi_doc(&rest.join("/")).map(|v| json_response(200, &v));
+        }
         ["sluice", "compact"] if req.method == Method::POST => {
             let rev = srv.store.current_revision().await?;
             srv.compact(rev).await?;
@@ -336,28 +365,40 @@ async fn route(srv: &Arc<ApiServer>, req: &Req) -> ApiResult<Response> {
 fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let find = |plural: &str| registry::find(group, version, plural);
     let sub = |s: &str| -> Option<Option<Subresource>> {
-        [Subresource::Status, Subresource::Scale, Subresource::Binding, Subresource::Finalize]
-            .into_iter()
-            .find(|x| x.name() == s)
-            .map(Some)
+        [
+            Subresource::Status,
+            Subresource::Scale,
+            Subresource::Binding,
+            Subresource::Finalize,
+        ]
+        .into_iter()
+        .find(|x| x.name() == s)
+        .map(Some)
     };
-    let obj = |r: &'static Resource, ns: Option<&str>, name: &str, s: Option<&str>| -> Option<Target> {
-        let sub = match s {
-            None => None,
-            Some(s) => {
-                let x = sub(s)??;
-                if !r.has(x) {
-                    return None;
+    let obj =
+        |r: &'static Resource, ns: Option<&str>, name: &str, s: Option<&str>| -> Option<Target> {
+            let sub = match s {
+                None => None,
+                Some(s) => {
+                    let x = sub(s)??;
+                    if !r.has(x) {
+                        return None;
+                    }
+                    Some(x)
                 }
-                Some(x)
-            }
+            };
+            Some(Target::Object {
+                r,
+                ns: ns.map(String::from),
+                name: name.to_string(),
+                sub,
+            })
         };
-        Some(Target::Object { r, ns: ns.map(String::from), name: name.to_string(), sub })
-    };
     match rest {
         ["namespaces", ns, plural, tail @ ..] if group.is_empty() || find(plural).is_some() => {
             // `/api/v1/namespaces/{name}/{status|finalize}` is the namespace itself.
-            if group.is_empty() && tail.is_empty() && (*plural == "status" || *plural == "finalize") {
+            if group.is_empty() && tail.is_empty() && (*plural == "status" || *plural == "finalize")
+            {
                 let r = find("namespaces")?;
                 return obj(r, None, ns, Some(plural));
             }
@@ -366,13 +407,19 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
                 return None;
             }
             match tail {
-                [] => Some(Target::Collection { r, ns: Some((*ns).to_string()) }),
+                [] => Some(Target::Collection {
+                    r,
+                    ns: Some((*ns).to_string()),
+                }),
                 [name] => obj(r, Some(ns), name, None),
                 [name, s] => obj(r, Some(ns), name, Some(s)),
                 _ => None,
             }
         }
-        [plural] => Some(Target::Collection { r: find(plural)?, ns: None }),
+        [plural] => Some(Target::Collection {
+            r: find(plural)?,
+            ns: None,
+        }),
         [plural, name] => {
             let r = find(plural)?;
             if r.namespaced {
@@ -397,23 +444,48 @@ mod tests {
 
     fn t(g: &str, v: &str, p: &str) -> String {
         let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-        format!("{:?}", parse_target(g, v, &segs).map(|t| match t {
-            Target::Collection { r, ns } => format!("C {} {ns:?}", r.plural),
-            Target::Object { r, ns, name, sub } => format!("O {} {ns:?} {name} {sub:?}", r.plural),
-        }))
+        format!(
+            "{:?}",
+            parse_target(g, v, &segs).map(|t| match t {
+                Target::Collection { r, ns } => format!("C {} {ns:?}", r.plural),
+                Target::Object { r, ns, name, sub } =>
+                    format!("O {} {ns:?} {name} {sub:?}", r.plural),
+            })
+        )
     }
 
     #[test]
     fn url_shapes() {
         assert_eq!(t("", "v1", "pods"), "Some(\"C pods None\")");
-        assert_eq!(t("", "v1", "namespaces/default/pods"), "Some(\"C pods Some(\\\"default\\\")\")");
-        assert_eq!(t("", "v1", "namespaces/default/pods/a/status"), "Some(\"O pods Some(\\\"default\\\") a Some(Status)\")");
-        assert_eq!(t("", "v1", "namespaces/default/pods/a/binding"), "Some(\"O pods Some(\\\"default\\\") a Some(Binding)\")");
-        assert_eq!(t("", "v1", "namespaces/default"), "Some(\"O namespaces None default None\")");
-        assert_eq!(t("", "v1", "namespaces/default/finalize"), "Some(\"O namespaces None default Some(Finalize)\")");
+        assert_eq!(
+            t("", "v1", "namespaces/default/pods"),
+            "Some(\"C pods Some(\\\"default\\\")\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/default/pods/a/status"),
+            "Some(\"O pods Some(\\\"default\\\") a Some(Status)\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/default/pods/a/binding"),
+            "Some(\"O pods Some(\\\"default\\\") a Some(Binding)\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/default"),
+            "Some(\"O namespaces None default None\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/default/finalize"),
+            "Some(\"O namespaces None default Some(Finalize)\")"
+        );
         assert_eq!(t("", "v1", "namespaces"), "Some(\"C namespaces None\")");
-        assert_eq!(t("", "v1", "nodes/n1/status"), "Some(\"O nodes None n1 Some(Status)\")");
-        assert_eq!(t("apps", "v1", "namespaces/x/deployments/d/scale"), "Some(\"O deployments Some(\\\"x\\\") d Some(Scale)\")");
+        assert_eq!(
+            t("", "v1", "nodes/n1/status"),
+            "Some(\"O nodes None n1 Some(Status)\")"
+        );
+        assert_eq!(
+            t("apps", "v1", "namespaces/x/deployments/d/scale"),
+            "Some(\"O deployments Some(\\\"x\\\") d Some(Scale)\")"
+        );
         assert_eq!(t("", "v1", "namespaces/x/pods/a/scale"), "None");
         assert_eq!(t("", "v1", "namespaces/x/nodes"), "None");
         assert_eq!(t("", "v1", "pods/a"), "None");

@@ -69,19 +69,25 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let api = apiserver::Config {
-        service_cidr: cli.service_cidr.parse().map_err(anyhow::Error::msg).context("--service-cidr")?,
+        service_cidr: cli
+            .service_cidr
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("--service-cidr")?,
         node_port_range: parse_range(&cli.service_node_port_range)?,
         advertise: cli.listen,
         min_request_timeout: Duration::from_secs(cli.min_request_timeout_seconds.max(1)),
         bookmark_interval: Duration::from_secs(cli.bookmark_interval_seconds.max(1)),
     };
-    let controllers = (!cli.no_controllers).then(|| -> anyhow::Result<_> {
-        Ok(sluice_controllers::Config {
-            cluster_cidr: cli.cluster_cidr.parse().context("--cluster-cidr")?,
-            node_cidr_mask_size: cli.node_cidr_mask_size,
-            ..sluice_controllers::Config::default()
+    let controllers = (!cli.no_controllers)
+        .then(|| -> anyhow::Result<_> {
+            Ok(sluice_controllers::Config {
+                cluster_cidr: cli.cluster_cidr.parse().context("--cluster-cidr")?,
+                node_cidr_mask_size: cli.node_cidr_mask_size,
+                ..sluice_controllers::Config::default()
+            })
         })
-    }).transpose()?;
+        .transpose()?;
     let running = server::start(Options {
         data_dir: cli.data_dir,
         listen: cli.listen,
@@ -92,7 +98,11 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     if let Some(k) = &cli.kubeconfig_out {
-        eprintln!("sluice control plane serving on http://{}; export KUBECONFIG={}", running.addr, std::path::absolute(k)?.display());
+        eprintln!(
+            "sluice control plane serving on http://{}; export KUBECONFIG={}",
+            running.addr,
+            std::path::absolute(k)?.display()
+        );
     }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");

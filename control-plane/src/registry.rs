@@ -405,7 +405,11 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
     ("deprecatedCount", "count"),
 ];
 
-fn rename_fields(mut v: Value, pairs: impl Iterator<Item = (&'static str, &'static str)>, api_version: &str) -> Value {
+fn rename_fields(
+    mut v: Value,
+    pairs: impl Iterator<Item = (&'static str, &'static str)>,
+    api_version: &str,
+) -> Value {
     if let Some(m) = v.as_object_mut() {
         for (from, to) in pairs {
             if let Some(x) = m.remove(from) {
@@ -418,7 +422,11 @@ fn rename_fields(mut v: Value, pairs: impl Iterator<Item = (&'static str, &'stat
 }
 
 fn event_from_core(v: Value) -> Value {
-    rename_fields(v, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)), "events.k8s.io/v1")
+    rename_fields(
+        v,
+        EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)),
+        "events.k8s.io/v1",
+    )
 }
 
 fn event_to_core(v: Value) -> Value {
@@ -448,7 +456,9 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 /// Look a resource up by its kind within a group.
 #[must_use]
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 #[cfg(test)]

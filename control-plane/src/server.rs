@@ -76,23 +76,33 @@ impl Running {
 
 /// Start everything; returns once the API is accepting connections.
 pub async fn start(opts: Options) -> Result<Running, Error> {
-    let store: Arc<dyn Store> = Arc::new(Embedded::open(&opts.data_dir).map_err(|source| Error::Store {
-        dir: opts.data_dir.display().to_string(),
-        source,
-    })?);
+    let store: Arc<dyn Store> =
+        Arc::new(
+            Embedded::open(&opts.data_dir).map_err(|source| Error::Store {
+                dir: opts.data_dir.display().to_string(),
+                source,
+            })?,
+        );
     start_with_store(opts, store).await
 }
 
 /// Start over a given store (tests use this with other backends).
 pub async fn start_with_store(opts: Options, store: Arc<dyn Store>) -> Result<Running, Error> {
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| Error::Io {
-        context: format!("binding {}", opts.listen),
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding {}", opts.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "local address".into(),
         source,
     })?;
-    let addr = listener.local_addr().map_err(|source| Error::Io { context: "local address".into(), source })?;
     let mut api = opts.api.clone();
     api.advertise = addr;
-    let server = ApiServer::new(store, api).await.map_err(|e| Error::Bootstrap(e.message))?;
+    let server = ApiServer::new(store, api)
+        .await
+        .map_err(|e| Error::Bootstrap(e.message))?;
     let mut tasks = Vec::new();
     let router = server.clone().router();
     tasks.push(tokio::spawn(async move {
@@ -100,7 +110,9 @@ pub async fn start_with_store(opts: Options, store: Arc<dyn Store>) -> Result<Ru
             tracing::error!(error = %e, "API server stopped");
         }
     }));
-    tasks.push(tokio::spawn(server.clone().run_compactor(opts.compaction_interval)));
+    tasks.push(tokio::spawn(
+        server.clone().run_compactor(opts.compaction_interval),
+    ));
     let url = format!("http://{addr}");
     if let Some(path) = &opts.kubeconfig_out {
         crate::kubeconfig::write(path, &url).map_err(|source| Error::Io {
@@ -109,8 +121,11 @@ pub async fn start_with_store(opts: Options, store: Arc<dyn Store>) -> Result<Ru
         })?;
     }
     if let Some(cfg) = opts.controllers.clone() {
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
-        let client = kube::Client::try_from(kube::Config::new(uri)).map_err(|e| Error::Client(e.to_string()))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
+        let client = kube::Client::try_from(kube::Config::new(uri))
+            .map_err(|e| Error::Client(e.to_string()))?;
         tasks.push(tokio::spawn(async move {
             if let Err(e) = sluice_controllers::run(client, cfg).await {
                 tracing::error!(error = %e, "controllers stopped");
@@ -118,5 +133,9 @@ pub async fn start_with_store(opts: Options, store: Arc<dyn Store>) -> Result<Ru
         }));
     }
     tracing::info!(%addr, "API server listening");
-    Ok(Running { addr, server, tasks })
+    Ok(Running {
+        addr,
+        server,
+        tasks,
+    })
 }

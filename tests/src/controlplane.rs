@@ -61,20 +61,38 @@ impl ControlPlane {
         let addr = self.addr.clone();
         let started = std::time::Instant::now();
         loop {
-            let r = tokio::time::timeout(Duration::from_secs(2), crate::http::try_request(&addr, "GET", "/readyz", "text/plain", b"")).await;
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                crate::http::try_request(&addr, "GET", "/readyz", "text/plain", b""),
+            )
+            .await;
             if let Ok(Ok(reply)) = r
                 && reply.code == 200
             {
                 break;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("control plane exited early ({status}); log:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "control plane exited early ({status}); log:\n{}",
+                    self.log()
+                );
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "control plane did not become ready; log:\n{}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "control plane did not become ready; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The kubeconfig is written after the socket is bound.
-        crate::wait_for("kubeconfig", Duration::from_secs(10), || async { self.kubeconfig().exists().then_some(()) }).await;
+        crate::wait_for("kubeconfig", Duration::from_secs(10), || async {
+            self.kubeconfig().exists().then_some(())
+        })
+        .await;
     }
 
     /// Kill -9 and start again on the same data dir and port.
@@ -167,7 +185,12 @@ impl ControlPlane {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kubectl");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write manifest");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write manifest");
         child.wait_with_output().expect("kubectl output")
     }
 
@@ -178,7 +201,13 @@ impl ControlPlane {
     }
 
     /// A raw HTTP request.
-    pub async fn http(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> crate::http::Reply {
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> crate::http::Reply {
         crate::http::request(&self.addr, method, path, content_type, body).await
     }
 }

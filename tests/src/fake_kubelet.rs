@@ -28,7 +28,10 @@ pub async fn start(client: kube::Client, node: &str) -> FakeKubelet {
         "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
     }))
     .expect("node json");
-    nodes.create(&PostParams::default(), &n).await.expect("register node");
+    nodes
+        .create(&PostParams::default(), &n)
+        .await
+        .expect("register node");
     let status = json!({"status": {
         "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
         "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
@@ -47,21 +50,30 @@ pub async fn start(client: kube::Client, node: &str) -> FakeKubelet {
         let pods: Api<Pod> = Api::all(client.clone());
         let mut ips: BTreeMap<String, String> = BTreeMap::new();
         loop {
-            if let Ok(list) = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await {
+            if let Ok(list) = pods
+                .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await
+            {
                 for p in list.items {
                     let ns = p.metadata.namespace.clone().unwrap_or_default();
                     let name = p.metadata.name.clone().unwrap_or_default();
                     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
                     if p.metadata.deletion_timestamp.is_some() {
-                        let _ = api.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                        let _ = api
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
                         continue;
                     }
-                    let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
                     if running {
                         continue;
                     }
                     let next = ips.len() + 2;
-                    let ip = ips.entry(format!("{ns}/{name}")).or_insert_with(|| format!("10.244.0.{}", next % 250 + 2)).clone();
+                    let ip = ips
+                        .entry(format!("{ns}/{name}"))
+                        .or_insert_with(|| format!("10.244.0.{}", next % 250 + 2))
+                        .clone();
                     let statuses: Vec<_> = p.spec.as_ref().map(|s| s.containers.iter().map(|c| json!({
                         "name": c.name, "image": c.image, "imageID": "", "ready": true, "started": true, "restartCount": 0,
                         "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})).collect()).unwrap_or_default();
@@ -70,7 +82,9 @@ pub async fn start(client: kube::Client, node: &str) -> FakeKubelet {
                         "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"},
                             {"type": "Initialized", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
                         "containerStatuses": statuses}});
-                    let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&st)).await;
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&st))
+                        .await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(150)).await;

@@ -24,14 +24,26 @@ impl Reply {
 }
 
 /// Send one request with `Connection: close` and read the whole response.
-pub async fn request(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Reply {
     try_request(addr, method, path, content_type, body)
         .await
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
 /// Like [`request`], but an I/O failure is an error instead of a panic.
-pub async fn try_request(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<Reply> {
+pub async fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect(addr).await?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -53,9 +65,19 @@ pub async fn try_request(addr: &str, method: &str, path: &str, content_type: &st
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Ok(Reply { code, headers, body })
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(Reply {
+        code,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut s: &str) -> String {

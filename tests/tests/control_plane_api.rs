@@ -15,17 +15,25 @@ use sluice_tests::wait_for;
 const CM: &str = "/api/v1/namespaces/default/configmaps";
 
 fn cm(name: &str) -> Vec<u8> {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}}).to_string().into_bytes()
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+        .to_string()
+        .into_bytes()
 }
 
 fn status_of(reply: &sluice_tests::http::Reply) -> (u16, String, String) {
     let v = reply.json();
     assert_eq!(v["kind"], "Status", "{v}");
-    (reply.code, v["reason"].as_str().unwrap_or_default().to_string(), v["message"].as_str().unwrap_or_default().to_string())
+    (
+        reply.code,
+        v["reason"].as_str().unwrap_or_default().to_string(),
+        v["message"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 async fn count_configmaps(cp: &ControlPlane) -> usize {
-    cp.http("GET", CM, "application/json", b"").await.json()["items"].as_array().map_or(0, Vec::len)
+    cp.http("GET", CM, "application/json", b"").await.json()["items"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,107 +42,267 @@ async fn bad_input_gets_status_errors_and_writes_nothing() {
     let before = count_configmaps(&cp).await;
 
     // Malformed JSON: 400.
-    let r = cp.http("POST", CM, "application/json", b"{\"apiVersion\": \"v1\", \"kind\": ").await;
+    let r = cp
+        .http(
+            "POST",
+            CM,
+            "application/json",
+            b"{\"apiVersion\": \"v1\", \"kind\": ",
+        )
+        .await;
     assert_eq!(status_of(&r).0, 400);
     assert_eq!(status_of(&r).1, "BadRequest");
 
     // Wrong kind for the URL: 400.
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}).to_string();
-    let (code, reason, msg) = status_of(&cp.http("POST", CM, "application/json", svc.as_bytes()).await);
+    let (code, reason, msg) = status_of(
+        &cp.http("POST", CM, "application/json", svc.as_bytes())
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (400, "BadRequest"), "{msg}");
 
     // Wrong type for a field: 400.
     let bad_type = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": 5}}).to_string();
-    assert_eq!(status_of(&cp.http("POST", CM, "application/json", bad_type.as_bytes()).await).0, 400);
+    assert_eq!(
+        status_of(
+            &cp.http("POST", CM, "application/json", bad_type.as_bytes())
+                .await
+        )
+        .0,
+        400
+    );
 
     // Invalid name: 422 with a field cause.
-    let r = cp.http("POST", CM, "application/json", &cm("Not_Valid")).await;
+    let r = cp
+        .http("POST", CM, "application/json", &cm("Not_Valid"))
+        .await;
     let v = r.json();
     assert_eq!(r.code, 422, "{v}");
     assert_eq!(v["reason"], "Invalid");
     assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
 
     // Unknown field under strict validation: 400 naming the field; under Warn: a warning header.
-    let unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "dataa": {}}).to_string();
-    let (code, _, msg) = status_of(&cp.http("POST", &format!("{CM}?fieldValidation=Strict"), "application/json", unknown.as_bytes()).await);
+    let unknown =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "dataa": {}})
+            .to_string();
+    let (code, _, msg) = status_of(
+        &cp.http(
+            "POST",
+            &format!("{CM}?fieldValidation=Strict"),
+            "application/json",
+            unknown.as_bytes(),
+        )
+        .await,
+    );
     assert_eq!(code, 400);
     assert!(msg.contains("unknown field \"dataa\""), "{msg}");
 
     // Missing namespace: 404.
-    let r = cp.http("POST", "/api/v1/namespaces/nope/configmaps", "application/json", &cm("a")).await;
+    let r = cp
+        .http(
+            "POST",
+            "/api/v1/namespaces/nope/configmaps",
+            "application/json",
+            &cm("a"),
+        )
+        .await;
     assert_eq!(status_of(&r).0, 404);
 
     // Nothing was written by any of the above.
     assert_eq!(count_configmaps(&cp).await, before);
 
     // A good create, then AlreadyExists.
-    assert_eq!(cp.http("POST", CM, "application/json", &cm("good")).await.code, 201);
+    assert_eq!(
+        cp.http("POST", CM, "application/json", &cm("good"))
+            .await
+            .code,
+        201
+    );
     let (code, reason, _) = status_of(&cp.http("POST", CM, "application/json", &cm("good")).await);
     assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
 
     // Stale resourceVersion: 409 Conflict, object unchanged.
-    let current = cp.http("GET", &format!("{CM}/good"), "application/json", b"").await.json();
+    let current = cp
+        .http("GET", &format!("{CM}/good"), "application/json", b"")
+        .await
+        .json();
     let mut stale = current.clone();
     stale["data"]["k"] = json!("first");
-    assert_eq!(cp.http("PUT", &format!("{CM}/good"), "application/json", stale.to_string().as_bytes()).await.code, 200);
+    assert_eq!(
+        cp.http(
+            "PUT",
+            &format!("{CM}/good"),
+            "application/json",
+            stale.to_string().as_bytes()
+        )
+        .await
+        .code,
+        200
+    );
     let mut second = current.clone();
     second["data"]["k"] = json!("second");
-    let (code, reason, _) = status_of(&cp.http("PUT", &format!("{CM}/good"), "application/json", second.to_string().as_bytes()).await);
+    let (code, reason, _) = status_of(
+        &cp.http(
+            "PUT",
+            &format!("{CM}/good"),
+            "application/json",
+            second.to_string().as_bytes(),
+        )
+        .await,
+    );
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    let now = cp.http("GET", &format!("{CM}/good"), "application/json", b"").await.json();
+    let now = cp
+        .http("GET", &format!("{CM}/good"), "application/json", b"")
+        .await
+        .json();
     assert_eq!(now["data"]["k"], "first");
 
     // Unsupported patch type: 415. Bad JSON patch: 422, nothing changed.
-    let r = cp.http("PATCH", &format!("{CM}/good"), "application/apply-patch+cbor", b"{}").await;
+    let r = cp
+        .http(
+            "PATCH",
+            &format!("{CM}/good"),
+            "application/apply-patch+cbor",
+            b"{}",
+        )
+        .await;
     assert_eq!(status_of(&r).0, 415);
-    let r = cp.http("PATCH", &format!("{CM}/good"), "application/json-patch+json", br#"[{"op":"replace","path":"/nope/x","value":1}]"#).await;
+    let r = cp
+        .http(
+            "PATCH",
+            &format!("{CM}/good"),
+            "application/json-patch+json",
+            br#"[{"op":"replace","path":"/nope/x","value":1}]"#,
+        )
+        .await;
     assert_eq!(status_of(&r).0, 422);
-    assert_eq!(cp.http("GET", &format!("{CM}/good"), "application/json", b"").await.json()["data"]["k"], "first");
+    assert_eq!(
+        cp.http("GET", &format!("{CM}/good"), "application/json", b"")
+            .await
+            .json()["data"]["k"],
+        "first"
+    );
 
     // Not found, with the resource named.
-    let (code, reason, msg) = status_of(&cp.http("GET", &format!("{CM}/missing"), "application/json", b"").await);
+    let (code, reason, msg) = status_of(
+        &cp.http("GET", &format!("{CM}/missing"), "application/json", b"")
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (404, "NotFound"));
     assert_eq!(msg, "configmaps \"missing\" not found");
     // An unknown resource path.
-    assert_eq!(cp.http("GET", "/api/v1/widgets", "application/json", b"").await.code, 404);
+    assert_eq!(
+        cp.http("GET", "/api/v1/widgets", "application/json", b"")
+            .await
+            .code,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_replays_from_a_version_and_expires_after_compaction() {
     let cp = ControlPlane::start(&["--no-controllers"]).await;
-    let created = cp.http("POST", CM, "application/json", &cm("w1")).await.json();
-    let rv1: i64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let created = cp
+        .http("POST", CM, "application/json", &cm("w1"))
+        .await
+        .json();
+    let rv1: i64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     cp.http("POST", CM, "application/json", &cm("w2")).await;
-    cp.http("DELETE", &format!("{CM}/w1"), "application/json", b"").await;
+    cp.http("DELETE", &format!("{CM}/w1"), "application/json", b"")
+        .await;
 
     // From rv1: w2 ADDED, w1 DELETED; the stream closes at timeoutSeconds.
-    let r = cp.http("GET", &format!("{CM}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"), "application/json", b"").await;
-    let events: Vec<Value> = r.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let r = cp
+        .http(
+            "GET",
+            &format!("{CM}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"),
+            "application/json",
+            b"",
+        )
+        .await;
+    let events: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let kinds: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().to_string(), e["object"]["metadata"]["name"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, [("ADDED".to_string(), "w2".to_string()), ("DELETED".to_string(), "w1".to_string())]);
+    assert_eq!(
+        kinds,
+        [
+            ("ADDED".to_string(), "w2".to_string()),
+            ("DELETED".to_string(), "w1".to_string())
+        ]
+    );
 
     // Paging with limit/continue sees a consistent snapshot.
     for i in 0..5 {
-        cp.http("POST", CM, "application/json", &cm(&format!("p{i}"))).await;
+        cp.http("POST", CM, "application/json", &cm(&format!("p{i}")))
+            .await;
     }
-    let page1 = cp.http("GET", &format!("{CM}?limit=2"), "application/json", b"").await.json();
+    let page1 = cp
+        .http("GET", &format!("{CM}?limit=2"), "application/json", b"")
+        .await
+        .json();
     assert_eq!(page1["items"].as_array().unwrap().len(), 2);
     let token = page1["metadata"]["continue"].as_str().unwrap().to_string();
-    let mut names: Vec<String> = page1["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().into()).collect();
+    let mut names: Vec<String> = page1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().into())
+        .collect();
     let mut tok = Some(token);
     while let Some(t) = tok {
-        let page = cp.http("GET", &format!("{CM}?limit=2&continue={t}"), "application/json", b"").await.json();
-        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        let page = cp
+            .http(
+                "GET",
+                &format!("{CM}?limit=2&continue={t}"),
+                "application/json",
+                b"",
+            )
+            .await
+            .json();
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         tok = page["metadata"]["continue"].as_str().map(String::from);
     }
     assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "w2"]);
 
     // Compact: a watch from rv1 is now too old: an in-stream ERROR with a 410 Expired Status.
-    assert_eq!(cp.http("POST", "/sluice/compact", "application/json", b"").await.code, 200);
-    let r = cp.http("GET", &format!("{CM}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"), "application/json", b"").await;
+    assert_eq!(
+        cp.http("POST", "/sluice/compact", "application/json", b"")
+            .await
+            .code,
+        200
+    );
+    let r = cp
+        .http(
+            "GET",
+            &format!("{CM}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"),
+            "application/json",
+            b"",
+        )
+        .await;
     assert_eq!(r.code, 200);
     let ev: Value = serde_json::from_str(r.body.lines().next().expect("an event")).unwrap();
     assert_eq!(ev["type"], "ERROR");
@@ -149,14 +317,20 @@ async fn kube_rs_watcher_lists_watches_and_relists_after_compaction() {
     let client = cp.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let mk = |name: &str| -> ConfigMap { serde_json::from_slice(&cm(name)).unwrap() };
-    api.create(&PostParams::default(), &mk("before")).await.unwrap();
+    api.create(&PostParams::default(), &mk("before"))
+        .await
+        .unwrap();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let w = tokio::spawn({
         let api = api.clone();
         async move {
             // No bookmarks: the watcher's version only moves with events on configmaps.
-            let cfg = watcher::Config { bookmarks: false, timeout: Some(1), ..watcher::Config::default() };
+            let cfg = watcher::Config {
+                bookmarks: false,
+                timeout: Some(1),
+                ..watcher::Config::default()
+            };
             let mut s = watcher(api, cfg).boxed();
             while let Some(ev) = s.next().await {
                 let _ = tx.send(ev.map_err(|e| e.to_string()));
@@ -165,7 +339,10 @@ async fn kube_rs_watcher_lists_watches_and_relists_after_compaction() {
     });
     let mut seen = Vec::new();
     let mut next = async || -> String {
-        let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("watcher event in time").expect("stream open");
+        let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("watcher event in time")
+            .expect("stream open");
         match ev {
             Ok(watcher::Event::Init) => "init".into(),
             Ok(watcher::Event::InitApply(o)) => format!("initapply:{}", o.metadata.name.unwrap()),
@@ -181,7 +358,9 @@ async fn kube_rs_watcher_lists_watches_and_relists_after_compaction() {
     }
     assert!(seen.contains(&"initapply:before".to_string()), "{seen:?}");
     // A live event.
-    api.create(&PostParams::default(), &mk("live")).await.unwrap();
+    api.create(&PostParams::default(), &mk("live"))
+        .await
+        .unwrap();
     loop {
         let e = next().await;
         if e == "apply:live" {
@@ -191,10 +370,16 @@ async fn kube_rs_watcher_lists_watches_and_relists_after_compaction() {
     // Writes elsewhere move the store's revision; compaction leaves the watcher's version behind.
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for i in 0..3 {
-        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({"metadata": {"name": format!("churn-{i}")}})).unwrap();
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": format!("churn-{i}")}})).unwrap();
         ns_api.create(&PostParams::default(), &ns).await.unwrap();
     }
-    assert_eq!(cp.http("POST", "/sluice/compact", "application/json", b"").await.code, 200);
+    assert_eq!(
+        cp.http("POST", "/sluice/compact", "application/json", b"")
+            .await
+            .code,
+        200
+    );
     // The watcher reconnects, gets 410, relists (Init ... InitDone) and keeps following.
     let mut relisted = false;
     for _ in 0..50 {
@@ -205,7 +390,9 @@ async fn kube_rs_watcher_lists_watches_and_relists_after_compaction() {
         }
     }
     assert!(relisted, "watcher did not relist after compaction");
-    api.create(&PostParams::default(), &mk("after")).await.unwrap();
+    api.create(&PostParams::default(), &mk("after"))
+        .await
+        .unwrap();
     loop {
         if next().await == "apply:after" {
             break;
@@ -219,22 +406,53 @@ async fn objects_survive_kill_9_and_versions_keep_rising() {
     let mut cp = ControlPlane::start(&["--no-controllers"]).await;
     let mut last = 0i64;
     for i in 0..20 {
-        let r = cp.http("POST", CM, "application/json", &cm(&format!("d{i}"))).await;
+        let r = cp
+            .http("POST", CM, "application/json", &cm(&format!("d{i}")))
+            .await;
         assert_eq!(r.code, 201);
-        last = r.json()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        last = r.json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
     }
     cp.restart().await;
     let list = cp.http("GET", CM, "application/json", b"").await.json();
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     for i in 0..20 {
-        assert!(names.contains(&format!("d{i}").as_str()), "d{i} lost after kill -9: {names:?}");
+        assert!(
+            names.contains(&format!("d{i}").as_str()),
+            "d{i} lost after kill -9: {names:?}"
+        );
     }
-    let r = cp.http("POST", CM, "application/json", &cm("post-restart")).await;
-    let rv: i64 = r.json()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let r = cp
+        .http("POST", CM, "application/json", &cm("post-restart"))
+        .await;
+    let rv: i64 = r.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rv > last, "resourceVersion went backwards: {rv} <= {last}");
     // The kubernetes Service keeps its ClusterIP; new Services never reuse an allocated IP.
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}).to_string();
-    let r = cp.http("POST", "/api/v1/namespaces/default/services", "application/json", svc.as_bytes()).await.json();
+    let r = cp
+        .http(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            svc.as_bytes(),
+        )
+        .await
+        .json();
     assert_ne!(r["spec"]["clusterIP"], "10.96.0.1");
-    wait_for("server still healthy", Duration::from_secs(5), || async { (cp.http("GET", "/readyz", "text/plain", b"").await.code == 200).then_some(()) }).await;
+    wait_for("server still healthy", Duration::from_secs(5), || async {
+        (cp.http("GET", "/readyz", "text/plain", b"").await.code == 200).then_some(())
+    })
+    .await;
 }

@@ -24,7 +24,9 @@ fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
 }
 
 async fn rolled_out(api: &Api<Deployment>, name: &str, replicas: i32) -> bool {
-    let Ok(d) = api.get(name).await else { return false };
+    let Ok(d) = api.get(name).await else {
+        return false;
+    };
     let s = d.status.unwrap_or_default();
     d.metadata.generation <= s.observed_generation
         && s.updated_replicas == Some(replicas)
@@ -41,21 +43,42 @@ async fn deployment_lifecycle_through_kube_rs() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
 
-    let created = deps.create(&PostParams::default(), &deployment("api", 2, "img:1")).await.unwrap();
+    let created = deps
+        .create(&PostParams::default(), &deployment("api", 2, "img:1"))
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
-    wait_for("rollout of 2", Duration::from_secs(60), || async { rolled_out(&deps, "api", 2).await.then_some(()) }).await;
+    wait_for("rollout of 2", Duration::from_secs(60), || async {
+        rolled_out(&deps, "api", 2).await.then_some(())
+    })
+    .await;
 
     // Scale through the scale subresource bumps generation; status follows.
     let scale = deps.get_scale("api").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(2));
     assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=api"));
-    deps.patch_scale("api", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
+    deps.patch_scale(
+        "api",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 4}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(deps.get("api").await.unwrap().metadata.generation, Some(2));
-    wait_for("rollout of 4", Duration::from_secs(60), || async { rolled_out(&deps, "api", 4).await.then_some(()) }).await;
+    wait_for("rollout of 4", Duration::from_secs(60), || async {
+        rolled_out(&deps, "api", 4).await.then_some(())
+    })
+    .await;
 
     // A metadata-only patch does not bump generation.
-    deps.patch("api", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    deps.patch(
+        "api",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(deps.get("api").await.unwrap().metadata.generation, Some(2));
 
     // New image: a second ReplicaSet takes over, surge 1, unavailable 0.
@@ -64,34 +87,90 @@ async fn deployment_lifecycle_through_kube_rs() {
         .unwrap();
     wait_for("rollout of img:2", Duration::from_secs(90), || async {
         let done = rolled_out(&deps, "api", 4).await;
-        let p = pods.list(&ListParams::default().labels("app=api")).await.ok()?;
-        let all_new = p.items.iter().all(|p| p.spec.as_ref().is_some_and(|s| s.containers[0].image.as_deref() == Some("img:2")));
+        let p = pods
+            .list(&ListParams::default().labels("app=api"))
+            .await
+            .ok()?;
+        let all_new = p.items.iter().all(|p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some("img:2"))
+        });
         (done && all_new && p.items.len() == 4).then_some(())
     })
     .await;
-    let sets = rss.list(&ListParams::default().labels("app=api")).await.unwrap();
+    let sets = rss
+        .list(&ListParams::default().labels("app=api"))
+        .await
+        .unwrap();
     assert_eq!(sets.items.len(), 2);
-    let revisions: Vec<_> = sets.items.iter().filter_map(|r| r.metadata.annotations.as_ref()?.get("deployment.kubernetes.io/revision").cloned()).collect();
-    assert!(revisions.contains(&"1".to_string()) && revisions.contains(&"2".to_string()), "{revisions:?}");
+    let revisions: Vec<_> = sets
+        .items
+        .iter()
+        .filter_map(|r| {
+            r.metadata
+                .annotations
+                .as_ref()?
+                .get("deployment.kubernetes.io/revision")
+                .cloned()
+        })
+        .collect();
+    assert!(
+        revisions.contains(&"1".to_string()) && revisions.contains(&"2".to_string()),
+        "{revisions:?}"
+    );
 
     // Foreground delete: the deployment stays (with a deletionTimestamp) until its dependents are gone.
-    deps.delete("api", &DeleteParams::foreground()).await.unwrap();
-    wait_for("foreground delete to finish", Duration::from_secs(60), || async {
-        let gone = deps.get_opt("api").await.ok()?.is_none();
-        let rs_left = rss.list(&ListParams::default().labels("app=api")).await.ok()?.items.len();
-        let pods_left = pods.list(&ListParams::default().labels("app=api")).await.ok()?.items.len();
-        (gone && rs_left == 0 && pods_left == 0).then_some(())
-    })
+    deps.delete("api", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_for(
+        "foreground delete to finish",
+        Duration::from_secs(60),
+        || async {
+            let gone = deps.get_opt("api").await.ok()?.is_none();
+            let rs_left = rss
+                .list(&ListParams::default().labels("app=api"))
+                .await
+                .ok()?
+                .items
+                .len();
+            let pods_left = pods
+                .list(&ListParams::default().labels("app=api"))
+                .await
+                .ok()?
+                .items
+                .len();
+            (gone && rs_left == 0 && pods_left == 0).then_some(())
+        },
+    )
     .await;
 
     // Orphan delete leaves the ReplicaSet without an owner.
-    deps.create(&PostParams::default(), &deployment("orphaned", 1, "img:1")).await.unwrap();
-    wait_for("rollout of orphaned", Duration::from_secs(60), || async { rolled_out(&deps, "orphaned", 1).await.then_some(()) }).await;
-    deps.delete("orphaned", &DeleteParams::orphan()).await.unwrap();
+    deps.create(&PostParams::default(), &deployment("orphaned", 1, "img:1"))
+        .await
+        .unwrap();
+    wait_for("rollout of orphaned", Duration::from_secs(60), || async {
+        rolled_out(&deps, "orphaned", 1).await.then_some(())
+    })
+    .await;
+    deps.delete("orphaned", &DeleteParams::orphan())
+        .await
+        .unwrap();
     wait_for("orphaned rs", Duration::from_secs(30), || async {
         let gone = deps.get_opt("orphaned").await.ok()?.is_none();
-        let rs = rss.list(&ListParams::default().labels("app=orphaned")).await.ok()?;
-        (gone && rs.items.len() == 1 && rs.items[0].metadata.owner_references.as_ref().is_none_or(Vec::is_empty)).then_some(())
+        let rs = rss
+            .list(&ListParams::default().labels("app=orphaned"))
+            .await
+            .ok()?;
+        (gone
+            && rs.items.len() == 1
+            && rs.items[0]
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_none_or(Vec::is_empty))
+        .then_some(())
     })
     .await;
 }
@@ -110,7 +189,10 @@ async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
         nodes.get("node-a").await.ok()?.spec?.pod_cidr
     })
     .await;
-    assert!(cidr.starts_with("10.244.") && cidr.ends_with("/24"), "{cidr}");
+    assert!(
+        cidr.starts_with("10.244.") && cidr.ends_with("/24"),
+        "{cidr}"
+    );
 
     let pod = |name: &str, extra: serde_json::Value| -> Pod {
         let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -130,27 +212,78 @@ async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
     // Too big for a 4-CPU node.
     pods.create(&PostParams::default(), &pod("huge", json!({"containers": [{"name": "c", "image": "img", "resources": {"requests": {"cpu": "64"}}}]}))).await.unwrap();
     // A selector no node matches.
-    pods.create(&PostParams::default(), &pod("picky", json!({"nodeSelector": {"disk": "ssd"}}))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("picky", json!({"nodeSelector": {"disk": "ssd"}})),
+    )
+    .await
+    .unwrap();
     // A pod that fits.
-    pods.create(&PostParams::default(), &pod("fits", json!({}))).await.unwrap();
-    assert_eq!(wait_for("fits bound", Duration::from_secs(20), || bound("fits")).await, "node-a");
+    pods.create(&PostParams::default(), &pod("fits", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for("fits bound", Duration::from_secs(20), || bound("fits")).await,
+        "node-a"
+    );
 
-    let failed = wait_for("FailedScheduling events", Duration::from_secs(30), || async {
-        let evs = events.list(&ListParams::default().fields("reason=FailedScheduling")).await.ok()?;
-        let msgs: Vec<String> = evs.items.iter().filter_map(|e| Some(format!("{}: {}", e.involved_object.name.clone()?, e.message.clone()?))).collect();
-        (msgs.iter().any(|m| m.starts_with("huge:") && m.contains("Insufficient cpu"))
-            && msgs.iter().any(|m| m.starts_with("picky:") && m.contains("node affinity/selector")))
-        .then_some(msgs)
-    })
+    let failed = wait_for(
+        "FailedScheduling events",
+        Duration::from_secs(30),
+        || async {
+            let evs = events
+                .list(&ListParams::default().fields("reason=FailedScheduling"))
+                .await
+                .ok()?;
+            let msgs: Vec<String> = evs
+                .items
+                .iter()
+                .filter_map(|e| {
+                    Some(format!(
+                        "{}: {}",
+                        e.involved_object.name.clone()?,
+                        e.message.clone()?
+                    ))
+                })
+                .collect();
+            (msgs
+                .iter()
+                .any(|m| m.starts_with("huge:") && m.contains("Insufficient cpu"))
+                && msgs
+                    .iter()
+                    .any(|m| m.starts_with("picky:") && m.contains("node affinity/selector")))
+            .then_some(msgs)
+        },
+    )
     .await;
-    assert!(failed.iter().all(|m| m.contains("0/1 nodes are available")), "{failed:?}");
+    assert!(
+        failed.iter().all(|m| m.contains("0/1 nodes are available")),
+        "{failed:?}"
+    );
     // kubectl sees the same events through events.k8s.io/v1.
-    let out = cp.kubectl_ok(&["get", "events.v1.events.k8s.io", "--field-selector", "reason=FailedScheduling", "-o", "jsonpath={.items[*].note}"]);
+    let out = cp.kubectl_ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "--field-selector",
+        "reason=FailedScheduling",
+        "-o",
+        "jsonpath={.items[*].note}",
+    ]);
     assert!(out.contains("Insufficient cpu"), "{out}");
 
     // Labelling the node makes the picky pod schedulable.
-    nodes.patch("node-a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"disk": "ssd"}}}))).await.unwrap();
-    assert_eq!(wait_for("picky bound", Duration::from_secs(30), || bound("picky")).await, "node-a");
+    nodes
+        .patch(
+            "node-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"disk": "ssd"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for("picky bound", Duration::from_secs(30), || bound("picky")).await,
+        "node-a"
+    );
 
     // A tainted, cordoned node takes nothing new; a toleration alone is not enough while cordoned.
     nodes
@@ -160,13 +293,38 @@ async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
     pods.create(&PostParams::default(), &pod("late", json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}))).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(bound("late").await, None);
-    nodes.patch("node-a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": null}}))).await.unwrap();
-    assert_eq!(wait_for("late bound after uncordon", Duration::from_secs(30), || bound("late")).await, "node-a");
+    nodes
+        .patch(
+            "node-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for("late bound after uncordon", Duration::from_secs(30), || {
+            bound("late")
+        })
+        .await,
+        "node-a"
+    );
     // Without the toleration, the taint keeps a pod off.
-    pods.create(&PostParams::default(), &pod("untolerated", json!({}))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("untolerated", json!({})))
+        .await
+        .unwrap();
     wait_for("taint failure event", Duration::from_secs(30), || async {
-        let evs = events.list(&ListParams::default().fields("involvedObject.name=untolerated")).await.ok()?;
-        evs.items.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("untolerated taint"))).then_some(())
+        let evs = events
+            .list(&ListParams::default().fields("involvedObject.name=untolerated"))
+            .await
+            .ok()?;
+        evs.items
+            .iter()
+            .any(|e| {
+                e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("untolerated taint"))
+            })
+            .then_some(())
     })
     .await;
     assert_eq!(bound("untolerated").await, None);

@@ -157,7 +157,9 @@ fn default_container(c: &mut Value) {
 
 /// Pod spec defaults (also applied to templates).
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     set_default(m, "restartPolicy", json!("Always"));
     set_default(m, "terminationGracePeriodSeconds", json!(30));
     set_default(m, "dnsPolicy", json!("ClusterFirst"));
@@ -210,10 +212,8 @@ fn default_workload(obj: &mut Value, kind: &str) {
     } else {
         spec.remove("revisionHistoryLimit");
     }
-    if let Some(t) = spec.get_mut("template") {
-        if let Some(ps) = t.get_mut("spec") {
-            default_pod_spec(ps);
-        }
+    if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+        default_pod_spec(ps);
     }
 }
 
@@ -267,7 +267,11 @@ pub fn default_object(kind: &str, obj: &mut Value) {
                 l.insert("kubernetes.io/metadata.name".into(), name);
             }
         }
-        "Secret" => set_default(obj.as_object_mut().expect("object"), "type", json!("Opaque")),
+        "Secret" => set_default(
+            obj.as_object_mut().expect("object"),
+            "type",
+            json!("Opaque"),
+        ),
         "Node" => {
             let status = obj_mut(obj, "status");
             if let Some(alloc) = status.get("capacity").cloned() {
@@ -280,7 +284,10 @@ pub fn default_object(kind: &str, obj: &mut Value) {
 
 /// Quality-of-service class from container resources, as upstream computes it.
 fn pod_qos(pod: &Value) -> &'static str {
-    let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
@@ -327,7 +334,11 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             match c.get("name").and_then(Value::as_str) {
                 None | Some("") => causes.push(Cause::required(format!("{p}.name"))),
                 Some(n) if !is_dns1123_label(n) => {
-                    causes.push(Cause::invalid(format!("{p}.name"), &json!(n), DNS1123_LABEL_MSG));
+                    causes.push(Cause::invalid(
+                        format!("{p}.name"),
+                        &json!(n),
+                        DNS1123_LABEL_MSG,
+                    ));
                 }
                 Some(n) => {
                     if !seen.insert(n.to_string()) {
@@ -335,7 +346,10 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
                     }
                 }
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
                 causes.push(Cause::required(format!("{p}.image")));
             }
             for (j, port) in c
@@ -383,7 +397,9 @@ fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             &["Always", "OnFailure", "Never"],
         ));
     }
-    if let Some(g) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64)
+    if let Some(g) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
         && g < 0
     {
         causes.push(Cause::invalid(
@@ -399,7 +415,11 @@ fn validate_workload(obj: &Value, kind: &str, causes: &mut Vec<Cause>) {
     if let Some(r) = spec.get("replicas").and_then(Value::as_i64)
         && r < 0
     {
-        causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &json!(r),
+            "must be greater than or equal to 0",
+        ));
     }
     let sel = spec.get("selector");
     let tmpl_labels = spec["template"]["metadata"].get("labels");
@@ -468,7 +488,11 @@ fn validate_service(obj: &Value, node_ports: (u16, u16), causes: &mut Vec<Cause>
         let path = format!("spec.ports[{i}]");
         let port = p["port"].as_i64().unwrap_or(0);
         if !(1..=65535).contains(&port) {
-            causes.push(Cause::invalid(format!("{path}.port"), &p["port"], "must be between 1 and 65535, inclusive"));
+            causes.push(Cause::invalid(
+                format!("{path}.port"),
+                &p["port"],
+                "must be between 1 and 65535, inclusive",
+            ));
         }
         let name = p["name"].as_str().unwrap_or_default();
         if ports.len() > 1 && name.is_empty() {
@@ -479,15 +503,26 @@ fn validate_service(obj: &Value, node_ports: (u16, u16), causes: &mut Vec<Cause>
         }
         let proto = p["protocol"].as_str().unwrap_or("TCP");
         if !["TCP", "UDP", "SCTP"].contains(&proto) {
-            causes.push(Cause::not_supported(format!("{path}.protocol"), &json!(proto), &["SCTP", "TCP", "UDP"]));
+            causes.push(Cause::not_supported(
+                format!("{path}.protocol"),
+                &json!(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
         if !keys.insert((port, proto.to_string())) {
-            causes.push(Cause::duplicate(format!("{path}"), &json!({"port": port, "protocol": proto})));
+            causes.push(Cause::duplicate(
+                path.clone(),
+                &json!({"port": port, "protocol": proto}),
+            ));
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
             if ty == "ClusterIP" && np != 0 {
-                causes.push(Cause::forbidden(format!("{path}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
-            } else if np != 0 && !(i64::from(node_ports.0)..=i64::from(node_ports.1)).contains(&np) {
+                causes.push(Cause::forbidden(
+                    format!("{path}.nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
+            } else if np != 0 && !(i64::from(node_ports.0)..=i64::from(node_ports.1)).contains(&np)
+            {
                 causes.push(Cause::invalid(
                     format!("{path}.nodePort"),
                     &json!(np),
@@ -496,23 +531,31 @@ fn validate_service(obj: &Value, node_ports: (u16, u16), causes: &mut Vec<Cause>
             }
         }
         match &p["targetPort"] {
-            Value::Number(n) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => causes.push(Cause::invalid(
-                format!("{path}.targetPort"),
-                &p["targetPort"],
-                "must be between 1 and 65535, inclusive",
-            )),
-            Value::String(s) if !is_dns1123_label(s) || s.len() > 15 => causes.push(Cause::invalid(
-                format!("{path}.targetPort"),
-                &p["targetPort"],
-                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-            )),
+            Value::Number(n) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => {
+                causes.push(Cause::invalid(
+                    format!("{path}.targetPort"),
+                    &p["targetPort"],
+                    "must be between 1 and 65535, inclusive",
+                ))
+            }
+            Value::String(s) if !is_dns1123_label(s) || s.len() > 15 => {
+                causes.push(Cause::invalid(
+                    format!("{path}.targetPort"),
+                    &p["targetPort"],
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                ))
+            }
             _ => {}
         }
     }
     if let Some(aff) = spec["sessionAffinity"].as_str()
         && !["None", "ClientIP"].contains(&aff)
     {
-        causes.push(Cause::not_supported("spec.sessionAffinity", &json!(aff), &["ClientIP", "None"]));
+        causes.push(Cause::not_supported(
+            "spec.sessionAffinity",
+            &json!(aff),
+            &["ClientIP", "None"],
+        ));
     }
 }
 
@@ -557,19 +600,25 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
     match kind {
         "Pod" => {
             let (o, n) = (&old["spec"], &new["spec"]);
-            if o["nodeName"].as_str().is_some_and(|x| !x.is_empty()) && o["nodeName"] != n["nodeName"] {
+            if o["nodeName"].as_str().is_some_and(|x| !x.is_empty())
+                && o["nodeName"] != n["nodeName"]
+            {
                 causes.push(Cause::forbidden("spec.nodeName", "field is immutable"));
-            } else if pod_spec_mutable_view(&without(o, "nodeName")) != pod_spec_mutable_view(&without(n, "nodeName")) {
+            } else if pod_spec_mutable_view(&without(o, "nodeName"))
+                != pod_spec_mutable_view(&without(n, "nodeName"))
+            {
                 causes.push(Cause::forbidden(
                     "spec",
                     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
                 ));
             }
         }
-        "Deployment" | "ReplicaSet" => {
-            if old["spec"]["selector"] != new["spec"]["selector"] {
-                causes.push(Cause::invalid("spec.selector", &new["spec"]["selector"], "field is immutable"));
-            }
+        "Deployment" | "ReplicaSet" if old["spec"]["selector"] != new["spec"]["selector"] => {
+            causes.push(Cause::invalid(
+                "spec.selector",
+                &new["spec"]["selector"],
+                "field is immutable",
+            ));
         }
         "Service" => {
             let oip = &old["spec"]["clusterIP"];
@@ -617,7 +666,10 @@ mod tests {
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "Burstable");
@@ -637,7 +689,8 @@ mod tests {
 
     #[test]
     fn service_validation() {
-        let mut s = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}, {"port": 81}]}});
+        let mut s =
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}, {"port": 81}]}});
         default_object("Service", &mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         let causes = validate("Service", &s, (30000, 32767));

@@ -134,7 +134,8 @@ impl IpAllocator {
     /// Release an IP (no-op if not allocated or outside the range).
     pub fn release(&mut self, ip: Ipv4Addr) {
         if self.cidr.contains(ip) {
-            self.used.remove(&(u32::from(ip) - u32::from(self.cidr.addr)));
+            self.used
+                .remove(&(u32::from(ip) - u32::from(self.cidr.addr)));
         }
     }
 }
@@ -180,7 +181,11 @@ impl PortAllocator {
             let p = self.range.0 + u16::try_from(off).unwrap_or(0);
             if !self.used.contains(&p) {
                 self.used.insert(p);
-                self.next = if p == self.range.1 { self.range.0 } else { p + 1 };
+                self.next = if p == self.range.1 {
+                    self.range.0
+                } else {
+                    p + 1
+                };
                 return Ok(p);
             }
         }

@@ -11,7 +11,16 @@ use crate::registry::{self, RESOURCES, Resource, Subresource};
 /// The Kubernetes version whose API types we serve.
 pub const KUBE_MINOR: &str = "32";
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub(super) fn version() -> Value {
     json!({
@@ -74,7 +83,12 @@ fn resource_entry(r: &Resource) -> Value {
 fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
     let (group, version, kind, verbs): (Option<&str>, Option<&str>, &str, &[&str]) = match sub {
         Subresource::Status => (None, None, r.kind, &["get", "patch", "update"]),
-        Subresource::Scale => (Some("autoscaling"), Some("v1"), "Scale", &["get", "patch", "update"]),
+        Subresource::Scale => (
+            Some("autoscaling"),
+            Some("v1"),
+            "Scale",
+            &["get", "patch", "update"],
+        ),
         Subresource::Binding => (None, None, "Binding", &["create"]),
         Subresource::Finalize => (None, None, r.kind, &["update"]),
     };
@@ -88,9 +102,16 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
 }
 
 pub(super) fn resource_list(group: &str, version: &str) -> ApiResult<Value> {
-    let rs: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
-        let path = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let path = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         return Err(ApiError::no_route(&path));
     }
     let mut entries = Vec::new();
@@ -100,19 +121,34 @@ pub(super) fn resource_list(group: &str, version: &str) -> ApiResult<Value> {
             entries.push(subresource_entry(r, *sub));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}),
+    )
 }
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 /// Changes whenever the served set changes, so kubectl's cache is invalidated.
 fn doc_hash() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for r in RESOURCES {
-        for b in r.plural.bytes().chain(r.group.bytes()).chain(env!("CARGO_PKG_VERSION").bytes()) {
+        for b in r
+            .plural
+            .bytes()
+            .chain(r.group.bytes())
+            .chain(env!("CARGO_PKG_VERSION").bytes())
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -124,7 +160,10 @@ pub(super) fn openapi_index() -> Value {
     let mut paths = serde_json::Map::new();
     for (g, v) in registry::group_versions() {
         let p = gv_path(g, v);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc_hash())}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc_hash())}),
+        );
     }
     json!({"paths": paths})
 }
@@ -145,7 +184,11 @@ pub(super) fn openapi_doc(path: &str) -> ApiResult<Value> {
     for r in RESOURCES.iter().filter(|r| r.group == g && r.version == v) {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let base = if r.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}/{{name}}", r.path_prefix(), r.plural)
+            format!(
+                "{}/namespaces/{{namespace}}/{}/{{name}}",
+                r.path_prefix(),
+                r.plural
+            )
         } else {
             format!("{}/{}/{{name}}", r.path_prefix(), r.plural)
         };
@@ -210,23 +253,43 @@ mod tests {
     fn discovery_lists_subresources_and_scale_kind() {
         let l = resource_list("apps", "v1").unwrap();
         let res = l["resources"].as_array().unwrap();
-        let scale = res.iter().find(|e| e["name"] == "deployments/scale").unwrap();
+        let scale = res
+            .iter()
+            .find(|e| e["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
         assert!(res.iter().any(|e| e["name"] == "replicasets/status"));
         let core = resource_list("", "v1").unwrap();
-        assert!(core["resources"].as_array().unwrap().iter().any(|e| e["name"] == "pods/binding"));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "pods/binding")
+        );
         assert_eq!(resource_list("nope", "v1").unwrap_err().code, 404);
     }
 
     #[test]
     fn openapi_patch_ops_carry_gvk_and_field_validation() {
         let idx = openapi_index();
-        assert!(idx["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1?hash="));
+        assert!(
+            idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/apis/apps/v1?hash=")
+        );
         let doc = openapi_doc("apis/apps/v1").unwrap();
         let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(p["parameters"].as_array().unwrap().iter().any(|x| x["name"] == "fieldValidation" && x["in"] == "query"));
+        assert!(
+            p["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "fieldValidation" && x["in"] == "query")
+        );
         let core = openapi_doc("api/v1").unwrap();
         assert!(core["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
     }

@@ -107,7 +107,10 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in ml {
-                reqs.push(LabelReq::Eq(k.clone(), v.as_str().unwrap_or_default().into()));
+                reqs.push(LabelReq::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().into(),
+                ));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
@@ -196,14 +199,16 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" && !allowed.contains(&field)
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !allowed.contains(&field)
             {
-                return Err(format!(
-                    "field label not supported: {field} (kind {kind})"
-                ));
+                return Err(format!("field label not supported: {field} (kind {kind})"));
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
         }
@@ -304,7 +309,12 @@ mod tests {
 
     #[test]
     fn field_selector_terms() {
-        let f = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", "Pod", allowed_fields("Pod")).unwrap();
+        let f = FieldSelector::parse(
+            "spec.nodeName=n1,status.phase!=Failed",
+            "Pod",
+            allowed_fields("Pod"),
+        )
+        .unwrap();
         assert!(f.matches(&json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})));
         assert!(!f.matches(&json!({"spec": {"nodeName": "n2"}})));
         let empty = FieldSelector::parse("spec.nodeName=", "Pod", allowed_fields("Pod")).unwrap();

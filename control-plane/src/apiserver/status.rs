@@ -80,6 +80,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// Message.
     pub message: String,
+    /// `details`, boxed to keep results small.
+    pub details: Box<Details>,
+}
+
+/// The `details` of a `Status`.
+#[derive(Debug, Clone, Default)]
+pub struct Details {
     /// details.name
     pub name: Option<String>,
     /// details.group
@@ -101,20 +108,16 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after: None,
+            details: Box::default(),
         }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
         if !group.is_empty() {
-            self.group = Some(group.to_string());
+            self.details.group = Some(group.to_string());
         }
-        self.kind = Some(kind.to_string());
-        self.name = Some(name.to_string());
+        self.details.kind = Some(kind.to_string());
+        self.details.name = Some(name.to_string());
         self
     }
 
@@ -151,7 +154,10 @@ impl ApiError {
         Self::new(
             409,
             "AlreadyExists",
-            format!("{} \"{name}\" already exists", Self::qualified(group, plural)),
+            format!(
+                "{} \"{name}\" already exists",
+                Self::qualified(group, plural)
+            ),
         )
         .with_details(group, plural, name)
     }
@@ -189,7 +195,7 @@ impl ApiError {
             ),
         );
         e = e.with_details(group, kind, name);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -231,35 +237,38 @@ impl ApiError {
     /// 504 Timeout (retryable).
     pub fn timeout(message: impl Into<String>) -> Self {
         let mut e = Self::new(504, "Timeout", message);
-        e.retry_after = Some(1);
+        e.details.retry_after = Some(1);
         e
     }
 
     /// The `Status` object.
     #[must_use]
     pub fn to_status(&self) -> Value {
+        let d = &self.details;
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !d.causes.is_empty() {
             details.insert(
                 "causes".into(),
                 Value::Array(
-                    self.causes
+                    d.causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 ),
             );
         }
-        if let Some(r) = self.retry_after {
+        if let Some(r) = d.retry_after {
             details.insert("retryAfterSeconds".into(), json!(r));
         }
         let mut status = json!({
@@ -290,12 +299,13 @@ impl From<sluice_store::StoreError> for ApiError {
     fn from(e: sluice_store::StoreError) -> Self {
         use sluice_store::StoreError as E;
         match e {
-            E::Compacted { requested, compacted } => Self::expired(format!(
+            E::Compacted {
+                requested,
+                compacted,
+            } => Self::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
-            E::FutureRevision { .. } => Self::timeout(format!(
-                "Too large resource version: {e}"
-            )),
+            E::FutureRevision { .. } => Self::timeout(format!("Too large resource version: {e}")),
             other => Self::internal(format!("storage error: {other}")),
         }
     }

@@ -19,39 +19,100 @@ const fn c(name: &'static str, ty: &'static str, priority: u8) -> Col {
 fn columns(kind: &str) -> Vec<Col> {
     match kind {
         "Pod" => vec![
-            c("Name", "string", 0), c("Ready", "string", 0), c("Status", "string", 0), c("Restarts", "string", 0),
-            c("Age", "string", 0), c("IP", "string", 1), c("Node", "string", 1), c("Nominated Node", "string", 1),
+            c("Name", "string", 0),
+            c("Ready", "string", 0),
+            c("Status", "string", 0),
+            c("Restarts", "string", 0),
+            c("Age", "string", 0),
+            c("IP", "string", 1),
+            c("Node", "string", 1),
+            c("Nominated Node", "string", 1),
             c("Readiness Gates", "string", 1),
         ],
         "Node" => vec![
-            c("Name", "string", 0), c("Status", "string", 0), c("Roles", "string", 0), c("Age", "string", 0),
-            c("Version", "string", 0), c("Internal-IP", "string", 1), c("External-IP", "string", 1),
-            c("OS-Image", "string", 1), c("Kernel-Version", "string", 1), c("Container-Runtime", "string", 1),
+            c("Name", "string", 0),
+            c("Status", "string", 0),
+            c("Roles", "string", 0),
+            c("Age", "string", 0),
+            c("Version", "string", 0),
+            c("Internal-IP", "string", 1),
+            c("External-IP", "string", 1),
+            c("OS-Image", "string", 1),
+            c("Kernel-Version", "string", 1),
+            c("Container-Runtime", "string", 1),
         ],
         "Service" => vec![
-            c("Name", "string", 0), c("Type", "string", 0), c("Cluster-IP", "string", 0), c("External-IP", "string", 0),
-            c("Port(s)", "string", 0), c("Age", "string", 0), c("Selector", "string", 1),
+            c("Name", "string", 0),
+            c("Type", "string", 0),
+            c("Cluster-IP", "string", 0),
+            c("External-IP", "string", 0),
+            c("Port(s)", "string", 0),
+            c("Age", "string", 0),
+            c("Selector", "string", 1),
         ],
         "Deployment" => vec![
-            c("Name", "string", 0), c("Ready", "string", 0), c("Up-to-date", "integer", 0), c("Available", "integer", 0),
-            c("Age", "string", 0), c("Containers", "string", 1), c("Images", "string", 1), c("Selector", "string", 1),
+            c("Name", "string", 0),
+            c("Ready", "string", 0),
+            c("Up-to-date", "integer", 0),
+            c("Available", "integer", 0),
+            c("Age", "string", 0),
+            c("Containers", "string", 1),
+            c("Images", "string", 1),
+            c("Selector", "string", 1),
         ],
         "ReplicaSet" => vec![
-            c("Name", "string", 0), c("Desired", "integer", 0), c("Current", "integer", 0), c("Ready", "integer", 0),
-            c("Age", "string", 0), c("Containers", "string", 1), c("Images", "string", 1), c("Selector", "string", 1),
+            c("Name", "string", 0),
+            c("Desired", "integer", 0),
+            c("Current", "integer", 0),
+            c("Ready", "integer", 0),
+            c("Age", "string", 0),
+            c("Containers", "string", 1),
+            c("Images", "string", 1),
+            c("Selector", "string", 1),
         ],
         "EndpointSlice" => vec![
-            c("Name", "string", 0), c("AddressType", "string", 0), c("Ports", "string", 0), c("Endpoints", "string", 0),
+            c("Name", "string", 0),
+            c("AddressType", "string", 0),
+            c("Ports", "string", 0),
+            c("Endpoints", "string", 0),
             c("Age", "string", 0),
         ],
-        "Endpoints" => vec![c("Name", "string", 0), c("Endpoints", "string", 0), c("Age", "string", 0)],
-        "Namespace" => vec![c("Name", "string", 0), c("Status", "string", 0), c("Age", "string", 0)],
-        "ConfigMap" => vec![c("Name", "string", 0), c("Data", "integer", 0), c("Age", "string", 0)],
-        "Secret" => vec![c("Name", "string", 0), c("Type", "string", 0), c("Data", "integer", 0), c("Age", "string", 0)],
-        "ServiceAccount" => vec![c("Name", "string", 0), c("Secrets", "integer", 0), c("Age", "string", 0)],
-        "Lease" => vec![c("Name", "string", 0), c("Holder", "string", 0), c("Age", "string", 0)],
+        "Endpoints" => vec![
+            c("Name", "string", 0),
+            c("Endpoints", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "Namespace" => vec![
+            c("Name", "string", 0),
+            c("Status", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "ConfigMap" => vec![
+            c("Name", "string", 0),
+            c("Data", "integer", 0),
+            c("Age", "string", 0),
+        ],
+        "Secret" => vec![
+            c("Name", "string", 0),
+            c("Type", "string", 0),
+            c("Data", "integer", 0),
+            c("Age", "string", 0),
+        ],
+        "ServiceAccount" => vec![
+            c("Name", "string", 0),
+            c("Secrets", "integer", 0),
+            c("Age", "string", 0),
+        ],
+        "Lease" => vec![
+            c("Name", "string", 0),
+            c("Holder", "string", 0),
+            c("Age", "string", 0),
+        ],
         "Event" => vec![
-            c("Last Seen", "string", 0), c("Type", "string", 0), c("Reason", "string", 0), c("Object", "string", 0),
+            c("Last Seen", "string", 0),
+            c("Type", "string", 0),
+            c("Reason", "string", 0),
+            c("Object", "string", 0),
             c("Message", "string", 0),
         ],
         _ => vec![c("Name", "string", 0), c("Age", "string", 0)],
@@ -66,15 +127,27 @@ pub fn human_duration(secs: i64) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 24 * 8 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if h < 24 * 365 * 2 {
         format!("{d}d")
     } else if h < 24 * 365 * 8 {
@@ -85,7 +158,10 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn age(ts: &Value) -> String {
-    let Some(t) = ts.as_str().and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok()) else {
+    let Some(t) = ts
+        .as_str()
+        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    else {
         return "<unknown>".into();
     };
     human_duration(k8s_openapi::jiff::Timestamp::now().as_second() - t.as_second())
@@ -108,19 +184,33 @@ fn none_if_empty(x: String) -> String {
 }
 
 fn containers_images(tmpl_spec: &Value) -> (String, String) {
-    let cs = tmpl_spec["containers"].as_array().cloned().unwrap_or_default();
+    let cs = tmpl_spec["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let names: Vec<String> = cs.iter().map(|c| s(&c["name"])).collect();
     let images: Vec<String> = cs.iter().map(|c| s(&c["image"])).collect();
     (names.join(","), images.join(","))
 }
 
 fn selector_string(sel: &Value) -> String {
-    none_if_empty(LabelSelector::from_json(sel).map(|l| l.render()).unwrap_or_default())
+    none_if_empty(
+        LabelSelector::from_json(sel)
+            .map(|l| l.render())
+            .unwrap_or_default(),
+    )
 }
 
 fn pod_status(p: &Value) -> String {
-    let mut reason = p["status"]["reason"].as_str().or_else(|| p["status"]["phase"].as_str()).unwrap_or("Unknown").to_string();
-    let init = p["status"]["initContainerStatuses"].as_array().cloned().unwrap_or_default();
+    let mut reason = p["status"]["reason"]
+        .as_str()
+        .or_else(|| p["status"]["phase"].as_str())
+        .unwrap_or("Unknown")
+        .to_string();
+    let init = p["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut initializing = false;
     for (i, cs) in init.iter().enumerate() {
         let st = &cs["state"];
@@ -130,7 +220,10 @@ fn pod_status(p: &Value) -> String {
         initializing = true;
         reason = if let Some(r) = st["terminated"]["reason"].as_str() {
             format!("Init:{r}")
-        } else if let Some(r) = st["waiting"]["reason"].as_str().filter(|r| *r != "PodInitializing") {
+        } else if let Some(r) = st["waiting"]["reason"]
+            .as_str()
+            .filter(|r| *r != "PodInitializing")
+        {
             format!("Init:{r}")
         } else {
             format!("Init:{i}/{}", init.len())
@@ -139,7 +232,12 @@ fn pod_status(p: &Value) -> String {
     }
     if !initializing {
         let mut has_running = false;
-        for cs in p["status"]["containerStatuses"].as_array().into_iter().flatten().rev() {
+        for cs in p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+        {
             let st = &cs["state"];
             if let Some(r) = st["waiting"]["reason"].as_str() {
                 reason = r.to_string();
@@ -155,7 +253,10 @@ fn pod_status(p: &Value) -> String {
             reason = "Running".into();
         }
     }
-    if p["metadata"].get("deletionTimestamp").is_some_and(|d| !d.is_null()) {
+    if p["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
         reason = "Terminating".into();
     }
     reason
@@ -166,18 +267,40 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     let a = json!(age(&o["metadata"]["creationTimestamp"]));
     match kind {
         "Pod" => {
-            let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = o["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
-            let ready = statuses.iter().filter(|c| c["ready"].as_bool() == Some(true)).count();
+            let ready = statuses
+                .iter()
+                .filter(|c| c["ready"].as_bool() == Some(true))
+                .count();
             let restarts: i64 = statuses.iter().map(|c| n(&c["restartCount"])).sum();
             let ip = none_if_empty(s(&o["status"]["podIP"]));
             let node = none_if_empty(s(&o["spec"]["nodeName"]));
-            vec![name, json!(format!("{ready}/{total}")), json!(pod_status(o)), json!(restarts.to_string()), a,
-                 json!(ip), json!(node), json!(none_if_empty(s(&o["status"]["nominatedNodeName"]))), json!("<none>")]
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(pod_status(o)),
+                json!(restarts.to_string()),
+                a,
+                json!(ip),
+                json!(node),
+                json!(none_if_empty(s(&o["status"]["nominatedNodeName"]))),
+                json!("<none>"),
+            ]
         }
         "Node" => {
-            let conds = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let mut status = match conds.iter().find(|c| c["type"] == "Ready").map(|c| s(&c["status"])) {
+            let conds = o["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut status = match conds
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| s(&c["status"]))
+            {
                 Some(x) if x == "True" => "Ready".to_string(),
                 Some(x) if x == "False" => "NotReady".to_string(),
                 _ => "Unknown".to_string(),
@@ -185,52 +308,133 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             if o["spec"]["unschedulable"].as_bool() == Some(true) {
                 status.push_str(",SchedulingDisabled");
             }
-            let roles: Vec<String> = o["metadata"]["labels"].as_object().into_iter().flatten()
-                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(String::from)).collect();
-            let addr = |t: &str| none_if_empty(o["status"]["addresses"].as_array().into_iter().flatten()
-                .find(|a| a["type"] == t).map(|a| s(&a["address"])).unwrap_or_default());
+            let roles: Vec<String> = o["metadata"]["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(String::from))
+                .collect();
+            let addr = |t: &str| {
+                none_if_empty(
+                    o["status"]["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a["type"] == t)
+                        .map(|a| s(&a["address"]))
+                        .unwrap_or_default(),
+                )
+            };
             let info = &o["status"]["nodeInfo"];
-            vec![name, json!(status), json!(none_if_empty(roles.join(","))), a, json!(s(&info["kubeletVersion"])),
-                 json!(addr("InternalIP")), json!(addr("ExternalIP")), json!(none_if_empty(s(&info["osImage"]))),
-                 json!(none_if_empty(s(&info["kernelVersion"]))), json!(none_if_empty(s(&info["containerRuntimeVersion"])))]
+            vec![
+                name,
+                json!(status),
+                json!(none_if_empty(roles.join(","))),
+                a,
+                json!(s(&info["kubeletVersion"])),
+                json!(addr("InternalIP")),
+                json!(addr("ExternalIP")),
+                json!(none_if_empty(s(&info["osImage"]))),
+                json!(none_if_empty(s(&info["kernelVersion"]))),
+                json!(none_if_empty(s(&info["containerRuntimeVersion"]))),
+            ]
         }
         "Service" => {
             let ty = s(&o["spec"]["type"]);
-            let ports: Vec<String> = o["spec"]["ports"].as_array().into_iter().flatten().map(|p| {
-                let proto = p["protocol"].as_str().unwrap_or("TCP");
-                match p["nodePort"].as_i64() {
-                    Some(np) => format!("{}:{np}/{proto}", n(&p["port"])),
-                    None => format!("{}/{proto}", n(&p["port"])),
-                }
-            }).collect();
-            let mut ext: Vec<String> = o["spec"]["externalIPs"].as_array().into_iter().flatten().map(s).collect();
-            ext.extend(o["status"]["loadBalancer"]["ingress"].as_array().into_iter().flatten().map(|i| s(&i["ip"])));
+            let ports: Vec<String> = o["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let proto = p["protocol"].as_str().unwrap_or("TCP");
+                    match p["nodePort"].as_i64() {
+                        Some(np) => format!("{}:{np}/{proto}", n(&p["port"])),
+                        None => format!("{}/{proto}", n(&p["port"])),
+                    }
+                })
+                .collect();
+            let mut ext: Vec<String> = o["spec"]["externalIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            ext.extend(
+                o["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| s(&i["ip"])),
+            );
             let external = if ext.is_empty() {
-                if ty == "LoadBalancer" { "<pending>".to_string() } else { "<none>".to_string() }
+                if ty == "LoadBalancer" {
+                    "<pending>".to_string()
+                } else {
+                    "<none>".to_string()
+                }
             } else {
                 ext.join(",")
             };
-            let selector: Vec<String> = o["spec"]["selector"].as_object().into_iter().flatten()
-                .map(|(k, v)| format!("{k}={}", s(v))).collect();
-            vec![name, json!(ty), json!(none_if_empty(s(&o["spec"]["clusterIP"]))), json!(external),
-                 json!(none_if_empty(ports.join(","))), a, json!(none_if_empty(selector.join(",")))]
+            let selector: Vec<String> = o["spec"]["selector"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", s(v)))
+                .collect();
+            vec![
+                name,
+                json!(ty),
+                json!(none_if_empty(s(&o["spec"]["clusterIP"]))),
+                json!(external),
+                json!(none_if_empty(ports.join(","))),
+                a,
+                json!(none_if_empty(selector.join(","))),
+            ]
         }
         "Deployment" => {
             let (cs, imgs) = containers_images(&o["spec"]["template"]["spec"]);
-            vec![name, json!(format!("{}/{}", n(&o["status"]["readyReplicas"]), n(&o["spec"]["replicas"]))),
-                 json!(n(&o["status"]["updatedReplicas"])), json!(n(&o["status"]["availableReplicas"])), a,
-                 json!(cs), json!(imgs), json!(selector_string(&o["spec"]["selector"]))]
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(&o["status"]["readyReplicas"]),
+                    n(&o["spec"]["replicas"])
+                )),
+                json!(n(&o["status"]["updatedReplicas"])),
+                json!(n(&o["status"]["availableReplicas"])),
+                a,
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(&o["spec"]["selector"])),
+            ]
         }
         "ReplicaSet" => {
             let (cs, imgs) = containers_images(&o["spec"]["template"]["spec"]);
-            vec![name, json!(n(&o["spec"]["replicas"])), json!(n(&o["status"]["replicas"])),
-                 json!(n(&o["status"]["readyReplicas"])), a, json!(cs), json!(imgs),
-                 json!(selector_string(&o["spec"]["selector"]))]
+            vec![
+                name,
+                json!(n(&o["spec"]["replicas"])),
+                json!(n(&o["status"]["replicas"])),
+                json!(n(&o["status"]["readyReplicas"])),
+                a,
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(&o["spec"]["selector"])),
+            ]
         }
         "EndpointSlice" => {
-            let ports: Vec<String> = o["ports"].as_array().into_iter().flatten().map(|p| n(&p["port"]).to_string()).collect();
-            let addrs: Vec<String> = o["endpoints"].as_array().into_iter().flatten()
-                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default()).map(|a| s(&a)).collect();
+            let ports: Vec<String> = o["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| n(&p["port"]).to_string())
+                .collect();
+            let addrs: Vec<String> = o["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .map(|a| s(&a))
+                .collect();
             let shown = if addrs.len() > 3 {
                 format!("{} + {} more...", addrs[..3].join(","), addrs.len() - 3)
             } else if addrs.is_empty() {
@@ -238,7 +442,17 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             } else {
                 addrs.join(",")
             };
-            vec![name, json!(s(&o["addressType"])), json!(if ports.is_empty() { "<unset>".into() } else { ports.join(",") }), json!(shown), a]
+            vec![
+                name,
+                json!(s(&o["addressType"])),
+                json!(if ports.is_empty() {
+                    "<unset>".into()
+                } else {
+                    ports.join(",")
+                }),
+                json!(shown),
+                a,
+            ]
         }
         "Endpoints" => {
             let mut eps = Vec::new();
@@ -249,23 +463,60 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                     }
                 }
             }
-            let shown = if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { none_if_empty(eps.join(",")) };
+            let shown = if eps.len() > 3 {
+                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+            } else {
+                none_if_empty(eps.join(","))
+            };
             vec![name, json!(shown), a]
         }
         "Namespace" => vec![name, json!(s(&o["status"]["phase"])), a],
         "ConfigMap" => {
-            let count = o["data"].as_object().map_or(0, serde_json::Map::len) + o["binaryData"].as_object().map_or(0, serde_json::Map::len);
+            let count = o["data"].as_object().map_or(0, serde_json::Map::len)
+                + o["binaryData"].as_object().map_or(0, serde_json::Map::len);
             vec![name, json!(count), a]
         }
-        "Secret" => vec![name, json!(s(&o["type"])), json!(o["data"].as_object().map_or(0, serde_json::Map::len)), a],
+        "Secret" => vec![
+            name,
+            json!(s(&o["type"])),
+            json!(o["data"].as_object().map_or(0, serde_json::Map::len)),
+            a,
+        ],
         "ServiceAccount" => vec![name, json!(o["secrets"].as_array().map_or(0, Vec::len)), a],
-        "Lease" => vec![name, json!(none_if_empty(s(&o["spec"]["holderIdentity"]))), a],
+        "Lease" => vec![
+            name,
+            json!(none_if_empty(s(&o["spec"]["holderIdentity"]))),
+            a,
+        ],
         "Event" => {
-            let last = if o["lastTimestamp"].is_string() { &o["lastTimestamp"] } else if o["eventTime"].is_string() { &o["eventTime"] } else { &o["metadata"]["creationTimestamp"] };
-            let obj = if o["involvedObject"].is_object() { &o["involvedObject"] } else { &o["regarding"] };
-            let message = if o["message"].is_string() { &o["message"] } else { &o["note"] };
-            vec![json!(age(last)), json!(s(&o["type"])), json!(s(&o["reason"])),
-                 json!(format!("{}/{}", s(&obj["kind"]).to_lowercase(), s(&obj["name"]))), json!(s(message))]
+            let last = if o["lastTimestamp"].is_string() {
+                &o["lastTimestamp"]
+            } else if o["eventTime"].is_string() {
+                &o["eventTime"]
+            } else {
+                &o["metadata"]["creationTimestamp"]
+            };
+            let obj = if o["involvedObject"].is_object() {
+                &o["involvedObject"]
+            } else {
+                &o["regarding"]
+            };
+            let message = if o["message"].is_string() {
+                &o["message"]
+            } else {
+                &o["note"]
+            };
+            vec![
+                json!(age(last)),
+                json!(s(&o["type"])),
+                json!(s(&o["reason"])),
+                json!(format!(
+                    "{}/{}",
+                    s(&obj["kind"]).to_lowercase(),
+                    s(&obj["name"])
+                )),
+                json!(s(message)),
+            ]
         }
         _ => vec![name, a],
     }
@@ -275,7 +526,9 @@ fn row_object(o: &Value, include: Option<&str>) -> Value {
     match include {
         Some("None") => Value::Null,
         Some("Object") => o.clone(),
-        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+        _ => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
+        }
     }
 }
 
@@ -290,7 +543,14 @@ fn column_defs(kind: &str) -> Vec<Value> {
 }
 
 /// A Table of `items`.
-pub(super) fn table(r: &Resource, items: &[Value], with_defs: bool, req: &Req, rev: Option<i64>, cont: Option<String>) -> Value {
+pub(super) fn table(
+    r: &Resource,
+    items: &[Value],
+    with_defs: bool,
+    req: &Req,
+    rev: Option<i64>,
+    cont: Option<String>,
+) -> Value {
     let include = req.q("includeObject");
     let rows: Vec<Value> = items
         .iter()
@@ -311,7 +571,13 @@ pub(super) fn table(r: &Resource, items: &[Value], with_defs: bool, req: &Req, r
 }
 
 /// The Table a watch event carries: one row; column definitions only in the first event.
-pub(super) fn table_for_watch(r: &Resource, obj: &Value, first: bool, include: Option<&str>, _wide: bool) -> Value {
+pub(super) fn table_for_watch(
+    r: &Resource,
+    obj: &Value,
+    first: bool,
+    include: Option<&str>,
+    _wide: bool,
+) -> Value {
     json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
@@ -366,7 +632,15 @@ mod tests {
         assert_eq!(c[1], "2/3");
         assert_eq!(c[5], "web");
         assert_eq!(c[6], "img:1");
-        for kind in ["Node", "ReplicaSet", "EndpointSlice", "Endpoints", "Namespace", "Event", "ConfigMap"] {
+        for kind in [
+            "Node",
+            "ReplicaSet",
+            "EndpointSlice",
+            "Endpoints",
+            "Namespace",
+            "Event",
+            "ConfigMap",
+        ] {
             assert_eq!(cells(kind, &json!({})).len(), columns(kind).len(), "{kind}");
         }
     }

@@ -36,11 +36,14 @@ impl Sink {
     async fn send(&mut self, kind: &str, obj: Value) -> bool {
         let obj = match (&mut self.table, kind) {
             (Some(t), "ADDED" | "MODIFIED" | "DELETED") => {
-                let v = table::table_for_watch(t.r, &obj, t.first, t.include_object.as_deref(), t.wide);
+                let v =
+                    table::table_for_watch(t.r, &obj, t.first, t.include_object.as_deref(), t.wide);
                 t.first = false;
                 v
             }
-            (None, "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK") if self.metadata_only => super::partial_metadata(&obj),
+            (None, "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK") if self.metadata_only => {
+                super::partial_metadata(&obj)
+            }
             _ => obj,
         };
         let mut line = json!({"type": kind, "object": obj}).to_string();
@@ -58,16 +61,27 @@ fn bookmark(r: &Resource, rv: i64, initial_end: bool) -> Value {
 }
 
 fn expired(requested: i64, compacted: i64) -> Value {
-    ApiError::expired(format!("too old resource version: {requested} ({compacted})")).to_status()
+    ApiError::expired(format!(
+        "too old resource version: {requested} ({compacted})"
+    ))
+    .to_status()
 }
 
-pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource, ns: Option<String>) -> ApiResult<Response> {
+pub(super) async fn serve(
+    srv: &Arc<ApiServer>,
+    req: &Req,
+    r: &'static Resource,
+    ns: Option<String>,
+) -> ApiResult<Response> {
     let sel = Selectors::from_req(req, r)?;
     let bookmarks = req.q("allowWatchBookmarks") == Some("true");
     let send_initial = req.q("sendInitialEvents") == Some("true");
     let rv = req.q("resourceVersion");
     let timeout = match req.q("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
         None => {
             let min = srv.config.min_request_timeout.as_millis().max(1);
             let ms = rand::rng().random_range(min..=min * 2);
@@ -76,7 +90,10 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
     };
     let start_rv: Option<i64> = match rv {
         None | Some("0") => None,
-        Some(s) => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+        ),
     };
     let prefix = r.list_prefix(ns.as_deref());
     let (tx, rx) = mpsc::channel(256);
@@ -95,10 +112,16 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
     // (or asked for initial events).
     let mut initial = Vec::new();
     let after = if send_initial || start_rv.is_none() {
-        let res = srv.store.range(&prefix, None, None, start_rv.filter(|_| send_initial)).await;
+        let res = srv
+            .store
+            .range(&prefix, None, None, start_rv.filter(|_| send_initial))
+            .await;
         let res = match res {
             Ok(res) => res,
-            Err(StoreError::Compacted { requested, compacted }) => {
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
                 return Ok(one_event_response(&expired(requested, compacted)));
             }
             Err(e) => return Err(e.into()),
@@ -115,7 +138,10 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
     };
     let stream = match srv.store.watch(&prefix, after).await {
         Ok(s) => s,
-        Err(StoreError::Compacted { requested, compacted }) => {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
             return Ok(one_event_response(&expired(requested, compacted)));
         }
         Err(e) => return Err(e.into()),
@@ -184,7 +210,11 @@ pub(super) async fn serve(srv: &Arc<ApiServer>, req: &Req, r: &'static Resource,
 }
 
 /// A store event as the watch event a client with these selectors should see, if any.
-fn translate(r: &Resource, event: &Event, sel: &Selectors) -> ApiResult<Option<(&'static str, Value)>> {
+fn translate(
+    r: &Resource,
+    event: &Event,
+    sel: &Selectors,
+) -> ApiResult<Option<(&'static str, Value)>> {
     Ok(match event {
         Event::Put { kv, prev } => {
             let now = decorate(r, kv)?;

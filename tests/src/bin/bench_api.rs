@@ -96,15 +96,19 @@ async fn main() {
     let cp = ControlPlane::start(&["--no-controllers"]).await;
     let client = cp.client().await;
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    println!("sluice API benchmark: {} clients, {} objects, {} watchers x {} events (release build, embedded store, fsync per write batch)",
-        args.clients, args.objects, args.watchers, args.events);
+    println!(
+        "sluice API benchmark: {} clients, {} objects, {} watchers x {} events (release build, embedded store, fsync per write batch)",
+        args.clients, args.objects, args.watchers, args.events
+    );
     let rss_idle = cp.rss_kib().unwrap_or(0);
 
     let a = api.clone();
     let (lat, wall) = run_phase(args.clients, args.objects, move |i| {
         let a = a.clone();
         async move {
-            a.create(&PostParams::default(), &pod(&format!("bench-{i}"))).await.expect("create");
+            a.create(&PostParams::default(), &pod(&format!("bench-{i}")))
+                .await
+                .expect("create");
         }
     })
     .await;
@@ -115,7 +119,9 @@ async fn main() {
     let (lat, wall) = run_phase(args.clients, args.objects, move |i| {
         let a = a.clone();
         async move {
-            a.get(&format!("bench-{}", (i * 7919) % n)).await.expect("get");
+            a.get(&format!("bench-{}", (i * 7919) % n))
+                .await
+                .expect("get");
         }
     })
     .await;
@@ -125,7 +131,10 @@ async fn main() {
     let (lat, wall) = run_phase(args.clients, args.lists, move |_| {
         let a = a.clone();
         async move {
-            let l = a.list(&ListParams::default().limit(500)).await.expect("list");
+            let l = a
+                .list(&ListParams::default().limit(500))
+                .await
+                .expect("list");
             assert!(!l.items.is_empty());
         }
     })
@@ -133,7 +142,13 @@ async fn main() {
     report("list(500)", lat, wall);
 
     // Watch fan-out: every watcher sees every event; latency from the create's ack.
-    let rv = api.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let rv = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut watchers = Vec::new();
     for _ in 0..args.watchers {
@@ -141,7 +156,11 @@ async fn main() {
         let tx = tx.clone();
         let rv = rv.clone();
         watchers.push(tokio::spawn(async move {
-            let mut s = a.watch(&WatchParams::default().labels("app=fanout"), &rv).await.expect("watch").boxed();
+            let mut s = a
+                .watch(&WatchParams::default().labels("app=fanout"), &rv)
+                .await
+                .expect("watch")
+                .boxed();
             while let Some(ev) = s.next().await {
                 if let Ok(WatchEvent::Added(p)) = ev {
                     let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
@@ -154,9 +173,14 @@ async fn main() {
     let start = Instant::now();
     for i in 0..args.events {
         let mut p = pod(&format!("fanout-{i}"));
-        p.metadata.labels.get_or_insert_default().insert("app".into(), "fanout".into());
+        p.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("app".into(), "fanout".into());
         let t = Instant::now();
-        api.create(&PostParams::default(), &p).await.expect("create");
+        api.create(&PostParams::default(), &p)
+            .await
+            .expect("create");
         acked.insert(format!("fanout-{i}"), t);
     }
     let mut lat = Vec::new();
@@ -181,7 +205,9 @@ async fn main() {
     let (_, wall) = run_phase(args.clients, more, move |i| {
         let a = a.clone();
         async move {
-            a.create(&PostParams::default(), &pod(&format!("rss-{i}"))).await.expect("create");
+            a.create(&PostParams::default(), &pod(&format!("rss-{i}")))
+                .await
+                .expect("create");
         }
     })
     .await;
@@ -206,7 +232,11 @@ fn walk_size(p: &std::path::Path) -> u64 {
             rd.filter_map(Result::ok)
                 .map(|e| {
                     let m = e.metadata().ok();
-                    if m.as_ref().is_some_and(std::fs::Metadata::is_dir) { walk_size(&e.path()) } else { m.map_or(0, |m| m.len()) }
+                    if m.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                        walk_size(&e.path())
+                    } else {
+                        m.map_or(0, |m| m.len())
+                    }
                 })
                 .sum()
         })
