@@ -1,0 +1,330 @@
+//! Map keys, values and names shared by the eBPF programs and userspace.
+//!
+//! This crate is the single source of every map layout used by sluice's
+//! datapath. Rules, after aya's template and Cilium's `lib/lb.h`:
+//!
+//! - every type is `#[repr(C)]` with explicit padding fields and no `bool`,
+//!   so the bytes the kernel hashes are exactly the bytes we wrote;
+//! - byte order lives in the type: [`Be32`] and [`Be16`] hold values in
+//!   network byte order, exactly as the kernel hands them to the programs
+//!   (`bpf_sock_addr::user_ip4`, `user_port`);
+//! - sizes and offsets are checked at compile time;
+//! - a layout change gets a new map name (`_v2`) rather than an in-place edit,
+//!   so an agent upgrade never reinterprets a pinned map.
+//!
+//! # Service maps (socket load balancing)
+//!
+//! [`SERVICES_MAP`] is keyed by [`ServiceKey`] `{vip, port, proto, slot}`.
+//! Slot 0 is the frontend: its [`ServiceValue::count`] is the number of
+//! backends, [`ServiceValue::rev_nat_id`] the service id. Slots `1..=count`
+//! each name one backend id, looked up in [`BACKENDS_MAP`].
+#![no_std]
+#![deny(missing_docs)]
+
+use core::mem::{offset_of, size_of};
+use core::net::Ipv4Addr;
+
+/// Pinned name of the services map (`HashMap<ServiceKey, ServiceValue>`).
+pub const SERVICES_MAP: &str = "sluice_svc_v1";
+/// Pinned name of the backends map (`HashMap<BackendKey, BackendValue>`).
+pub const BACKENDS_MAP: &str = "sluice_be_v1";
+/// Capacity of [`SERVICES_MAP`] (frontends plus backend slots).
+pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of [`BACKENDS_MAP`].
+pub const BACKENDS_MAX_ENTRIES: u32 = 65_536;
+
+/// Name of the `cgroup/connect4` program (the function name in the object).
+pub const CONNECT4_PROGRAM: &str = "sluice_connect4";
+
+/// IP protocol number of TCP, as used in [`ServiceKey::proto`].
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP, as used in [`ServiceKey::proto`].
+pub const PROTO_UDP: u8 = 17;
+
+/// Frontend flag: none set.
+pub const SERVICE_FLAG_NONE: u16 = 0;
+
+/// Backend flag: active (the default; terminating/quarantined come later).
+pub const BACKEND_FLAG_ACTIVE: u8 = 0;
+
+/// A 32-bit value in network byte order, stored with the exact bits the kernel
+/// uses (for example `bpf_sock_addr::user_ip4`).
+#[repr(transparent)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Be32(u32);
+
+impl Be32 {
+    /// Wraps raw network-order bits as read from a kernel struct.
+    #[must_use]
+    pub const fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
+
+    /// The raw network-order bits, to write into a kernel struct.
+    #[must_use]
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// From address octets (`[10, 96, 0, 10]` for 10.96.0.10).
+    #[must_use]
+    pub const fn from_octets(octets: [u8; 4]) -> Self {
+        Self(u32::from_ne_bytes(octets))
+    }
+
+    /// The address octets.
+    #[must_use]
+    pub const fn octets(self) -> [u8; 4] {
+        self.0.to_ne_bytes()
+    }
+
+    /// From an IPv4 address.
+    #[must_use]
+    pub const fn from_ipv4(addr: Ipv4Addr) -> Self {
+        Self::from_octets(addr.octets())
+    }
+
+    /// As an IPv4 address.
+    #[must_use]
+    pub const fn to_ipv4(self) -> Ipv4Addr {
+        let [a, b, c, d] = self.octets();
+        Ipv4Addr::new(a, b, c, d)
+    }
+}
+
+/// A 16-bit value in network byte order (a port), stored with the exact bits
+/// the kernel uses (the low 16 bits of `bpf_sock_addr::user_port`).
+#[repr(transparent)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Be16(u16);
+
+impl Be16 {
+    /// Wraps raw network-order bits as read from a kernel struct.
+    #[must_use]
+    pub const fn from_raw(raw: u16) -> Self {
+        Self(raw)
+    }
+
+    /// The raw network-order bits, to write into a kernel struct.
+    #[must_use]
+    pub const fn raw(self) -> u16 {
+        self.0
+    }
+
+    /// From a host-order number (a port as people write it).
+    #[must_use]
+    pub const fn from_host(value: u16) -> Self {
+        Self(value.to_be())
+    }
+
+    /// The host-order number.
+    #[must_use]
+    pub const fn to_host(self) -> u16 {
+        u16::from_be(self.0)
+    }
+}
+
+/// Key of [`SERVICES_MAP`]: one frontend (`slot == 0`) or one backend slot of it.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Service virtual IP (`ClusterIP`).
+    pub vip: Be32,
+    /// Service port.
+    pub port: Be16,
+    /// IP protocol ([`PROTO_TCP`], [`PROTO_UDP`]).
+    pub proto: u8,
+    /// Explicit padding; always 0.
+    pub pad0: u8,
+    /// 0 for the frontend, `1..=count` for backend slots.
+    pub slot: u16,
+    /// Explicit padding; always 0.
+    pub pad1: [u8; 2],
+}
+
+impl ServiceKey {
+    /// The key of one slot of a service.
+    #[must_use]
+    pub const fn new(vip: Be32, port: Be16, proto: u8, slot: u16) -> Self {
+        Self {
+            vip,
+            port,
+            proto,
+            pad0: 0,
+            slot,
+            pad1: [0; 2],
+        }
+    }
+
+    /// The frontend key (slot 0) of a service.
+    #[must_use]
+    pub const fn frontend(vip: Be32, port: Be16, proto: u8) -> Self {
+        Self::new(vip, port, proto, 0)
+    }
+
+    /// The same service, another slot.
+    #[must_use]
+    pub const fn with_slot(self, slot: u16) -> Self {
+        Self { slot, ..self }
+    }
+}
+
+/// Value of [`SERVICES_MAP`].
+///
+/// For slot 0 (frontend): `count` backends, `flags`, `rev_nat_id` (the
+/// service id) and `backend_id == 0`. For slot `n >= 1`: `backend_id` names
+/// the backend, the other fields repeat the frontend's for inspection.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceValue {
+    /// Number of backend slots (frontend only); 0 means "reject".
+    pub count: u16,
+    /// `SERVICE_FLAG_*` bits.
+    pub flags: u16,
+    /// Backend id (backend slots only).
+    pub backend_id: u32,
+    /// Service id, used for reverse translation (UDP, getpeername).
+    pub rev_nat_id: u16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 2],
+}
+
+impl ServiceValue {
+    /// A frontend (slot 0) value.
+    #[must_use]
+    pub const fn frontend(count: u16, flags: u16, rev_nat_id: u16) -> Self {
+        Self {
+            count,
+            flags,
+            backend_id: 0,
+            rev_nat_id,
+            pad: [0; 2],
+        }
+    }
+
+    /// A backend slot value.
+    #[must_use]
+    pub const fn backend_slot(backend_id: u32, rev_nat_id: u16) -> Self {
+        Self {
+            count: 0,
+            flags: SERVICE_FLAG_NONE,
+            backend_id,
+            rev_nat_id,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// Key of [`BACKENDS_MAP`].
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    /// Backend id, allocated by userspace; never 0.
+    pub id: u32,
+}
+
+/// Value of [`BACKENDS_MAP`]: where to send a connection.
+///
+/// Exactly 8 bytes with no implicit padding, so no padding field is needed.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BackendValue {
+    /// Backend IPv4 address.
+    pub addr: Be32,
+    /// Backend port.
+    pub port: Be16,
+    /// IP protocol ([`PROTO_TCP`], [`PROTO_UDP`]).
+    pub proto: u8,
+    /// `BACKEND_FLAG_*` bits.
+    pub flags: u8,
+}
+
+impl BackendValue {
+    /// An active backend.
+    #[must_use]
+    pub const fn new(addr: Be32, port: Be16, proto: u8) -> Self {
+        Self {
+            addr,
+            port,
+            proto,
+            flags: BACKEND_FLAG_ACTIVE,
+        }
+    }
+}
+
+// Layouts are ABI shared with the kernel objects: pin them down.
+const _: () = {
+    assert!(size_of::<Be32>() == 4);
+    assert!(size_of::<Be16>() == 2);
+
+    assert!(size_of::<ServiceKey>() == 12);
+    assert!(offset_of!(ServiceKey, vip) == 0);
+    assert!(offset_of!(ServiceKey, port) == 4);
+    assert!(offset_of!(ServiceKey, proto) == 6);
+    assert!(offset_of!(ServiceKey, pad0) == 7);
+    assert!(offset_of!(ServiceKey, slot) == 8);
+    assert!(offset_of!(ServiceKey, pad1) == 10);
+
+    assert!(size_of::<ServiceValue>() == 12);
+    assert!(offset_of!(ServiceValue, count) == 0);
+    assert!(offset_of!(ServiceValue, flags) == 2);
+    assert!(offset_of!(ServiceValue, backend_id) == 4);
+    assert!(offset_of!(ServiceValue, rev_nat_id) == 8);
+    assert!(offset_of!(ServiceValue, pad) == 10);
+
+    assert!(size_of::<BackendKey>() == 4);
+
+    assert!(size_of::<BackendValue>() == 8);
+    assert!(offset_of!(BackendValue, addr) == 0);
+    assert!(offset_of!(BackendValue, port) == 4);
+    assert!(offset_of!(BackendValue, proto) == 6);
+    assert!(offset_of!(BackendValue, flags) == 7);
+
+    // Kernel object names are at most 15 bytes (BPF_OBJ_NAME_LEN - 1).
+    assert!(SERVICES_MAP.len() <= 15);
+    assert!(BACKENDS_MAP.len() <= 15);
+    assert!(CONNECT4_PROGRAM.len() <= 15);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{BackendKey, BackendValue, ServiceKey, ServiceValue};
+
+    // SAFETY: `ServiceKey` is `#[repr(C)]`, `Copy`, made only of integers
+    // (`Be32`/`Be16` are `repr(transparent)` integers) with every padding byte
+    // an explicit field (size and offsets asserted above), so any bit pattern
+    // is valid and no byte is uninitialised.
+    unsafe impl aya::Pod for ServiceKey {}
+    // SAFETY: as for `ServiceKey`: `repr(C)`, integers only, explicit padding,
+    // layout asserted above.
+    unsafe impl aya::Pod for ServiceValue {}
+    // SAFETY: `repr(C)` wrapper of one `u32`; any bit pattern is valid.
+    unsafe impl aya::Pod for BackendKey {}
+    // SAFETY: `repr(C)`, integers only, 8 bytes with no implicit padding
+    // (asserted above); any bit pattern is valid.
+    unsafe impl aya::Pod for BackendValue {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Be16, Be32, ServiceKey};
+    use core::net::Ipv4Addr;
+
+    #[test]
+    fn byte_order_round_trips() {
+        let vip = Be32::from_ipv4(Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(vip.octets(), [10, 96, 0, 10]);
+        assert_eq!(vip.to_ipv4(), Ipv4Addr::new(10, 96, 0, 10));
+        let port = Be16::from_host(80);
+        assert_eq!(port.raw().to_ne_bytes(), [0, 80]);
+        assert_eq!(port.to_host(), 80);
+    }
+
+    #[test]
+    fn frontend_key_is_slot_zero() {
+        let key = ServiceKey::frontend(Be32::from_octets([10, 96, 0, 1]), Be16::from_host(443), 6);
+        assert_eq!(key.slot, 0);
+        assert_eq!(key.with_slot(3).slot, 3);
+        assert_eq!(key.with_slot(3).vip, key.vip);
+    }
+}

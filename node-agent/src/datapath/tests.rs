@@ -1,0 +1,104 @@
+use super::{
+    BackendKey, BackendValue, Be16, Be32, DatapathError, DatapathOps, FakeDatapath, PROTO_TCP,
+    ServiceKey, ServiceValue, program_service, remove_service_entries,
+};
+
+fn vip() -> ServiceKey {
+    ServiceKey::frontend(
+        Be32::from_octets([10, 96, 0, 10]),
+        Be16::from_host(80),
+        PROTO_TCP,
+    )
+}
+
+fn backend(last: u8, port: u16) -> BackendValue {
+    BackendValue::new(
+        Be32::from_octets([10, 244, 0, last]),
+        Be16::from_host(port),
+        PROTO_TCP,
+    )
+}
+
+#[test]
+fn program_service_writes_frontend_and_slots() {
+    let mut dp = FakeDatapath::new();
+    dp.upsert_backend(BackendKey { id: 7 }, backend(7, 8080))
+        .unwrap();
+    dp.upsert_backend(BackendKey { id: 9 }, backend(9, 8080))
+        .unwrap();
+    program_service(&mut dp, vip(), 0, 3, &[7, 9]).unwrap();
+
+    assert_eq!(dp.services[&vip()], ServiceValue::frontend(2, 0, 3));
+    assert_eq!(dp.services[&vip().with_slot(1)].backend_id, 7);
+    assert_eq!(dp.services[&vip().with_slot(2)].backend_id, 9);
+    assert_eq!(dp.services.len(), 3);
+}
+
+#[test]
+fn shrinking_a_service_prunes_extra_slots() {
+    let mut dp = FakeDatapath::new();
+    program_service(&mut dp, vip(), 0, 3, &[1, 2, 3]).unwrap();
+    program_service(&mut dp, vip(), 0, 3, &[2]).unwrap();
+
+    assert_eq!(dp.services[&vip()].count, 1);
+    assert_eq!(dp.services[&vip().with_slot(1)].backend_id, 2);
+    assert_eq!(dp.services.len(), 2);
+}
+
+#[test]
+fn a_service_with_no_backends_keeps_a_frontend_with_count_zero() {
+    let mut dp = FakeDatapath::new();
+    program_service(&mut dp, vip(), 0, 3, &[1, 2]).unwrap();
+    program_service(&mut dp, vip(), 0, 3, &[]).unwrap();
+
+    assert_eq!(dp.services[&vip()].count, 0);
+    assert_eq!(dp.services.len(), 1);
+}
+
+#[test]
+fn removing_a_service_removes_all_its_slots_only() {
+    let other = ServiceKey::frontend(
+        Be32::from_octets([10, 96, 0, 11]),
+        Be16::from_host(80),
+        PROTO_TCP,
+    );
+    let mut dp = FakeDatapath::new();
+    program_service(&mut dp, vip(), 0, 3, &[1, 2]).unwrap();
+    program_service(&mut dp, other, 0, 4, &[1]).unwrap();
+    remove_service_entries(&mut dp, vip()).unwrap();
+
+    assert_eq!(
+        dp.services()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+        vec![other, other.with_slot(1)]
+    );
+    // Removing again is fine.
+    remove_service_entries(&mut dp, vip()).unwrap();
+}
+
+#[test]
+fn removal_of_missing_entries_succeeds() {
+    let mut dp = FakeDatapath::new();
+    dp.remove_service(&vip()).unwrap();
+    dp.remove_backend(&BackendKey { id: 1 }).unwrap();
+}
+
+#[test]
+fn full_maps_report_map_full() {
+    let mut dp = FakeDatapath::with_capacity(2, 1);
+    dp.upsert_backend(BackendKey { id: 1 }, backend(1, 80))
+        .unwrap();
+    // Replacing an existing key needs no room.
+    dp.upsert_backend(BackendKey { id: 1 }, backend(2, 80))
+        .unwrap();
+    let err = dp
+        .upsert_backend(BackendKey { id: 2 }, backend(2, 80))
+        .unwrap_err();
+    assert!(matches!(err, DatapathError::MapFull { .. }), "{err}");
+
+    let err = program_service(&mut dp, vip(), 0, 1, &[1, 2]).unwrap_err();
+    assert!(matches!(err, DatapathError::MapFull { .. }), "{err}");
+}

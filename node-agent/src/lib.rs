@@ -1,0 +1,8 @@
+//! The sluice node agent: kubelet over CRI, the eBPF service proxy and the CNI plugin.
+//!
+//! [`datapath`] is the only module that touches aya and the kernel's BPF
+//! objects; everything above it talks to the [`datapath::DatapathOps`] trait,
+//! which has an in-memory fake for unit tests.
+#![deny(missing_docs)]
+
+pub mod datapath;

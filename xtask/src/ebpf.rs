@@ -1,0 +1,58 @@
+//! `cargo xtask build-ebpf`: builds the eBPF crate for the BPF target.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, run, setup, target_dir};
+
+/// The BPF crate.
+const PACKAGE: &str = "sluice-ebpf";
+/// The BPF target triple.
+const TARGET: &str = "bpfel-unknown-none";
+/// The `[[bin]]`s of `ebpf/programs`, one object per attach point.
+const OBJECTS: &[&str] = &[SOCK_OBJECT];
+/// The socket-LB object (cgroup connect4 and friends).
+pub const SOCK_OBJECT: &str = "sluice-sock";
+
+/// Where the objects are copied: `target/bpf/`.
+pub fn object_dir() -> PathBuf {
+    target_dir().join("bpf")
+}
+
+/// Builds the objects and returns their stable paths (`target/bpf/<name>`).
+pub fn build() -> Result<Vec<PathBuf>> {
+    if !setup::bpf_linker_ok() {
+        setup::toolchain()?;
+    }
+    let mut cmd = cargo();
+    cmd.args([&format!("+{}", setup::NIGHTLY), "build", "-p", PACKAGE])
+        .args(["-Z", "build-std=core", "--target", TARGET, "--release"])
+        // BTF for the loader and for bpftool; only for the BPF target, so host
+        // build scripts are unaffected.
+        .env(
+            "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
+            "-C debuginfo=2 -C link-arg=--btf",
+        )
+        // Don't let the stable toolchain running xtask leak into nightly's build.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    println!("[build-ebpf] building {PACKAGE} for {TARGET} (nightly, release)");
+    run(&mut cmd)?;
+
+    let built = target_dir().join(TARGET).join("release");
+    let dir = object_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for name in OBJECTS {
+        let from = built.join(name);
+        let to = dir.join(name);
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        println!("[build-ebpf] wrote {}", to.display());
+        paths.push(to);
+    }
+    Ok(paths)
+}

@@ -1,0 +1,167 @@
+//! sluice's workflow commands: `cargo xtask <setup|build-ebpf|up|test|bench>`.
+//!
+//! - `setup`: installs what the project needs on a Debian bookworm machine
+//!   (Debian packages, nightly `rust-src`, `bpf-linker` built against
+//!   nightly's LLVM), mounts bpffs. Idempotent.
+//! - `build-ebpf`: builds `ebpf/programs` for `bpfel-unknown-none` and copies
+//!   each object to `target/bpf/<name>` (today: `target/bpf/sluice-sock`).
+//! - `test`: setup, build-ebpf, then `cargo test` over the workspace with
+//!   `SLUICE_BPF_OBJ` set (`--no-fail-fast`: every failure is reported).
+//!   What `.ci/run` calls.
+//! - `up`: builds and runs the control plane in the foreground.
+//! - `bench <name>`: runs `bench-<name>` from the `sluice-tests` crate.
+
+mod ebpf;
+mod setup;
+mod up;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "sluice's workflow commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the project needs (idempotent).
+    Setup {
+        /// Only the eBPF toolchain (nightly rust-src, bpf-linker), no Debian packages.
+        #[arg(long)]
+        toolchain_only: bool,
+    },
+    /// Build the eBPF programs and copy the objects to target/bpf/.
+    BuildEbpf {
+        /// Accepted for symmetry: BPF objects are always built with the
+        /// release profile (unoptimised BPF code does not pass the verifier).
+        #[arg(long)]
+        release: bool,
+    },
+    /// The whole test suite: setup, build-ebpf, cargo test.
+    Test {
+        /// Skip the setup step (packages and toolchain already in place).
+        #[arg(long)]
+        skip_setup: bool,
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Build (release) and run a single-node cluster in the foreground.
+    Up,
+    /// Run a benchmark: `cargo run --release -p sluice-tests --bin bench-<name> -- args`.
+    Bench {
+        /// Benchmark name (`api` runs `bench-api`).
+        name: String,
+        /// Arguments passed to the benchmark.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup { toolchain_only } => {
+            if toolchain_only {
+                setup::toolchain()
+            } else {
+                setup::all()
+            }
+        }
+        Cmd::BuildEbpf { release: _ } => ebpf::build().map(|_| ()),
+        Cmd::Test {
+            skip_setup,
+            cargo_args,
+        } => test(skip_setup, &cargo_args),
+        Cmd::Up => up::run(),
+        Cmd::Bench { name, args } => {
+            let mut cmd = cargo();
+            cmd.args(["run", "--release", "-p", "sluice-tests", "--bin"])
+                .arg(format!("bench-{name}"))
+                .arg("--")
+                .args(&args);
+            run(&mut cmd)
+        }
+    }
+}
+
+fn test(skip_setup: bool, cargo_args: &[String]) -> Result<()> {
+    if !skip_setup {
+        setup::all()?;
+    }
+    let objects = ebpf::build()?;
+    let sock = objects
+        .iter()
+        .find(|path| path.ends_with(ebpf::SOCK_OBJECT))
+        .context("build-ebpf produced no socket-LB object")?;
+    println!("[test] SLUICE_BPF_OBJ={}", sock.display());
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "sluice-ebpf",
+        "--no-fail-fast",
+    ])
+    .args(cargo_args)
+    .env("SLUICE_BPF_OBJ", sock)
+    .env("SLUICE_BPF_DIR", ebpf::object_dir());
+    run(&mut cmd).context("tests failed")
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+}
+
+/// The cargo target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// `cargo` (through rustup's proxy, so `+toolchain` works), run from the
+/// workspace root.
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs a command with inherited stdio; fails on a non-zero exit.
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed: {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+/// Runs a command quietly and returns its stdout, or `None` when it cannot
+/// start or fails.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
