@@ -1340,7 +1340,9 @@ pub(super) async fn list_objects(
     };
     let mut items = Vec::new();
     loop {
-        let chunk = limit.map(|l| (l - items.len()).max(1) * 2);
+        // Without selectors every key is an item: read exactly what the page needs.
+        let unfiltered = sel.labels.is_empty() && sel.fields.is_empty();
+        let chunk = limit.map(|l| (l - items.len()).max(1) * if unfiltered { 1 } else { 2 });
         let res = match srv.store.range(&prefix, start.as_deref(), chunk, rev).await {
             Err(StoreError::Compacted { .. }) => {
                 return Err(ApiError::expired(
