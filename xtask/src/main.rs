@@ -82,12 +82,13 @@ fn main() -> Result<()> {
         } => test(skip_setup, &cargo_args),
         Cmd::Up => up::run(),
         Cmd::Bench { name, args } => {
-            let mut cmd = cargo();
-            cmd.args(["run", "--release", "-p", "sluice-tests", "--bin"])
-                .arg(format!("bench-{name}"))
-                .arg("--")
-                .args(&args);
-            run(&mut cmd)
+            // Benchmarks start the workspace's own binaries: build them all, optimised.
+            run(cargo().args(["build", "--release", "--workspace", "--exclude", "sluice-ebpf", "--bins"]))?;
+            let bench = target_dir().join("release").join(format!("bench-{name}"));
+            if !bench.exists() {
+                bail!("no benchmark named {name:?} ({} is missing)", bench.display());
+            }
+            run(Command::new(bench).args(&args).env("SLUICE_BIN_DIR", target_dir().join("release")))
         }
     }
 }
@@ -102,6 +103,9 @@ fn test(skip_setup: bool, cargo_args: &[String]) -> Result<()> {
         .find(|path| path.ends_with(ebpf::SOCK_OBJECT))
         .context("build-ebpf produced no socket-LB object")?;
     println!("[test] SLUICE_BPF_OBJ={}", sock.display());
+    // End-to-end tests start the workspace's binaries (control plane, node agent, CNI).
+    println!("[test] building the workspace binaries");
+    run(cargo().args(["build", "--workspace", "--exclude", "sluice-ebpf", "--bins"]))?;
     let mut cmd = cargo();
     cmd.args([
         "test",
