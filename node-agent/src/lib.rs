@@ -5,4 +5,7 @@
 //! which has an in-memory fake for unit tests.
 #![deny(missing_docs)]
 
+pub mod cni;
 pub mod datapath;
+
+pub mod kubelet;

@@ -1,0 +1,276 @@
+//! The kubelet: registers this Node, keeps its Lease and Ready condition current, writes
+//! the CNI config for the node's podCIDR, and runs one [`pods::Worker`] per pod bound to
+//! this node, driving containerd over CRI.
+
+pub mod node;
+pub mod pods;
+pub mod probe;
+pub mod spec;
+pub mod status;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::watcher;
+use sluice_proto::runtime::v1 as cri;
+use tokio::sync::watch;
+
+/// Kubelet settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's name.
+    pub node_name: String,
+    /// This node's InternalIP.
+    pub node_ip: String,
+    /// The CRI socket (containerd).
+    pub cri_socket: PathBuf,
+    /// Where the CNI conflist is written (containerd's CNI conf_dir).
+    pub cni_conf_dir: PathBuf,
+    /// The CNI plugin's state (IPAM) directory.
+    pub cni_data_dir: PathBuf,
+    /// Pod logs and other kubelet state live under here.
+    pub state_dir: PathBuf,
+    /// DNS settings given to pod sandboxes.
+    pub dns: cri::DnsConfig,
+}
+
+impl Config {
+    /// Root of pod log directories.
+    #[must_use]
+    pub fn log_root(&self) -> String {
+        self.state_dir.join("pods").display().to_string()
+    }
+}
+
+/// Kubelet errors.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    /// The API server refused or failed.
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    /// The runtime refused or failed.
+    #[error("CRI: {0}")]
+    Cri(#[from] tonic::Status),
+    /// Could not reach the runtime.
+    #[error("connecting to the runtime: {0}")]
+    Connect(#[from] sluice_proto::ConnectError),
+    /// Local I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug or impossible state.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// RFC 3339 now, second precision.
+#[must_use]
+pub fn now() -> String {
+    rfc3339_from_nanos(i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())).unwrap_or(0))
+}
+
+/// RFC 3339 (second precision) from Unix nanoseconds as CRI reports times.
+#[must_use]
+pub fn rfc3339_from_nanos(ns: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(ns / 1_000_000_000)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// Post a pod event from this kubelet (best effort).
+pub(crate) async fn event(client: &kube::Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
+    let host = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    pods::post_event(client, pod, ty, reason, message, "kubelet", &host).await;
+}
+
+/// DNS for pods: the host's resolv.conf (there is no cluster DNS add-on yet).
+#[must_use]
+pub fn host_dns() -> cri::DnsConfig {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut dns = cri::DnsConfig::default();
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        match w.next() {
+            Some("nameserver") => dns.servers.extend(w.next().map(String::from)),
+            Some("search") => dns.searches.extend(w.map(String::from)),
+            Some("options") => dns.options.extend(w.map(String::from)),
+            _ => {}
+        }
+    }
+    dns
+}
+
+async fn connect_runtime(socket: &std::path::Path) -> sluice_proto::Clients {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match sluice_proto::connect(socket).await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!(error = %e, "container runtime not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Node status, CNI config and Lease, every 10 s.
+async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto::Clients) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let version = cri
+        .runtime
+        .version(cri::VersionRequest { version: sluice_proto::CRI_VERSION.into() })
+        .await
+        .map(|v| {
+            let v = v.into_inner();
+            format!("{}://{}", v.runtime_name, v.runtime_version)
+        })
+        .unwrap_or_default();
+    let mut fast = true;
+    loop {
+        let pod_cidr = nodes.get_opt(&cfg.node_name).await.ok().flatten().and_then(|n| n.spec?.pod_cidr);
+        let mut cni_ok = false;
+        if let Some(cidr) = &pod_cidr {
+            match node::write_cni_config(&cfg.cni_conf_dir, cidr, &cfg.cni_data_dir) {
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(%cidr, dir = %cfg.cni_conf_dir.display(), "wrote CNI config");
+                    }
+                    cni_ok = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "writing CNI config"),
+            }
+        }
+        let (rt, net, msg) = node::runtime_ready(&mut cri).await;
+        let ready = rt && net && cni_ok;
+        let msg = if pod_cidr.is_none() { "waiting for a podCIDR from the control plane".to_string() } else { msg };
+        if let Err(e) = node::post_status(&nodes, &cfg, &version, ready, &msg).await {
+            tracing::warn!(error = %e, "posting node status");
+        }
+        if let Err(e) = node::renew_lease(&leases, &cfg).await {
+            tracing::warn!(error = %e, "renewing lease");
+        }
+        // Poll quickly until Ready, then at the upstream cadence.
+        fast = fast && !ready;
+        tokio::time::sleep(if fast { Duration::from_secs(1) } else { Duration::from_secs(10) }).await;
+    }
+}
+
+/// Remove sandboxes we created whose pods no longer exist (e.g. force-deleted while we were down).
+async fn collect_orphans(mut cri: sluice_proto::Clients, live: &HashMap<String, watch::Sender<Option<Pod>>>) {
+    let filter = cri::PodSandboxFilter { label_selector: HashMap::from([(spec::LABEL_MANAGED.to_string(), "true".to_string())]), ..Default::default() };
+    let Ok(list) = cri.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await else { return };
+    for sb in list.into_inner().items {
+        let uid = sb.labels.get(spec::LABEL_POD_UID).cloned().unwrap_or_default();
+        if live.contains_key(&uid) {
+            continue;
+        }
+        tracing::info!(%uid, sandbox = %sb.id, "removing the sandbox of a pod that no longer exists");
+        let _ = cri.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+        let _ = cri.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id }).await;
+    }
+}
+
+/// Run the kubelet until the future is dropped.
+pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> {
+    let cfg = Arc::new(cfg);
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| KubeletError::Io { context: format!("creating {}", cfg.state_dir.display()), source })?;
+    let cri = connect_runtime(&cfg.cri_socket).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    loop {
+        match node::register(&nodes, &cfg).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "registering node");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
+    tokio::spawn(heartbeat(cfg.clone(), client.clone(), cri.clone()));
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
+    let mut events = watcher(pods, wc).boxed();
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut relist: Option<Vec<String>> = None;
+    let mut gc = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = gc.tick() => {
+                workers.retain(|_, tx| !tx.is_closed());
+                collect_orphans(cri.clone(), &workers).await;
+            }
+            ev = events.next() => {
+                let Some(ev) = ev else { return Ok(()) };
+                match ev {
+                    Ok(watcher::Event::Init) => relist = Some(Vec::new()),
+                    Ok(watcher::Event::InitApply(pod)) => {
+                        if let Some(seen) = relist.as_mut() {
+                            seen.push(pod.metadata.uid.clone().unwrap_or_default());
+                        }
+                        deliver(&cfg, &client, &cri, &mut workers, pod);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(seen) = relist.take() {
+                            for (uid, tx) in &workers {
+                                if !seen.contains(uid) {
+                                    let _ = tx.send(None);
+                                }
+                            }
+                        }
+                    }
+                    Ok(watcher::Event::Apply(pod)) => deliver(&cfg, &client, &cri, &mut workers, pod),
+                    Ok(watcher::Event::Delete(pod)) => {
+                        if let Some(tx) = workers.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
+                            let _ = tx.send(None);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deliver(cfg: &Arc<Config>, client: &kube::Client, cri: &sluice_proto::Clients, workers: &mut HashMap<String, watch::Sender<Option<Pod>>>, pod: Pod) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if let Some(tx) = workers.get(&uid)
+        && !tx.is_closed()
+    {
+        let _ = tx.send(Some(pod));
+        return;
+    }
+    if workers.contains_key(&uid) {
+        // The worker finished (pod deleted); nothing more to do for this uid.
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod));
+    let worker = pods::Worker::new(uid.clone(), cfg.clone(), client.clone(), cri.clone());
+    tokio::spawn(worker.run(rx));
+    workers.insert(uid, tx);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_from_cri_nanos() {
+        assert_eq!(super::rfc3339_from_nanos(1_700_000_000_123_456_789), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339_from_nanos(0), "1970-01-01T00:00:00Z");
+    }
+}
