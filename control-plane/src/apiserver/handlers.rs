@@ -655,12 +655,7 @@ impl ApiServer {
         if let Some(rv) = &want_rv
             && *rv != kv.mod_revision.to_string()
         {
-            return Err(ApiError::conflict(
-                r.group,
-                r.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
+            return Err(ApiError::stale(r.group, r.plural, name));
         }
         let v = self
             .write_update(req, r, ns, name, &current, &kv, obj, sub)
@@ -780,12 +775,7 @@ impl ApiServer {
                     self.on_removed(r, &decorate(r, &prev)?);
                     Ok(new)
                 }
-                Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(
-                    r.group,
-                    r.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                )),
+                Err(StoreError::Conflict { .. }) => Err(ApiError::stale(r.group, r.plural, name)),
                 Err(StoreError::NotFound { .. }) => {
                     Err(ApiError::not_found(r.group, r.plural, name))
                 }
@@ -812,12 +802,7 @@ impl ApiServer {
             Err(e) => {
                 self.release(&allocated);
                 match e {
-                    StoreError::Conflict { .. } => Err(ApiError::conflict(
-                        r.group,
-                        r.plural,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    )),
+                    StoreError::Conflict { .. } => Err(ApiError::stale(r.group, r.plural, name)),
                     StoreError::NotFound { .. } => {
                         Err(ApiError::not_found(r.group, r.plural, name))
                     }
@@ -858,12 +843,7 @@ impl ApiServer {
                 && patched["metadata"]["resourceVersion"].as_str()
                     != Some(kv.mod_revision.to_string().as_str())
             {
-                return Err(ApiError::conflict(
-                    r.group,
-                    r.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::stale(r.group, r.plural, name));
             }
             let (obj, _) = decode(r, &patched, mode)?;
             match self
@@ -904,12 +884,7 @@ impl ApiServer {
                 .filter(|s| !s.is_empty())
                 && rv != kv.mod_revision.to_string()
             {
-                return Err(ApiError::conflict(
-                    r.group,
-                    r.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::stale(r.group, r.plural, name));
             }
             let replicas = match &scale["spec"]["replicas"] {
                 Value::Null => 0,
