@@ -329,7 +329,12 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         .iter()
         .enumerate()
         .find(|(_, i)| i.name == env.ifname && i.sandbox.is_some())
-        .ok_or_else(|| fail(format!("prevResult has no sandbox interface {}", env.ifname)))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "prevResult has no sandbox interface {}",
+                env.ifname
+            ))
+        })?;
     let ips: Vec<&IpConfig> = prev
         .ips
         .iter()
@@ -342,8 +347,12 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             env.ifname
         )));
     };
-    let (ip, _) = parse_cidr_addr(&ipc.address)
-        .ok_or_else(|| fail(format!("prevResult address {:?} is not IPv4 CIDR", ipc.address)))?;
+    let (ip, _) = parse_cidr_addr(&ipc.address).ok_or_else(|| {
+        fail(format!(
+            "prevResult address {:?} is not IPv4 CIDR",
+            ipc.address
+        ))
+    })?;
 
     let ns = link::Netns::open(netns_path(env)?)?;
     // Container side: link, MAC, address, routes.
@@ -360,7 +369,10 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     if let Some(mac) = &iface.mac {
         let have = l.get("address").and_then(Value::as_str).unwrap_or("");
         if !have.eq_ignore_ascii_case(mac) {
-            return Err(fail(format!("{} has MAC {have}, expected {mac}", env.ifname)));
+            return Err(fail(format!(
+                "{} has MAC {have}, expected {mac}",
+                env.ifname
+            )));
         }
     }
     if !has_flag(l, "UP") {
@@ -376,7 +388,10 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             })
         });
     if !addr_ok {
-        return Err(fail(format!("{} lacks address {}", env.ifname, ipc.address)));
+        return Err(fail(format!(
+            "{} lacks address {}",
+            env.ifname, ipc.address
+        )));
     }
     let routes = link::json(Some(&ns), &["route", "show"])?;
     let mut wanted: Vec<(String, Option<String>)> = prev
@@ -388,15 +403,24 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     for (dst, gw) in &wanted {
         let found = routes.as_array().is_some_and(|rs| {
             rs.iter().any(|r| {
-                r.get("dst").and_then(Value::as_str).map(normalise_dst).as_ref() == Some(dst)
+                r.get("dst")
+                    .and_then(Value::as_str)
+                    .map(normalise_dst)
+                    .as_ref()
+                    == Some(dst)
                     && gw
                         .as_deref()
                         .is_none_or(|g| r.get("gateway").and_then(Value::as_str) == Some(g))
             })
         });
         if !found {
-            let via = gw.as_deref().map(|g| format!(" via {g}")).unwrap_or_default();
-            return Err(fail(format!("route {dst}{via} is missing in the container")));
+            let via = gw
+                .as_deref()
+                .map(|g| format!(" via {g}"))
+                .unwrap_or_default();
+            return Err(fail(format!(
+                "route {dst}{via} is missing in the container"
+            )));
         }
     }
     // Host side: veth up, /32 route to the pod through it.

@@ -77,7 +77,14 @@ pub enum KubeletError {
 /// RFC 3339 now, second precision.
 #[must_use]
 pub fn now() -> String {
-    rfc3339_from_nanos(i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())).unwrap_or(0))
+    rfc3339_from_nanos(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        )
+        .unwrap_or(0),
+    )
 }
 
 /// RFC 3339 (second precision) from Unix nanoseconds as CRI reports times.
@@ -90,7 +97,11 @@ pub fn rfc3339_from_nanos(ns: i64) -> String {
 
 /// Post a pod event from this kubelet (best effort).
 pub(crate) async fn event(client: &kube::Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
-    let host = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let host = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
     pods::post_event(client, pod, ty, reason, message, "kubelet", &host).await;
 }
 
@@ -131,7 +142,9 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     let version = cri
         .runtime
-        .version(cri::VersionRequest { version: sluice_proto::CRI_VERSION.into() })
+        .version(cri::VersionRequest {
+            version: sluice_proto::CRI_VERSION.into(),
+        })
         .await
         .map(|v| {
             let v = v.into_inner();
@@ -140,7 +153,12 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
         .unwrap_or_default();
     let mut fast = true;
     loop {
-        let pod_cidr = nodes.get_opt(&cfg.node_name).await.ok().flatten().and_then(|n| n.spec?.pod_cidr);
+        let pod_cidr = nodes
+            .get_opt(&cfg.node_name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.spec?.pod_cidr);
         let mut cni_ok = false;
         if let Some(cidr) = &pod_cidr {
             match node::write_cni_config(&cfg.cni_conf_dir, cidr, &cfg.cni_data_dir) {
@@ -155,7 +173,11 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
         }
         let (rt, net, msg) = node::runtime_ready(&mut cri).await;
         let ready = rt && net && cni_ok;
-        let msg = if pod_cidr.is_none() { "waiting for a podCIDR from the control plane".to_string() } else { msg };
+        let msg = if pod_cidr.is_none() {
+            "waiting for a podCIDR from the control plane".to_string()
+        } else {
+            msg
+        };
         if let Err(e) = node::post_status(&nodes, &cfg, &version, ready, &msg).await {
             tracing::warn!(error = %e, "posting node status");
         }
@@ -164,29 +186,65 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
         }
         // Poll quickly until Ready, then at the upstream cadence.
         fast = fast && !ready;
-        tokio::time::sleep(if fast { Duration::from_secs(1) } else { Duration::from_secs(10) }).await;
+        tokio::time::sleep(if fast {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        })
+        .await;
     }
 }
 
 /// Remove sandboxes we created whose pods no longer exist (e.g. force-deleted while we were down).
-async fn collect_orphans(mut cri: sluice_proto::Clients, live: &HashMap<String, watch::Sender<Option<Pod>>>) {
-    let filter = cri::PodSandboxFilter { label_selector: HashMap::from([(spec::LABEL_MANAGED.to_string(), "true".to_string())]), ..Default::default() };
-    let Ok(list) = cri.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await else { return };
+async fn collect_orphans(
+    mut cri: sluice_proto::Clients,
+    live: &HashMap<String, watch::Sender<Option<Pod>>>,
+) {
+    let filter = cri::PodSandboxFilter {
+        label_selector: HashMap::from([(spec::LABEL_MANAGED.to_string(), "true".to_string())]),
+        ..Default::default()
+    };
+    let Ok(list) = cri
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        })
+        .await
+    else {
+        return;
+    };
     for sb in list.into_inner().items {
-        let uid = sb.labels.get(spec::LABEL_POD_UID).cloned().unwrap_or_default();
+        let uid = sb
+            .labels
+            .get(spec::LABEL_POD_UID)
+            .cloned()
+            .unwrap_or_default();
         if live.contains_key(&uid) {
             continue;
         }
         tracing::info!(%uid, sandbox = %sb.id, "removing the sandbox of a pod that no longer exists");
-        let _ = cri.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-        let _ = cri.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id }).await;
+        let _ = cri
+            .runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
+        let _ = cri
+            .runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id,
+            })
+            .await;
     }
 }
 
 /// Run the kubelet until the future is dropped.
 pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> {
     let cfg = Arc::new(cfg);
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| KubeletError::Io { context: format!("creating {}", cfg.state_dir.display()), source })?;
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| KubeletError::Io {
+        context: format!("creating {}", cfg.state_dir.display()),
+        source,
+    })?;
     let cri = connect_runtime(&cfg.cri_socket).await;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
@@ -248,7 +306,13 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
     }
 }
 
-fn deliver(cfg: &Arc<Config>, client: &kube::Client, cri: &sluice_proto::Clients, workers: &mut HashMap<String, watch::Sender<Option<Pod>>>, pod: Pod) {
+fn deliver(
+    cfg: &Arc<Config>,
+    client: &kube::Client,
+    cri: &sluice_proto::Clients,
+    workers: &mut HashMap<String, watch::Sender<Option<Pod>>>,
+    pod: Pod,
+) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     if let Some(tx) = workers.get(&uid)
         && !tx.is_closed()
@@ -270,7 +334,10 @@ fn deliver(cfg: &Arc<Config>, client: &kube::Client, cri: &sluice_proto::Clients
 mod tests {
     #[test]
     fn times_from_cri_nanos() {
-        assert_eq!(super::rfc3339_from_nanos(1_700_000_000_123_456_789), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            super::rfc3339_from_nanos(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20Z"
+        );
         assert_eq!(super::rfc3339_from_nanos(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -462,18 +462,48 @@ async fn watch_sends_bookmarks_and_initial_events_end() {
     let cp = ControlPlane::start(&["--no-controllers", "--bookmark-interval-seconds", "1"]).await;
     cp.http("POST", CM, "application/json", &cm("b1")).await;
     let list = cp.http("GET", CM, "application/json", b"").await.json();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Periodic bookmarks carry the last version the stream delivered.
-    let r = cp.http("GET", &format!("{CM}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3"), "application/json", b"").await;
-    let events: Vec<Value> = r.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["type"] == "BOOKMARK" && e["object"]["metadata"]["resourceVersion"] == rv.as_str()), "{events:?}");
+    let r = cp
+        .http(
+            "GET",
+            &format!(
+                "{CM}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3"
+            ),
+            "application/json",
+            b"",
+        )
+        .await;
+    let events: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "BOOKMARK"
+            && e["object"]["metadata"]["resourceVersion"] == rv.as_str()),
+        "{events:?}"
+    );
     // Streaming list: ADDED for what exists, then a bookmark marking the end of initial events.
     let r = cp
         .http("GET", &format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"), "application/json", b"")
         .await;
-    let events: Vec<Value> = r.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events[0]["type"], "ADDED");
     assert_eq!(events[0]["object"]["metadata"]["name"], "b1");
-    let end = events.iter().find(|e| e["type"] == "BOOKMARK").expect("initial-events-end bookmark");
-    assert_eq!(end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("initial-events-end bookmark");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
 }

@@ -39,23 +39,36 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube_runtime=warn,kube_client=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_runtime=warn,kube_client=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let node_name = match cli.node_name {
         Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?.trim().to_lowercase(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name")?
+            .trim()
+            .to_lowercase(),
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cli.kubeconfig).with_context(|| format!("reading {}", cli.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cli.kubeconfig)
+        .with_context(|| format!("reading {}", cli.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
     let client = kube::Client::try_from(config)?;
     let cfg = Config {
         node_ip: cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip),
         node_name,
         cri_socket: cli.cri_socket,
         cni_conf_dir: cli.cni_conf_dir,
-        cni_data_dir: cli.cni_data_dir.unwrap_or_else(|| cli.state_dir.join("cni")),
+        cni_data_dir: cli
+            .cni_data_dir
+            .unwrap_or_else(|| cli.state_dir.join("cni")),
         state_dir: cli.state_dir,
         dns: kubelet::host_dns(),
     };

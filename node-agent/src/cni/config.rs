@@ -95,7 +95,9 @@ impl Env {
         validate_container_id(&env.container_id)?;
         env.ifname = required(&var, "CNI_IFNAME")?;
         validate_ifname(&env.ifname)?;
-        env.netns = var("CNI_NETNS").filter(|s| !s.is_empty()).map(PathBuf::from);
+        env.netns = var("CNI_NETNS")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         if env.netns.is_none() && verb != Verb::Del {
             return Err(CniError::InvalidEnv {
                 name: "CNI_NETNS",
@@ -119,10 +121,12 @@ impl Env {
 }
 
 fn required(var: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String, CniError> {
-    var(name).filter(|s| !s.is_empty()).ok_or(CniError::InvalidEnv {
-        name,
-        reason: "not set".into(),
-    })
+    var(name)
+        .filter(|s| !s.is_empty())
+        .ok_or(CniError::InvalidEnv {
+            name,
+            reason: "not set".into(),
+        })
 }
 
 /// The spec: alphanumeric first, then alphanumerics, `_`, `.` or `-`.
@@ -298,7 +302,9 @@ pub fn decode_versioned(stdin: &[u8]) -> Result<(String, Value), CniError> {
         source,
     })?;
     let Some(obj) = doc.as_object() else {
-        return Err(CniError::config("network configuration is not a JSON object"));
+        return Err(CniError::config(
+            "network configuration is not a JSON object",
+        ));
     };
     let version = match obj.get("cniVersion") {
         Some(Value::String(v)) => v.clone(),
@@ -322,8 +328,7 @@ pub fn decode_versioned(stdin: &[u8]) -> Result<(String, Value), CniError> {
 /// Codes 6 (not JSON), 1 (unsupported `cniVersion`) or 7 (anything else wrong).
 pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let (cni_version, doc) = decode_versioned(stdin)?;
-    let raw: RawConf =
-        serde_json::from_value(doc).map_err(|e| CniError::config(format!("{e}")))?;
+    let raw: RawConf = serde_json::from_value(doc).map_err(|e| CniError::config(format!("{e}")))?;
     validate_name(&raw.name)?;
     let pod_cidr: Ipv4Net = raw
         .pod_cidr
@@ -342,7 +347,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
                 .parse()
                 .map_err(|_| CniError::config(format!("gateway {g:?} is not an IPv4 address")))?;
             if g.is_unspecified() || g.is_broadcast() || g.is_multicast() || g.is_loopback() {
-                return Err(CniError::config(format!("gateway {g} is not a unicast address")));
+                return Err(CniError::config(format!(
+                    "gateway {g} is not a unicast address"
+                )));
             }
             if pod_cidr.contains(g) && (g == pod_cidr.network() || g == pod_cidr.broadcast()) {
                 return Err(CniError::config(format!(
@@ -357,7 +364,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     if !(68..=65_535).contains(&mtu) {
         return Err(CniError::config(format!("mtu {mtu} is outside 68..=65535")));
     }
-    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = raw
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     if !data_dir.is_absolute() {
         return Err(CniError::config(format!(
             "dataDir {} is not an absolute path",
@@ -384,7 +393,9 @@ fn validate_name(name: &str) -> Result<(), CniError> {
     if ok {
         Ok(())
     } else {
-        Err(CniError::config(format!("network name {name:?} is invalid")))
+        Err(CniError::config(format!(
+            "network name {name:?} is invalid"
+        )))
     }
 }
 

@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(l.find("b", "eth0"), Some(Ipv4Addr::new(10, 1, 0, 3)));
         assert_eq!(l.release("a", "eth0"), vec![Ipv4Addr::new(10, 1, 0, 2)]);
         // The freed .2 is not reused at once.
-        assert_eq!(l.allocate("c", "eth0").unwrap().0, Ipv4Addr::new(10, 1, 0, 4));
+        assert_eq!(
+            l.allocate("c", "eth0").unwrap().0,
+            Ipv4Addr::new(10, 1, 0, 4)
+        );
         let freed = l.retain_attachments(&[Attachment {
             container_id: "c".into(),
             ifname: "eth0".into(),

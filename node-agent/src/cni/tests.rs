@@ -31,7 +31,8 @@ fn error_codes_for_bad_input() {
         ("CNI_NETNS", "/var/run/netns/x"),
         ("CNI_IFNAME", "eth0"),
     ];
-    let cases: Vec<(Vec<(&str, &str)>, &str, u64)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u64);
+    let cases: Vec<Case> = vec![
         (vec![], CONF, 4),
         (vec![("CNI_COMMAND", "FROB")], CONF, 4),
         (add[..2].to_vec(), CONF, 4),
@@ -46,12 +47,32 @@ fn error_codes_for_bad_input() {
             4,
         ),
         (add.to_vec(), "{not json", 6),
-        (add.to_vec(), r#"{"cniVersion":"9.9.9","name":"n","podCIDR":"10.9.0.0/24"}"#, 1),
-        (add.to_vec(), r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"10.9.0.1/24"}"#, 7),
-        (add.to_vec(), r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"nope"}"#, 7),
+        (
+            add.to_vec(),
+            r#"{"cniVersion":"9.9.9","name":"n","podCIDR":"10.9.0.0/24"}"#,
+            1,
+        ),
+        (
+            add.to_vec(),
+            r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"10.9.0.1/24"}"#,
+            7,
+        ),
+        (
+            add.to_vec(),
+            r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"nope"}"#,
+            7,
+        ),
         (add.to_vec(), r#"{"cniVersion":"1.0.0","name":"n"}"#, 7),
-        (add.to_vec(), r#"{"cniVersion":"1.0.0","name":"../x","podCIDR":"10.9.0.0/24"}"#, 7),
-        (add.to_vec(), r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"10.9.0.0/24","mtu":"x"}"#, 7),
+        (
+            add.to_vec(),
+            r#"{"cniVersion":"1.0.0","name":"../x","podCIDR":"10.9.0.0/24"}"#,
+            7,
+        ),
+        (
+            add.to_vec(),
+            r#"{"cniVersion":"1.0.0","name":"n","podCIDR":"10.9.0.0/24","mtu":"x"}"#,
+            7,
+        ),
         (add.to_vec(), "[]", 7),
         (add.to_vec(), CONF, 3),
     ];
@@ -85,6 +106,9 @@ fn legacy_results_carry_ip_version() {
         }],
         ..CniResult::default()
     };
-    assert_eq!(r.clone().for_version("0.3.1").ips[0].version.as_deref(), Some("4"));
+    assert_eq!(
+        r.clone().for_version("0.3.1").ips[0].version.as_deref(),
+        Some("4")
+    );
     assert_eq!(r.for_version("1.0.0").ips[0].version, None);
 }

@@ -18,7 +18,12 @@ pub fn capacity() -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().to_string())))
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+            })
+        })
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": "110"})
@@ -27,24 +32,38 @@ pub fn capacity() -> Value {
 fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
         .unwrap_or_else(|| "Linux".into())
 }
 
 fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The first global IPv4 address of this host, else loopback.
 #[must_use]
 pub fn default_node_ip() -> String {
-    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output();
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output();
     out.ok()
         .and_then(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .filter(|l| !l.contains(" lxc") && !l.contains(" veth") && !l.contains(" cni"))
-                .find_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1).map(|a| a.split('/').next().unwrap_or("").to_string()))
+                .find_map(|l| {
+                    l.split_whitespace()
+                        .skip_while(|w| *w != "inet")
+                        .nth(1)
+                        .map(|a| a.split('/').next().unwrap_or("").to_string())
+                })
         })
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "127.0.0.1".into())
@@ -71,16 +90,33 @@ pub async fn register(nodes: &Api<Node>, cfg: &Config) -> Result<(), KubeletErro
 
 /// The runtime's view of readiness: (runtime ready, network ready, message).
 pub async fn runtime_ready(cri: &mut sluice_proto::Clients) -> (bool, bool, String) {
-    match cri.runtime.status(cri::StatusRequest { verbose: false }).await {
+    match cri
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+    {
         Ok(r) => {
-            let conds = r.into_inner().status.map(|s| s.conditions).unwrap_or_default();
+            let conds = r
+                .into_inner()
+                .status
+                .map(|s| s.conditions)
+                .unwrap_or_default();
             let get = |t: &str| conds.iter().find(|c| c.r#type == t);
             let rt = get("RuntimeReady").is_some_and(|c| c.status);
             let net = get("NetworkReady").is_some_and(|c| c.status);
-            let msg = conds.iter().filter(|c| !c.status).map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message)).collect::<Vec<_>>().join("; ");
+            let msg = conds
+                .iter()
+                .filter(|c| !c.status)
+                .map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message))
+                .collect::<Vec<_>>()
+                .join("; ");
             (rt, net, msg)
         }
-        Err(e) => (false, false, format!("container runtime is down: {}", e.message())),
+        Err(e) => (
+            false,
+            false,
+            format!("container runtime is down: {}", e.message()),
+        ),
     }
 }
 
@@ -107,11 +143,20 @@ pub fn write_cni_config(conf_dir: &Path, pod_cidr: &str, data_dir: &Path) -> std
 }
 
 /// Post the node's status: capacity, addresses, nodeInfo, and the Ready condition.
-pub async fn post_status(nodes: &Api<Node>, cfg: &Config, runtime_version: &str, ready: bool, message: &str) -> Result<(), KubeletError> {
+pub async fn post_status(
+    nodes: &Api<Node>,
+    cfg: &Config,
+    runtime_version: &str,
+    ready: bool,
+    message: &str,
+) -> Result<(), KubeletError> {
     let t = now();
     let cap = capacity();
     let (reason, msg) = if ready {
-        ("KubeletReady", "kubelet is posting ready status".to_string())
+        (
+            "KubeletReady",
+            "kubelet is posting ready status".to_string(),
+        )
     } else {
         ("KubeletNotReady", message.to_string())
     };
@@ -127,9 +172,7 @@ pub async fn post_status(nodes: &Api<Node>, cfg: &Config, runtime_version: &str,
         Some((s, Some(lt))) if s == status_str => serde_json::to_value(lt).unwrap_or(json!(t)),
         _ => json!(t),
     };
-    let cond = |ty: &str, status: &str, reason: &str, message: &str, transition: &Value| {
-        json!({"type": ty, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": transition})
-    };
+    let cond = |ty: &str, status: &str, reason: &str, message: &str, transition: &Value| json!({"type": ty, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": transition});
     let status = json!({"status": {
         "capacity": cap, "allocatable": cap,
         "conditions": [
@@ -148,7 +191,13 @@ pub async fn post_status(nodes: &Api<Node>, cfg: &Config, runtime_version: &str,
             "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64"),
         },
     }});
-    nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    nodes
+        .patch_status(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await?;
     Ok(())
 }
 
@@ -170,7 +219,15 @@ pub async fn renew_lease(leases: &Api<Lease>, cfg: &Config) -> Result<(), Kubele
             }
         }
         Some(_) => {
-            leases.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"renewTime": t, "holderIdentity": cfg.node_name}}))).await?;
+            leases
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"spec": {"renewTime": t, "holderIdentity": cfg.node_name}}),
+                    ),
+                )
+                .await?;
             Ok(())
         }
     }
@@ -194,7 +251,9 @@ mod tests {
         assert!(write_cni_config(&d, "10.244.0.0/24", data).unwrap());
         assert!(!write_cni_config(&d, "10.244.0.0/24", data).unwrap());
         assert!(write_cni_config(&d, "10.244.1.0/24", data).unwrap());
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(d.join("10-sluice.conflist")).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("10-sluice.conflist")).unwrap())
+                .unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["plugins"][0]["podCIDR"], "10.244.1.0/24");
         assert_eq!(v["plugins"][1]["type"], "loopback");

@@ -60,15 +60,33 @@ struct Runtime {
 fn grace_of(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(0)
 }
 
 impl Worker {
     /// A worker for one pod.
-    pub fn new(uid: String, cfg: std::sync::Arc<Config>, client: kube::Client, cri: sluice_proto::Clients) -> Self {
-        Self { uid, cfg, client, cri, memo: HashMap::new(), start_time: None, last_status: Value::Null, sandbox_error: None }
+    pub fn new(
+        uid: String,
+        cfg: std::sync::Arc<Config>,
+        client: kube::Client,
+        cri: sluice_proto::Clients,
+    ) -> Self {
+        Self {
+            uid,
+            cfg,
+            client,
+            cri,
+            memo: HashMap::new(),
+            start_time: None,
+            last_status: Value::Null,
+            sandbox_error: None,
+        }
     }
 
     /// Run until the pod is gone and its runtime objects are removed.
@@ -98,17 +116,62 @@ impl Worker {
     }
 
     async fn observe(&mut self, uid: &str) -> Result<Runtime, KubeletError> {
-        let filter = cri::PodSandboxFilter { label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]), ..Default::default() };
-        let sandboxes = self.cri.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await?.into_inner().items;
-        let ready = sandboxes.into_iter().filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32).max_by_key(|s| s.created_at);
-        let mut rt = Runtime { sandbox: None, ip: None, containers: BTreeMap::new() };
+        let filter = cri::PodSandboxFilter {
+            label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]),
+            ..Default::default()
+        };
+        let sandboxes = self
+            .cri
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await?
+            .into_inner()
+            .items;
+        let ready = sandboxes
+            .into_iter()
+            .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+            .max_by_key(|s| s.created_at);
+        let mut rt = Runtime {
+            sandbox: None,
+            ip: None,
+            containers: BTreeMap::new(),
+        };
         if let Some(sb) = ready {
-            let st = self.cri.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sb.id.clone(), verbose: false }).await?.into_inner();
-            rt.ip = st.status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty());
-            let filter = cri::ContainerFilter { pod_sandbox_id: sb.id.clone(), ..Default::default() };
-            let cs = self.cri.runtime.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await?.into_inner().containers;
+            let st = self
+                .cri
+                .runtime
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                    verbose: false,
+                })
+                .await?
+                .into_inner();
+            rt.ip = st
+                .status
+                .and_then(|s| s.network)
+                .map(|n| n.ip)
+                .filter(|ip| !ip.is_empty());
+            let filter = cri::ContainerFilter {
+                pod_sandbox_id: sb.id.clone(),
+                ..Default::default()
+            };
+            let cs = self
+                .cri
+                .runtime
+                .list_containers(cri::ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await?
+                .into_inner()
+                .containers;
             for c in cs {
-                let name = c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+                let name = c
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
                 rt.containers.entry(name).or_default().push(c);
             }
             for v in rt.containers.values_mut() {
@@ -124,16 +187,33 @@ impl Worker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
             self.kill_sandboxes(&uid, grace_of(pod)).await?;
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-            let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }), ..DeleteParams::default() };
-            match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api
+                .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
             return Ok(true);
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
             // Terminal pods keep their status; their sandbox is stopped.
             self.kill_sandboxes(&uid, 0).await?;
@@ -158,7 +238,15 @@ impl Worker {
             self.sandbox_error = Some(format!("creating log directory: {e}"));
             return;
         }
-        match self.cri.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await {
+        match self
+            .cri
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await
+        {
             Ok(_) => {
                 self.sandbox_error = None;
                 if self.start_time.is_none() {
@@ -168,7 +256,8 @@ impl Worker {
             Err(e) => {
                 let msg = format!("Failed to create pod sandbox: {}", e.message());
                 if self.sandbox_error.as_deref() != Some(msg.as_str()) {
-                    super::event(&self.client, pod, "Warning", "FailedCreatePodSandBox", &msg).await;
+                    super::event(&self.client, pod, "Warning", "FailedCreatePodSandBox", &msg)
+                        .await;
                 }
                 self.sandbox_error = Some(msg);
             }
@@ -177,9 +266,19 @@ impl Worker {
 
     async fn env_sources(&self, pod: &Pod, ip: &str) -> spec::EnvSources {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let mut src = spec::EnvSources { pod_ip: ip.to_string(), host_ip: self.cfg.node_ip.clone(), ..Default::default() };
+        let mut src = spec::EnvSources {
+            pod_ip: ip.to_string(),
+            host_ip: self.cfg.node_ip.clone(),
+            ..Default::default()
+        };
         let spec = pod.spec.clone().unwrap_or_default();
-        let all: Vec<Container> = spec.init_containers.clone().unwrap_or_default().into_iter().chain(spec.containers.clone()).collect();
+        let all: Vec<Container> = spec
+            .init_containers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(spec.containers.clone())
+            .collect();
         let (mut cms, mut secrets) = (Vec::new(), Vec::new());
         for c in &all {
             for e in c.env.clone().unwrap_or_default() {
@@ -210,8 +309,12 @@ impl Worker {
         let s_api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         for name in secrets {
             if let Ok(Some(s)) = s_api.get_opt(&name).await {
-                let mut data: BTreeMap<String, String> =
-                    s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).to_string())).collect();
+                let mut data: BTreeMap<String, String> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).to_string()))
+                    .collect();
                 data.extend(s.string_data.unwrap_or_default());
                 src.secrets.insert(name, data);
             }
@@ -221,21 +324,54 @@ impl Worker {
 
     async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<(), (String, String)> {
         let image = c.image.clone().unwrap_or_default();
-        let spec = cri::ImageSpec { image: image.clone(), ..Default::default() };
-        let present = match self.cri.image.image_status(cri::ImageStatusRequest { image: Some(spec.clone()), verbose: false }).await {
+        let spec = cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        };
+        let present = match self
+            .cri
+            .image
+            .image_status(cri::ImageStatusRequest {
+                image: Some(spec.clone()),
+                verbose: false,
+            })
+            .await
+        {
             Ok(r) => r.into_inner().image.is_some(),
             Err(e) => return Err(("ErrImagePull".into(), e.message().to_string())),
         };
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
         if present && policy != "Always" {
             return Ok(());
         }
         if policy == "Never" {
-            return Err(("ErrImageNeverPull".into(), format!("Container image \"{image}\" is not present with pull policy of Never")));
+            return Err((
+                "ErrImageNeverPull".into(),
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            ));
         }
-        match self.cri.image.pull_image(cri::PullImageRequest { image: Some(spec), auth: None, sandbox_config: None }).await {
+        match self
+            .cri
+            .image
+            .pull_image(cri::PullImageRequest {
+                image: Some(spec),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+        {
             Ok(_) => {
-                super::event(&self.client, pod, "Normal", "Pulled", &format!("Successfully pulled image \"{image}\"")).await;
+                super::event(
+                    &self.client,
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    &format!("Successfully pulled image \"{image}\""),
+                )
+                .await;
                 Ok(())
             }
             Err(e) => {
@@ -247,7 +383,14 @@ impl Worker {
     }
 
     /// Create and start attempt `attempt` of a container.
-    async fn start_container(&mut self, pod: &Pod, sb: &cri::PodSandbox, c: &Container, attempt: u32, ip: &str) {
+    async fn start_container(
+        &mut self,
+        pod: &Pod,
+        sb: &cri::PodSandbox,
+        c: &Container,
+        attempt: u32,
+        ip: &str,
+    ) {
         if let Err((reason, message)) = self.ensure_image(pod, c).await {
             self.memo.entry(c.name.clone()).or_default().waiting = Some((reason, message));
             return;
@@ -256,7 +399,8 @@ impl Worker {
         let envs = match spec::environment(pod, c, &src) {
             Ok(e) => e,
             Err(e) => {
-                self.memo.entry(c.name.clone()).or_default().waiting = Some(("CreateContainerConfigError".into(), e.to_string()));
+                self.memo.entry(c.name.clone()).or_default().waiting =
+                    Some(("CreateContainerConfigError".into(), e.to_string()));
                 return;
             }
         };
@@ -266,32 +410,75 @@ impl Worker {
         let created = self
             .cri
             .runtime
-            .create_container(cri::CreateContainerRequest { pod_sandbox_id: sb.id.clone(), config: Some(config), sandbox_config: Some(sandbox_config) })
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sb.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config),
+            })
             .await;
         let id = match created {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
                 let msg = e.message().to_string();
-                super::event(&self.client, pod, "Warning", "Failed", &format!("Error: {msg}")).await;
-                self.memo.entry(c.name.clone()).or_default().waiting = Some(("CreateContainerError".into(), msg));
+                super::event(
+                    &self.client,
+                    pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {msg}"),
+                )
+                .await;
+                self.memo.entry(c.name.clone()).or_default().waiting =
+                    Some(("CreateContainerError".into(), msg));
                 return;
             }
         };
-        match self.cri.runtime.start_container(cri::StartContainerRequest { container_id: id.clone() }).await {
+        match self
+            .cri
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+        {
             Ok(_) => {
                 self.memo.entry(c.name.clone()).or_default().waiting = None;
-                super::event(&self.client, pod, "Normal", "Started", &format!("Started container {}", c.name)).await;
+                super::event(
+                    &self.client,
+                    pod,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {}", c.name),
+                )
+                .await;
             }
             Err(e) => {
                 let msg = e.message().to_string();
-                super::event(&self.client, pod, "Warning", "Failed", &format!("Error: {msg}")).await;
-                self.memo.entry(c.name.clone()).or_default().waiting = Some(("RunContainerError".into(), msg));
+                super::event(
+                    &self.client,
+                    pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {msg}"),
+                )
+                .await;
+                self.memo.entry(c.name.clone()).or_default().waiting =
+                    Some(("RunContainerError".into(), msg));
             }
         }
     }
 
     async fn status_of(&mut self, id: &str) -> Option<cri::ContainerStatus> {
-        self.cri.runtime.container_status(cri::ContainerStatusRequest { container_id: id.to_string(), verbose: false }).await.ok()?.into_inner().status
+        self.cri
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .status
     }
 
     /// Whether a dead container should run again, per restartPolicy.
@@ -304,9 +491,17 @@ impl Worker {
     }
 
     /// Start, restart (with back-off) and probe containers of a ready sandbox.
-    async fn sync_containers(&mut self, pod: &Pod, sb: &cri::PodSandbox, rt: &Runtime) -> Result<(), KubeletError> {
+    async fn sync_containers(
+        &mut self,
+        pod: &Pod,
+        sb: &cri::PodSandbox,
+        rt: &Runtime,
+    ) -> Result<(), KubeletError> {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let ip = rt.ip.clone().unwrap_or_default();
         // Init containers run one at a time, in order, each to success.
         for c in spec.init_containers.clone().unwrap_or_default() {
@@ -321,12 +516,19 @@ impl Worker {
                         continue;
                     }
                     if Self::should_restart(&policy, code, true) {
-                        self.restart_after_backoff(pod, sb, &c, &rt.containers[&c.name], &ip).await;
+                        self.restart_after_backoff(pod, sb, &c, &rt.containers[&c.name], &ip)
+                            .await;
                     }
                     return Ok(());
                 }
                 Some(cur) if cur.state == cri::ContainerState::ContainerCreated as i32 => {
-                    let _ = self.cri.runtime.start_container(cri::StartContainerRequest { container_id: cur.id.clone() }).await;
+                    let _ = self
+                        .cri
+                        .runtime
+                        .start_container(cri::StartContainerRequest {
+                            container_id: cur.id.clone(),
+                        })
+                        .await;
                     return Ok(());
                 }
                 Some(_) => return Ok(()),
@@ -336,7 +538,13 @@ impl Worker {
             match rt.containers.get(&c.name).and_then(|v| v.last()) {
                 None => self.start_container(pod, sb, c, 0, &ip).await,
                 Some(cur) if cur.state == cri::ContainerState::ContainerCreated as i32 => {
-                    let _ = self.cri.runtime.start_container(cri::StartContainerRequest { container_id: cur.id.clone() }).await;
+                    let _ = self
+                        .cri
+                        .runtime
+                        .start_container(cri::StartContainerRequest {
+                            container_id: cur.id.clone(),
+                        })
+                        .await;
                 }
                 Some(cur) if cur.state == cri::ContainerState::ContainerRunning as i32 => {
                     self.probe(pod, c, cur, &ip).await;
@@ -344,7 +552,8 @@ impl Worker {
                 Some(cur) => {
                     let code = self.status_of(&cur.id).await.map_or(1, |s| s.exit_code);
                     if Self::should_restart(&policy, code, false) {
-                        self.restart_after_backoff(pod, sb, c, &rt.containers[&c.name], &ip).await;
+                        self.restart_after_backoff(pod, sb, c, &rt.containers[&c.name], &ip)
+                            .await;
                     }
                 }
             }
@@ -353,17 +562,35 @@ impl Worker {
     }
 
     /// `attempts` are this container's attempts in the sandbox, oldest first; the last is dead.
-    async fn restart_after_backoff(&mut self, pod: &Pod, sb: &cri::PodSandbox, c: &Container, attempts: &[cri::Container], ip: &str) {
+    async fn restart_after_backoff(
+        &mut self,
+        pod: &Pod,
+        sb: &cri::PodSandbox,
+        c: &Container,
+        attempts: &[cri::Container],
+        ip: &str,
+    ) {
         let Some(cur) = attempts.last() else { return };
         let status = self.status_of(&cur.id).await;
-        let ran_for = status.as_ref().map_or(Duration::ZERO, |s| Duration::from_nanos(u64::try_from((s.finished_at - s.started_at).max(0)).unwrap_or(0)));
+        let ran_for = status.as_ref().map_or(Duration::ZERO, |s| {
+            Duration::from_nanos(u64::try_from((s.finished_at - s.started_at).max(0)).unwrap_or(0))
+        });
         let memo = self.memo.entry(c.name.clone()).or_default();
         let now = Instant::now();
         match memo.backoff_until {
             None => {
-                memo.backoff = if ran_for >= BACKOFF_RESET || memo.backoff.is_zero() { BACKOFF_START } else { (memo.backoff * 2).min(BACKOFF_MAX) };
+                memo.backoff = if ran_for >= BACKOFF_RESET || memo.backoff.is_zero() {
+                    BACKOFF_START
+                } else {
+                    (memo.backoff * 2).min(BACKOFF_MAX)
+                };
                 memo.backoff_until = Some(now + memo.backoff);
-                let msg = format!("back-off {:?} restarting failed container={} pod={}", memo.backoff, c.name, name_of(pod));
+                let msg = format!(
+                    "back-off {:?} restarting failed container={} pod={}",
+                    memo.backoff,
+                    c.name,
+                    name_of(pod)
+                );
                 memo.waiting = Some(("CrashLoopBackOff".into(), msg.clone()));
                 super::event(&self.client, pod, "Warning", "BackOff", &msg).await;
             }
@@ -373,7 +600,13 @@ impl Worker {
                 let attempt = cur.metadata.as_ref().map_or(0, |m| m.attempt) + 1;
                 // Keep only the last dead attempt (for lastState and logs).
                 for old in &attempts[..attempts.len() - 1] {
-                    let _ = self.cri.runtime.remove_container(cri::RemoveContainerRequest { container_id: old.id.clone() }).await;
+                    let _ = self
+                        .cri
+                        .runtime
+                        .remove_container(cri::RemoveContainerRequest {
+                            container_id: old.id.clone(),
+                        })
+                        .await;
                 }
                 self.start_container(pod, sb, c, attempt, ip).await;
             }
@@ -381,16 +614,28 @@ impl Worker {
     }
 
     async fn probe(&mut self, pod: &Pod, c: &Container, cur: &cri::Container, ip: &str) {
-        let named: Vec<(String, i32)> = c.ports.clone().unwrap_or_default().into_iter().filter_map(|p| Some((p.name?, p.container_port))).collect();
+        let named: Vec<(String, i32)> = c
+            .ports
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some((p.name?, p.container_port)))
+            .collect();
         let started = self.status_of(&cur.id).await.map_or(0, |s| s.started_at);
         let since_start = Duration::from_nanos(u64::try_from(now_nanos() - started).unwrap_or(0));
         let memo = self.memo.entry(c.name.clone()).or_default();
         if memo.probed_id != cur.id {
-            *memo = Memo { backoff: memo.backoff, probed_id: cur.id.clone(), ..Memo::default() };
+            *memo = Memo {
+                backoff: memo.backoff,
+                probed_id: cur.id.clone(),
+                ..Memo::default()
+            };
         }
         let now = Instant::now();
         if let Some(p) = &c.readiness_probe {
-            let delay = Duration::from_secs(u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0));
+            let delay = Duration::from_secs(
+                u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0),
+            );
             let due = memo.next_readiness.is_none_or(|t| now >= t);
             if since_start >= delay && due {
                 memo.next_readiness = Some(now + period(p));
@@ -405,9 +650,18 @@ impl Worker {
                     }
                     Outcome::Failure(why) => {
                         memo.readiness_streak = memo.readiness_streak.min(0) - 1;
-                        if -memo.readiness_streak >= p.failure_threshold.unwrap_or(3) || memo.readiness_ok.is_none() {
+                        if -memo.readiness_streak >= p.failure_threshold.unwrap_or(3)
+                            || memo.readiness_ok.is_none()
+                        {
                             if memo.readiness_ok != Some(false) {
-                                super::event(&self.client, pod, "Warning", "Unhealthy", &format!("Readiness probe failed: {why}")).await;
+                                super::event(
+                                    &self.client,
+                                    pod,
+                                    "Warning",
+                                    "Unhealthy",
+                                    &format!("Readiness probe failed: {why}"),
+                                )
+                                .await;
                             }
                             self.memo.entry(c.name.clone()).or_default().readiness_ok = Some(false);
                         }
@@ -417,7 +671,9 @@ impl Worker {
         }
         let memo = self.memo.entry(c.name.clone()).or_default();
         if let Some(p) = &c.liveness_probe {
-            let delay = Duration::from_secs(u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0));
+            let delay = Duration::from_secs(
+                u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0),
+            );
             let due = memo.next_liveness.is_none_or(|t| now >= t);
             if since_start >= delay && due {
                 memo.next_liveness = Some(now + period(p));
@@ -429,10 +685,38 @@ impl Worker {
                         memo.liveness_failures += 1;
                         if memo.liveness_failures >= p.failure_threshold.unwrap_or(3) {
                             memo.liveness_failures = 0;
-                            super::event(&self.client, pod, "Warning", "Unhealthy", &format!("Liveness probe failed: {why}")).await;
-                            super::event(&self.client, pod, "Normal", "Killing", &format!("Container {} failed liveness probe, will be restarted", c.name)).await;
-                            let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-                            let _ = self.cri.runtime.stop_container(cri::StopContainerRequest { container_id: cur.id.clone(), timeout: grace }).await;
+                            super::event(
+                                &self.client,
+                                pod,
+                                "Warning",
+                                "Unhealthy",
+                                &format!("Liveness probe failed: {why}"),
+                            )
+                            .await;
+                            super::event(
+                                &self.client,
+                                pod,
+                                "Normal",
+                                "Killing",
+                                &format!(
+                                    "Container {} failed liveness probe, will be restarted",
+                                    c.name
+                                ),
+                            )
+                            .await;
+                            let grace = pod
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds)
+                                .unwrap_or(30);
+                            let _ = self
+                                .cri
+                                .runtime
+                                .stop_container(cri::StopContainerRequest {
+                                    container_id: cur.id.clone(),
+                                    timeout: grace,
+                                })
+                                .await;
                         }
                     }
                 }
@@ -442,23 +726,64 @@ impl Worker {
 
     /// Stop every container (with the grace period), then stop and remove the sandboxes.
     async fn kill_sandboxes(&mut self, uid: &str, grace: i64) -> Result<(), KubeletError> {
-        let filter = cri::PodSandboxFilter { label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]), ..Default::default() };
-        let sandboxes = self.cri.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await?.into_inner().items;
+        let filter = cri::PodSandboxFilter {
+            label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]),
+            ..Default::default()
+        };
+        let sandboxes = self
+            .cri
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await?
+            .into_inner()
+            .items;
         for sb in sandboxes {
-            let filter = cri::ContainerFilter { pod_sandbox_id: sb.id.clone(), ..Default::default() };
-            let cs = self.cri.runtime.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await?.into_inner().containers;
-            let stops = cs.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).map(|c| {
-                let mut rt = self.cri.runtime.clone();
-                let id = c.id.clone();
-                async move { rt.stop_container(cri::StopContainerRequest { container_id: id, timeout: grace }).await }
-            });
+            let filter = cri::ContainerFilter {
+                pod_sandbox_id: sb.id.clone(),
+                ..Default::default()
+            };
+            let cs = self
+                .cri
+                .runtime
+                .list_containers(cri::ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await?
+                .into_inner()
+                .containers;
+            let stops = cs
+                .iter()
+                .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+                .map(|c| {
+                    let mut rt = self.cri.runtime.clone();
+                    let id = c.id.clone();
+                    async move {
+                        rt.stop_container(cri::StopContainerRequest {
+                            container_id: id,
+                            timeout: grace,
+                        })
+                        .await
+                    }
+                });
             for r in futures::future::join_all(stops).await {
                 if let Err(e) = r {
                     tracing::warn!(error = %e.message(), "stopping container");
                 }
             }
-            self.cri.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await?;
-            self.cri.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await?;
+            self.cri
+                .runtime
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                })
+                .await?;
+            self.cri
+                .runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                })
+                .await?;
         }
         Ok(())
     }
@@ -472,13 +797,19 @@ impl Worker {
             image: image.clone(),
             image_id: String::new(),
             container_id: String::new(),
-            state: State::Waiting { reason: "ContainerCreating".into(), message: String::new() },
+            state: State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
             last_state: None,
             restart_count: 0,
             ready: false,
         };
         if rt.sandbox.is_none() {
-            v.state = State::Waiting { reason: "ContainerCreating".into(), message: self.sandbox_error.clone().unwrap_or_default() };
+            v.state = State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: self.sandbox_error.clone().unwrap_or_default(),
+            };
             return v;
         }
         if let Some(prev) = attempts.len().checked_sub(2).and_then(|i| attempts.get(i))
@@ -494,12 +825,24 @@ impl Worker {
         };
         v.restart_count = cur.metadata.as_ref().map_or(0, |m| m.attempt);
         v.container_id = format!("containerd://{}", cur.id);
-        let Some(s) = self.status_of(&cur.id).await else { return v };
+        let Some(s) = self.status_of(&cur.id).await else {
+            return v;
+        };
         v.image_id = s.image_ref.clone();
         if s.state == cri::ContainerState::ContainerRunning as i32 {
-            v.state = State::Running { started_at: rfc3339_from_nanos(s.started_at) };
-            let readiness = self.memo.get(&c.name).filter(|m| m.probed_id == cur.id).and_then(|m| m.readiness_ok);
-            v.ready = if c.readiness_probe.is_some() { probes_ready && readiness == Some(true) } else { true };
+            v.state = State::Running {
+                started_at: rfc3339_from_nanos(s.started_at),
+            };
+            let readiness = self
+                .memo
+                .get(&c.name)
+                .filter(|m| m.probed_id == cur.id)
+                .and_then(|m| m.readiness_ok);
+            v.ready = if c.readiness_probe.is_some() {
+                probes_ready && readiness == Some(true)
+            } else {
+                true
+            };
         } else if s.state == cri::ContainerState::ContainerExited as i32 {
             let t = terminated(&s);
             match memo_waiting {
@@ -525,25 +868,39 @@ impl Worker {
             }
             init.push(v);
         }
-        let initialized = init.iter().all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
+        let initialized = init
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
         let mut containers = Vec::new();
         for c in &spec.containers {
             let mut v = self.view(c, rt, true).await;
-            if !initialized && rt.containers.get(&c.name).is_none() {
-                v.state = State::Waiting { reason: "PodInitializing".into(), message: String::new() };
+            if !initialized && !rt.containers.contains_key(&c.name) {
+                v.state = State::Waiting {
+                    reason: "PodInitializing".into(),
+                    message: String::new(),
+                };
             }
             containers.push(v);
         }
         let observed = Observed {
-            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
             sandbox_ready: rt.sandbox.is_some(),
             pod_ip: rt.ip.clone(),
             host_ip: self.cfg.node_ip.clone(),
-            start_time: self.start_time.clone().or_else(|| pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.to_string())),
+            start_time: self.start_time.clone().or_else(|| {
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(|t| t.0.to_string())
+            }),
             init,
             containers,
         };
-        let previous = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+        let previous =
+            serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
         let t = now();
         let status = status::pod_status(&observed, &previous, &t);
         let mut compare = status.clone();
@@ -551,8 +908,16 @@ impl Worker {
         if compare == self.last_status {
             return Ok(());
         }
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-        api.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        api.patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         self.last_status = compare;
         Ok(())
     }
@@ -581,16 +946,37 @@ fn terminated(s: &cri::ContainerStatus) -> State {
 }
 
 fn now_nanos() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())).unwrap_or(i64::MAX)
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 pub(super) fn name_of(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default())
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Post an event about a pod (best effort).
-pub(super) async fn post_event(client: &kube::Client, pod: &Pod, ty: &str, reason: &str, message: &str, component: &str, host: &str) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub(super) async fn post_event(
+    client: &kube::Client,
+    pod: &Pod,
+    ty: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+    host: &str,
+) {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
     let t = now();
     let ev = json!({
@@ -622,9 +1008,20 @@ mod tests {
 
     #[test]
     fn terminated_reasons() {
-        let s = cri::ContainerStatus { exit_code: 0, ..Default::default() };
-        assert!(matches!(terminated(&s), State::Terminated { ref reason, .. } if reason == "Completed"));
-        let s = cri::ContainerStatus { exit_code: 137, reason: "OOMKilled".into(), ..Default::default() };
-        assert!(matches!(terminated(&s), State::Terminated { ref reason, exit_code: 137, .. } if reason == "OOMKilled"));
+        let s = cri::ContainerStatus {
+            exit_code: 0,
+            ..Default::default()
+        };
+        assert!(
+            matches!(terminated(&s), State::Terminated { ref reason, .. } if reason == "Completed")
+        );
+        let s = cri::ContainerStatus {
+            exit_code: 137,
+            reason: "OOMKilled".into(),
+            ..Default::default()
+        };
+        assert!(
+            matches!(terminated(&s), State::Terminated { ref reason, exit_code: 137, .. } if reason == "OOMKilled")
+        );
     }
 }

@@ -25,7 +25,9 @@ const CPU_PERIOD: i64 = 100_000;
 #[must_use]
 pub fn parse_quantity(q: &str, milli: bool) -> Option<i64> {
     let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
+    let split = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let value: f64 = num.parse().ok()?;
     let mult: f64 = match suffix {
@@ -55,10 +57,16 @@ pub fn parse_quantity(q: &str, milli: bool) -> Option<i64> {
 pub fn linux_resources(c: &Container) -> cri::LinuxContainerResources {
     let get = |which: &str, res: &str| -> Option<String> {
         let r = c.resources.as_ref()?;
-        let m = if which == "requests" { r.requests.as_ref()? } else { r.limits.as_ref()? };
+        let m = if which == "requests" {
+            r.requests.as_ref()?
+        } else {
+            r.limits.as_ref()?
+        };
         m.get(res).map(|q| q.0.clone())
     };
-    let cpu_request = get("requests", "cpu").or_else(|| get("limits", "cpu")).and_then(|q| parse_quantity(&q, true));
+    let cpu_request = get("requests", "cpu")
+        .or_else(|| get("limits", "cpu"))
+        .and_then(|q| parse_quantity(&q, true));
     let cpu_limit = get("limits", "cpu").and_then(|q| parse_quantity(&q, true));
     let mem_limit = get("limits", "memory").and_then(|q| parse_quantity(&q, false));
     // cpu.shares = millicores * 1024 / 1000, at least 2 (upstream MilliCPUToShares).
@@ -77,7 +85,11 @@ pub fn linux_resources(c: &Container) -> cri::LinuxContainerResources {
 /// The QoS class directory under `/kubepods` (cgroupfs driver layout).
 #[must_use]
 pub fn cgroup_parent(pod: &Pod) -> String {
-    let qos = pod.status.as_ref().and_then(|s| s.qos_class.clone()).unwrap_or_else(|| "BestEffort".into());
+    let qos = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.clone())
+        .unwrap_or_else(|| "BestEffort".into());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     match qos.as_str() {
         "Guaranteed" => format!("/kubepods/pod{uid}"),
@@ -87,10 +99,25 @@ pub fn cgroup_parent(pod: &Pod) -> String {
 }
 
 fn pod_labels(pod: &Pod) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
-    labels.insert(LABEL_POD_NAME.into(), pod.metadata.name.clone().unwrap_or_default());
-    labels.insert(LABEL_POD_NAMESPACE.into(), pod.metadata.namespace.clone().unwrap_or_default());
-    labels.insert(LABEL_POD_UID.into(), pod.metadata.uid.clone().unwrap_or_default());
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.insert(
+        LABEL_POD_NAME.into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_NAMESPACE.into(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_UID.into(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    );
     labels.insert(LABEL_MANAGED.into(), "true".into());
     labels
 }
@@ -108,10 +135,18 @@ pub fn log_directory(log_root: &str, pod: &Pod) -> String {
 
 /// The sandbox config for a pod.
 #[must_use]
-pub fn sandbox_config(pod: &Pod, log_root: &str, dns: &cri::DnsConfig, attempt: u32) -> cri::PodSandboxConfig {
+pub fn sandbox_config(
+    pod: &Pod,
+    log_root: &str,
+    dns: &cri::DnsConfig,
+    attempt: u32,
+) -> cri::PodSandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
-    let hostname = spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
     let port_mappings = spec
         .containers
         .iter()
@@ -128,7 +163,11 @@ pub fn sandbox_config(pod: &Pod, log_root: &str, dns: &cri::DnsConfig, attempt: 
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect();
-    let network_mode = if host_network { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod };
+    let network_mode = if host_network {
+        cri::NamespaceMode::Node
+    } else {
+        cri::NamespaceMode::Pod
+    };
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: pod.metadata.name.clone().unwrap_or_default(),
@@ -136,12 +175,22 @@ pub fn sandbox_config(pod: &Pod, log_root: &str, dns: &cri::DnsConfig, attempt: 
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             attempt,
         }),
-        hostname: if host_network { String::new() } else { hostname },
+        hostname: if host_network {
+            String::new()
+        } else {
+            hostname
+        },
         log_directory: log_directory(log_root, pod),
         dns_config: Some(dns.clone()),
         port_mappings,
         labels: pod_labels(pod),
-        annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent(pod),
             security_context: Some(cri::LinuxSandboxSecurityContext {
@@ -179,11 +228,27 @@ pub struct EnvError(pub String);
 fn field_ref(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, EnvError> {
     let m = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
-    if let Some(key) = path.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']")) {
-        return Ok(m.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default());
+    if let Some(key) = path
+        .strip_prefix("metadata.labels['")
+        .and_then(|r| r.strip_suffix("']"))
+    {
+        return Ok(m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default());
     }
-    if let Some(key) = path.strip_prefix("metadata.annotations['").and_then(|r| r.strip_suffix("']")) {
-        return Ok(m.annotations.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default());
+    if let Some(key) = path
+        .strip_prefix("metadata.annotations['")
+        .and_then(|r| r.strip_suffix("']"))
+    {
+        return Ok(m
+            .annotations
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+            .unwrap_or_default());
     }
     Ok(match path {
         "metadata.name" => m.name.clone().unwrap_or_default(),
@@ -200,7 +265,11 @@ fn field_ref(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, EnvError
 
 /// Resolve a container's environment: `envFrom` first, then `env` (later wins), with
 /// `$(VAR)` references expanded against what came before, as upstream does.
-pub fn environment(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Vec<cri::KeyValue>, EnvError> {
+pub fn environment(
+    pod: &Pod,
+    c: &Container,
+    src: &EnvSources,
+) -> Result<Vec<cri::KeyValue>, EnvError> {
     let mut out: Vec<(String, String)> = Vec::new();
     let set = |k: String, v: String, out: &mut Vec<(String, String)>| {
         if let Some(e) = out.iter_mut().find(|(n, _)| *n == k) {
@@ -213,14 +282,18 @@ pub fn environment(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Vec<cri
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
             match src.config_maps.get(&r.name) {
-                Some(data) => data.iter().for_each(|(k, v)| set(format!("{prefix}{k}"), v.clone(), &mut out)),
+                Some(data) => data
+                    .iter()
+                    .for_each(|(k, v)| set(format!("{prefix}{k}"), v.clone(), &mut out)),
                 None if r.optional == Some(true) => {}
                 None => return Err(EnvError(format!("configmap \"{}\" not found", r.name))),
             }
         }
         if let Some(r) = &from.secret_ref {
             match src.secrets.get(&r.name) {
-                Some(data) => data.iter().for_each(|(k, v)| set(format!("{prefix}{k}"), v.clone(), &mut out)),
+                Some(data) => data
+                    .iter()
+                    .for_each(|(k, v)| set(format!("{prefix}{k}"), v.clone(), &mut out)),
                 None if r.optional == Some(true) => {}
                 None => return Err(EnvError(format!("secret \"{}\" not found", r.name))),
             }
@@ -236,13 +309,23 @@ pub fn environment(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Vec<cri
                 match src.config_maps.get(&k.name).and_then(|d| d.get(&k.key)) {
                     Some(v) => v.clone(),
                     None if k.optional == Some(true) => continue,
-                    None => return Err(EnvError(format!("couldn't find key {} in ConfigMap {}", k.key, k.name))),
+                    None => {
+                        return Err(EnvError(format!(
+                            "couldn't find key {} in ConfigMap {}",
+                            k.key, k.name
+                        )));
+                    }
                 }
             } else if let Some(k) = &vf.secret_key_ref {
                 match src.secrets.get(&k.name).and_then(|d| d.get(&k.key)) {
                     Some(v) => v.clone(),
                     None if k.optional == Some(true) => continue,
-                    None => return Err(EnvError(format!("couldn't find key {} in Secret {}", k.key, k.name))),
+                    None => {
+                        return Err(EnvError(format!(
+                            "couldn't find key {} in Secret {}",
+                            k.key, k.name
+                        )));
+                    }
                 }
             } else if let Some(r) = &vf.resource_field_ref {
                 resource_field(c, &r.resource)
@@ -254,16 +337,27 @@ pub fn environment(pod: &Pod, c: &Container, src: &EnvSources) -> Result<Vec<cri
         };
         set(e.name.clone(), value, &mut out);
     }
-    Ok(out.into_iter().map(|(key, value)| cri::KeyValue { key, value }).collect())
+    Ok(out
+        .into_iter()
+        .map(|(key, value)| cri::KeyValue { key, value })
+        .collect())
 }
 
 fn resource_field(c: &Container, resource: &str) -> String {
     let (which, name) = resource.split_once('.').unwrap_or(("", ""));
     let r = c.resources.clone().unwrap_or_default();
-    let m = if which == "requests" { r.requests } else { r.limits };
-    let q = m.and_then(|m| m.get(name).map(|q| q.0.clone())).unwrap_or_default();
+    let m = if which == "requests" {
+        r.requests
+    } else {
+        r.limits
+    };
+    let q = m
+        .and_then(|m| m.get(name).map(|q| q.0.clone()))
+        .unwrap_or_default();
     match name {
-        "cpu" => parse_quantity(&q, true).map_or_else(String::new, |m| ((m + 999) / 1000).to_string()),
+        "cpu" => {
+            parse_quantity(&q, true).map_or_else(String::new, |m| ((m + 999) / 1000).to_string())
+        }
         _ => parse_quantity(&q, false).map_or_else(String::new, |b| b.to_string()),
     }
 }
@@ -298,26 +392,56 @@ fn expand(v: &str, vars: &[(String, String)]) -> String {
 
 /// The container config for one container of a pod.
 #[must_use]
-pub fn container_config(pod: &Pod, c: &Container, attempt: u32, envs: Vec<cri::KeyValue>) -> cri::ContainerConfig {
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    envs: Vec<cri::KeyValue>,
+) -> cri::ContainerConfig {
     let mut labels = HashMap::new();
-    labels.insert(LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default());
-    labels.insert(LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default());
-    labels.insert(LABEL_POD_UID.to_string(), pod.metadata.uid.clone().unwrap_or_default());
+    labels.insert(
+        LABEL_POD_NAME.to_string(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_NAMESPACE.to_string(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_UID.to_string(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    );
     labels.insert(LABEL_CONTAINER_NAME.to_string(), c.name.clone());
     labels.insert(LABEL_MANAGED.to_string(), "true".into());
     let expand_all = |v: &Option<Vec<String>>| -> Vec<String> {
-        let vars: Vec<(String, String)> = envs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        v.clone().unwrap_or_default().iter().map(|s| expand(s, &vars)).collect()
+        let vars: Vec<(String, String)> = envs
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        v.clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| expand(s, &vars))
+            .collect()
     };
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: c.name.clone(), attempt }),
-        image: Some(cri::ImageSpec { image: c.image.clone().unwrap_or_default(), ..Default::default() }),
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(cri::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
         command: expand_all(&c.command),
         args: expand_all(&c.args),
         working_dir: c.working_dir.clone().unwrap_or_default(),
         envs,
         labels,
-        annotations: HashMap::from([("io.kubernetes.container.restartCount".to_string(), attempt.to_string())]),
+        annotations: HashMap::from([(
+            "io.kubernetes.container.restartCount".to_string(),
+            attempt.to_string(),
+        )]),
         log_path: format!("{}/{attempt}.log", c.name),
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
@@ -325,7 +449,11 @@ pub fn container_config(pod: &Pod, c: &Container, attempt: u32, envs: Vec<cri::K
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(c)),
             security_context: Some(cri::LinuxContainerSecurityContext {
-                privileged: c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false),
+                privileged: c
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.privileged)
+                    .unwrap_or(false),
                 namespace_options: Some(cri::NamespaceOption {
                     network: cri::NamespaceMode::Pod as i32,
                     pid: cri::NamespaceMode::Container as i32,
@@ -392,9 +520,18 @@ mod tests {
     fn environment_resolves_sources_and_references() {
         let p = pod();
         let c = p.spec.clone().unwrap().containers[0].clone();
-        let mut src = EnvSources { pod_ip: "10.244.0.5".into(), ..Default::default() };
-        src.config_maps.insert("cm".into(), BTreeMap::from([("A".to_string(), "x".to_string())]));
-        src.secrets.insert("s".into(), BTreeMap::from([("p".to_string(), "secret".to_string())]));
+        let mut src = EnvSources {
+            pod_ip: "10.244.0.5".into(),
+            ..Default::default()
+        };
+        src.config_maps.insert(
+            "cm".into(),
+            BTreeMap::from([("A".to_string(), "x".to_string())]),
+        );
+        src.secrets.insert(
+            "s".into(),
+            BTreeMap::from([("p".to_string(), "secret".to_string())]),
+        );
         let env = environment(&p, &c, &src).unwrap();
         let get = |k: &str| env.iter().find(|kv| kv.key == k).map(|kv| kv.value.clone());
         assert_eq!(get("CM_A").as_deref(), Some("x"));
@@ -417,7 +554,10 @@ mod tests {
     #[test]
     fn sandbox_config_carries_identity_logs_and_ports() {
         let p = pod();
-        let dns = cri::DnsConfig { servers: vec!["10.96.0.10".into()], ..Default::default() };
+        let dns = cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            ..Default::default()
+        };
         let s = sandbox_config(&p, "/var/log/pods", &dns, 0);
         assert_eq!(s.hostname, "web-1");
         assert_eq!(s.log_directory, "/var/log/pods/default_web-1_u-1");

@@ -46,7 +46,14 @@ impl State {
                 json!({"waiting": w})
             }
             State::Running { started_at } => json!({"running": {"startedAt": started_at}}),
-            State::Terminated { exit_code, reason, message, started_at, finished_at, container_id } => {
+            State::Terminated {
+                exit_code,
+                reason,
+                message,
+                started_at,
+                finished_at,
+                container_id,
+            } => {
                 let mut t = json!({"exitCode": exit_code, "reason": reason, "startedAt": started_at,
                     "finishedAt": finished_at, "containerID": container_id});
                 if !message.is_empty() {
@@ -97,7 +104,11 @@ impl ContainerView {
 
 /// The phase upstream's `getPhase` computes.
 #[must_use]
-pub fn phase(restart_policy: &str, init: &[ContainerView], containers: &[ContainerView]) -> &'static str {
+pub fn phase(
+    restart_policy: &str,
+    init: &[ContainerView],
+    containers: &[ContainerView],
+) -> &'static str {
     for c in init {
         match &c.state {
             State::Terminated { exit_code: 0, .. } => {}
@@ -142,8 +153,12 @@ fn condition(ty: &str, ok: bool, reason: &str, previous: &Value, now: &str) -> V
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
         .filter(|c| c["status"] == status);
-    let since = old.and_then(|c| c["lastTransitionTime"].as_str()).unwrap_or(now).to_string();
-    let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+    let since = old
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or(now)
+        .to_string();
+    let mut c =
+        json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
     if !ok && !reason.is_empty() {
         c["reason"] = json!(reason);
     }
@@ -175,14 +190,38 @@ pub struct Observed {
 pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
     let prev_conds = &previous["conditions"];
     let phase = phase(&o.restart_policy, &o.init, &o.containers);
-    let initialized = o.init.iter().all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
+    let initialized = o
+        .init
+        .iter()
+        .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
     let terminal = phase == "Succeeded" || phase == "Failed";
     let all_ready = !terminal && o.containers.iter().all(|c| c.ready);
-    let not_ready: Vec<&str> = o.containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
-    let reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready: Vec<&str> = o
+        .containers
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.name.as_str())
+        .collect();
+    let reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut conditions = vec![
-        condition("PodReadyToStartContainers", o.sandbox_ready, "", prev_conds, now),
-        condition("Initialized", initialized, "ContainersNotInitialized", prev_conds, now),
+        condition(
+            "PodReadyToStartContainers",
+            o.sandbox_ready,
+            "",
+            prev_conds,
+            now,
+        ),
+        condition(
+            "Initialized",
+            initialized,
+            "ContainersNotInitialized",
+            prev_conds,
+            now,
+        ),
         condition("Ready", all_ready, reason, prev_conds, now),
         condition("ContainersReady", all_ready, reason, prev_conds, now),
     ];
@@ -191,7 +230,10 @@ pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
         conditions[2]["message"] = json!(msg);
         conditions[3]["message"] = json!(msg);
     }
-    if let Some(sched) = prev_conds.as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled")) {
+    if let Some(sched) = prev_conds
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+    {
         conditions.push(sched.clone());
     } else {
         conditions.push(condition("PodScheduled", true, "", prev_conds, now));
@@ -205,7 +247,8 @@ pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
         "qosClass": previous["qosClass"],
     });
     if !o.init.is_empty() {
-        status["initContainerStatuses"] = Value::Array(o.init.iter().map(ContainerView::to_json).collect());
+        status["initContainerStatuses"] =
+            Value::Array(o.init.iter().map(ContainerView::to_json).collect());
     }
     if let Some(ip) = &o.pod_ip {
         status["podIP"] = json!(ip);
@@ -221,7 +264,13 @@ pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn c(name: &str, state: State, ready: bool, restarts: u32, last: Option<State>) -> ContainerView {
+    fn c(
+        name: &str,
+        state: State,
+        ready: bool,
+        restarts: u32,
+        last: Option<State>,
+    ) -> ContainerView {
         ContainerView {
             name: name.into(),
             image: "img".into(),
@@ -234,29 +283,85 @@ mod tests {
         }
     }
     fn running() -> State {
-        State::Running { started_at: "t".into() }
+        State::Running {
+            started_at: "t".into(),
+        }
     }
     fn exited(code: i32) -> State {
-        State::Terminated { exit_code: code, reason: if code == 0 { "Completed" } else { "Error" }.into(), message: String::new(),
-            started_at: "a".into(), finished_at: "b".into(), container_id: String::new() }
+        State::Terminated {
+            exit_code: code,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            message: String::new(),
+            started_at: "a".into(),
+            finished_at: "b".into(),
+            container_id: String::new(),
+        }
     }
     fn waiting(r: &str) -> State {
-        State::Waiting { reason: r.into(), message: String::new() }
+        State::Waiting {
+            reason: r.into(),
+            message: String::new(),
+        }
     }
 
     #[test]
     fn phases_follow_upstream() {
-        assert_eq!(phase("Always", &[], &[c("a", waiting("ContainerCreating"), false, 0, None)]), "Pending");
-        assert_eq!(phase("Always", &[], &[c("a", running(), true, 0, None)]), "Running");
+        assert_eq!(
+            phase(
+                "Always",
+                &[],
+                &[c("a", waiting("ContainerCreating"), false, 0, None)]
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            phase("Always", &[], &[c("a", running(), true, 0, None)]),
+            "Running"
+        );
         // Crash looping is still Running.
-        assert_eq!(phase("Always", &[], &[c("a", waiting("CrashLoopBackOff"), false, 3, Some(exited(1)))]), "Running");
-        assert_eq!(phase("Never", &[], &[c("a", exited(0), false, 0, None)]), "Succeeded");
-        assert_eq!(phase("Never", &[], &[c("a", exited(2), false, 0, None)]), "Failed");
-        assert_eq!(phase("OnFailure", &[], &[c("a", exited(2), false, 0, None)]), "Running");
-        assert_eq!(phase("OnFailure", &[], &[c("a", exited(0), false, 0, None)]), "Succeeded");
+        assert_eq!(
+            phase(
+                "Always",
+                &[],
+                &[c(
+                    "a",
+                    waiting("CrashLoopBackOff"),
+                    false,
+                    3,
+                    Some(exited(1))
+                )]
+            ),
+            "Running"
+        );
+        assert_eq!(
+            phase("Never", &[], &[c("a", exited(0), false, 0, None)]),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase("Never", &[], &[c("a", exited(2), false, 0, None)]),
+            "Failed"
+        );
+        assert_eq!(
+            phase("OnFailure", &[], &[c("a", exited(2), false, 0, None)]),
+            "Running"
+        );
+        assert_eq!(
+            phase("OnFailure", &[], &[c("a", exited(0), false, 0, None)]),
+            "Succeeded"
+        );
         // Init containers gate everything.
-        assert_eq!(phase("Always", &[c("i", running(), false, 0, None)], &[c("a", waiting("PodInitializing"), false, 0, None)]), "Pending");
-        assert_eq!(phase("Never", &[c("i", exited(1), false, 0, None)], &[]), "Failed");
+        assert_eq!(
+            phase(
+                "Always",
+                &[c("i", running(), false, 0, None)],
+                &[c("a", waiting("PodInitializing"), false, 0, None)]
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            phase("Never", &[c("i", exited(1), false, 0, None)], &[]),
+            "Failed"
+        );
     }
 
     #[test]
@@ -268,26 +373,62 @@ mod tests {
             host_ip: "192.0.2.1".into(),
             start_time: Some("s".into()),
             init: vec![],
-            containers: vec![c("a", running(), true, 0, None), c("b", running(), false, 1, Some(exited(137)))],
+            containers: vec![
+                c("a", running(), true, 0, None),
+                c("b", running(), false, 1, Some(exited(137))),
+            ],
         };
-        let s = pod_status(&o, &json!({"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "sched"}]}), "t1");
+        let s = pod_status(
+            &o,
+            &json!({"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "sched"}]}),
+            "t1",
+        );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["podIP"], "10.244.0.2");
-        let ready = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "False");
         assert_eq!(ready["message"], "containers with unready status: [b]");
         assert_eq!(s["containerStatuses"][1]["restartCount"], 1);
-        assert_eq!(s["containerStatuses"][1]["lastState"]["terminated"]["exitCode"], 137);
-        let sched = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap();
+        assert_eq!(
+            s["containerStatuses"][1]["lastState"]["terminated"]["exitCode"],
+            137
+        );
+        let sched = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "PodScheduled")
+            .unwrap();
         assert_eq!(sched["lastTransitionTime"], "sched");
         // Same state later keeps the transition time; a change takes the new time.
         let again = pod_status(&o, &s, "t2");
-        let init = again["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Initialized").unwrap();
+        let init = again["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Initialized")
+            .unwrap();
         assert_eq!(init["lastTransitionTime"], "t1");
         let mut o2 = o.clone();
         o2.containers[1].ready = true;
         let s3 = pod_status(&o2, &again, "t3");
-        let ready = s3["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
-        assert_eq!((ready["status"].as_str(), ready["lastTransitionTime"].as_str()), (Some("True"), Some("t3")));
+        let ready = s3["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(
+            (
+                ready["status"].as_str(),
+                ready["lastTransitionTime"].as_str()
+            ),
+            (Some("True"), Some("t3"))
+        );
     }
 }
