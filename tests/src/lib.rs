@@ -1,6 +1,7 @@
 //! Shared harness for sluice's end-to-end tests: start the real binaries, drive real
 //! kubectl and kube-rs against them, act as a minimal fake kubelet, and wait for state.
 
+pub mod cluster;
 pub mod controlplane;
 pub mod fake_kubelet;
 pub mod http;

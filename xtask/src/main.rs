@@ -8,10 +8,15 @@
 //! - `test`: setup, build-ebpf, then `cargo test` over the workspace with
 //!   `SLUICE_BPF_OBJ` set (`--no-fail-fast`: every failure is reported).
 //!   What `.ci/run` calls.
-//! - `up`: builds and runs the control plane in the foreground.
+//! - `up`: setup, release build, then a single-node cluster in the
+//!   foreground: containerd with the local images, control plane, node agent.
+//! - `containerd`: only the private containerd with the images, until Ctrl-C.
+//! - `images`: builds the local OCI images (`localhost/sluice/{pause,test}`).
 //! - `bench <name>`: runs `bench-<name>` from the `sluice-tests` crate.
 
+mod containerd;
 mod ebpf;
+mod images;
 mod setup;
 mod up;
 
@@ -55,7 +60,15 @@ enum Cmd {
         cargo_args: Vec<String>,
     },
     /// Build (release) and run a single-node cluster in the foreground.
-    Up,
+    Up(up::Options),
+    /// Run sluice's private containerd with the local images, until Ctrl-C.
+    Containerd(up::Options),
+    /// Build the local images under .state/images/.
+    Images {
+        /// Rebuild even when the archives are up to date.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a benchmark: `cargo run --release -p sluice-tests --bin bench-<name> -- args`.
     Bench {
         /// Benchmark name (`api` runs `bench-api`).
@@ -80,15 +93,29 @@ fn main() -> Result<()> {
             skip_setup,
             cargo_args,
         } => test(skip_setup, &cargo_args),
-        Cmd::Up => up::run(),
+        Cmd::Up(opts) => up::run(&opts),
+        Cmd::Containerd(opts) => up::containerd_only(&opts),
+        Cmd::Images { force } => images::command(&workspace_root().join(".state/images"), force),
         Cmd::Bench { name, args } => {
             // Benchmarks start the workspace's own binaries: build them all, optimised.
-            run(cargo().args(["build", "--release", "--workspace", "--exclude", "sluice-ebpf", "--bins"]))?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "sluice-ebpf",
+                "--bins",
+            ]))?;
             let bench = target_dir().join("release").join(format!("bench-{name}"));
             if !bench.exists() {
-                bail!("no benchmark named {name:?} ({} is missing)", bench.display());
+                bail!(
+                    "no benchmark named {name:?} ({} is missing)",
+                    bench.display()
+                );
             }
-            run(Command::new(bench).args(&args).env("SLUICE_BIN_DIR", target_dir().join("release")))
+            run(Command::new(bench)
+                .args(&args)
+                .env("SLUICE_BIN_DIR", target_dir().join("release")))
         }
     }
 }

@@ -1,92 +1,432 @@
 //! `cargo xtask up`: a single-node cluster in the foreground.
+//!
+//! Order: setup, release build, containerd (with the local images
+//! imported), control plane, node agent (when built), wait for the Node to
+//! be Ready. Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order:
+//! node agent, control plane, then containerd, whose stop tears down pods
+//! (CNI DEL, tasks, containers), shims, mounts and network namespaces.
+//!
+//! Children run in their own process groups, so a terminal's Ctrl-C reaches
+//! only us and the stop stays ordered; they also get SIGTERM if we die.
+//!
+//! `cargo xtask containerd` runs only the containerd part, for working on
+//! the node agent against a real CRI.
 
 use std::{
-    path::Path,
-    process::Command,
-    sync::atomic::{AtomicI32, Ordering},
-    time::{Duration, SystemTime},
+    fs,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, target_dir, workspace_root};
+use crate::{
+    cargo,
+    containerd::{self, Containerd},
+    images, target_dir, workspace_root,
+};
 
-/// The child to forward SIGINT/SIGTERM to (0: none yet).
-static CHILD: AtomicI32 = AtomicI32::new(0);
+/// Set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn forward(signal: libc::c_int) {
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe and takes plain integers.
-        unsafe {
-            libc::kill(pid, signal);
-        }
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Options of `up` and `containerd`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Where the cluster keeps its state (relative paths: to the workspace root).
+    #[arg(long, default_value = ".state/cluster")]
+    pub state_dir: PathBuf,
+    /// This node's pod CIDR, written into the CNI conflist.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pub pod_cidr: String,
+    /// Rebuild and re-import the local images.
+    #[arg(long)]
+    pub force_images: bool,
+    /// Skip `setup` and the build (use the binaries already built).
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Build and run the dev profile (target/debug) instead of release.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+impl Options {
+    /// Where the workspace binaries are: target/release or target/debug.
+    fn bin_dir(&self) -> PathBuf {
+        target_dir().join(if self.dev { "debug" } else { "release" })
     }
 }
 
-pub fn run() -> Result<()> {
-    run_build()?;
-    let root = workspace_root();
-    let state = root.join(".state/cluster");
-    let store = state.join("store");
-    let kubeconfig = state.join("kubeconfig");
-    std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+fn say(what: &str, result: &str) {
+    println!("[up] {what} ... {result}");
+}
 
-    let binary = target_dir().join("release/sluice-control-plane");
-    let started = SystemTime::now();
-    let mut child = Command::new(&binary)
-        .arg("--data-dir")
-        .arg(&store)
-        .args(["--listen", "127.0.0.1:6443"])
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .current_dir(root)
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    CHILD.store(
-        i32::try_from(child.id()).context("child pid out of range")?,
-        Ordering::SeqCst,
-    );
-    // Ctrl-C reaches the whole foreground process group; we stay alive to
-    // wait for the control plane, and forward signals sent to us alone.
-    let handler = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+fn install_signal_handlers() {
+    let handler = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `forward` only does async-signal-safe work (an atomic load
-        // and kill), and has the signature signal(2) expects.
+        // SAFETY: `request_stop` only stores to an atomic (async-signal-safe)
+        // and has the signature signal(2) expects.
         unsafe {
             libc::signal(signal, handler);
         }
     }
+}
 
-    let watched = kubeconfig.clone();
-    std::thread::spawn(move || announce_kubeconfig(&watched, started));
-
-    let status = child.wait().context("waiting for the control plane")?;
-    if !status.success() {
-        bail!("sluice-control-plane exited: {status}");
+/// `cargo xtask up`.
+pub fn run(opts: &Options) -> Result<()> {
+    install_signal_handlers();
+    let state = state_dir(opts)?;
+    if !opts.skip_build {
+        crate::setup::all()?;
+        say("building", "workspace binaries");
+        let mut build = cargo();
+        build.args(["build", "--workspace", "--exclude", "sluice-ebpf", "--bins"]);
+        if !opts.dev {
+            build.arg("--release");
+        }
+        crate::run(&mut build)?;
     }
+    if stopping() {
+        return Ok(());
+    }
+    let containerd = start_containerd(opts, &state)?;
+    let mut cluster = Cluster {
+        containerd: Some(containerd),
+        control_plane: None,
+        node_agent: None,
+    };
+    let result = cluster.start_and_wait(&state, &opts.bin_dir());
+    let stopped = cluster.stop();
+    // Ctrl-C during start is a stop, not a failure.
+    if stopping() {
+        return stopped;
+    }
+    result.and(stopped)
+}
+
+/// `cargo xtask containerd`: containerd with the images, until Ctrl-C.
+pub fn containerd_only(opts: &Options) -> Result<()> {
+    install_signal_handlers();
+    let state = state_dir(opts)?;
+    let mut containerd = start_containerd(opts, &state)?;
+    println!(
+        "[up] containerd serves {}; ctr: ctr --address {} -n k8s.io ...; Ctrl-C stops it",
+        containerd.socket().display(),
+        containerd.socket().display()
+    );
+    while !stopping() {
+        if !containerd.is_running() {
+            let log = containerd.log_path();
+            drop(containerd);
+            bail!("containerd exited; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    say("stopping", "containerd");
+    containerd.stop()?;
+    say("stopped", "nothing left behind");
     Ok(())
 }
 
-fn run_build() -> Result<()> {
-    println!("[up] building (release)");
-    crate::run(cargo().args(["build", "--release", "-p", "sluice-control-plane"]))
+fn state_dir(opts: &Options) -> Result<PathBuf> {
+    let state = workspace_root().join(&opts.state_dir);
+    fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    Ok(fs::canonicalize(&state)?)
 }
 
-/// Prints the `export KUBECONFIG=` line once the control plane has written a
-/// fresh kubeconfig.
-fn announce_kubeconfig(path: &Path, started: SystemTime) {
-    for _ in 0..600 {
-        let fresh = std::fs::metadata(path)
-            .and_then(|meta| meta.modified())
-            .is_ok_and(|modified| modified >= started);
-        if fresh {
-            let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-            println!("[up] cluster is up; in another shell:");
-            println!("export KUBECONFIG={}", absolute.display());
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// Starts containerd under `<state>/containerd` and imports the images.
+fn start_containerd(opts: &Options, state: &Path) -> Result<Containerd> {
+    let mut cfg = containerd::Config::new(state.join("containerd"));
+    cfg.cni_dir = state.join("cni");
+    cfg.pod_cidr = Some(opts.pod_cidr.clone());
+    cfg.cni_plugin = Some(opts.bin_dir().join("sluice-cni"));
+    cfg.sandbox_image = images::PAUSE.to_owned();
+    cfg.die_with_parent = true;
+    let containerd = Containerd::start(cfg)?;
+    say(
+        "containerd",
+        &format!(
+            "ready ({}, log {})",
+            containerd.socket().display(),
+            containerd.log_path().display()
+        ),
+    );
+    if !containerd.cni_bin_dir().join("sluice-cni").exists() {
+        say(
+            "cni",
+            "sluice-cni is not built yet: pods cannot get a network",
+        );
     }
-    eprintln!("[up] no kubeconfig at {} after 60 s", path.display());
+    let archives = images::build_all(
+        workspace_root(),
+        &workspace_root().join(".state/images"),
+        opts.force_images,
+    )?;
+    let imported = images::import(&containerd, &archives, opts.force_images)?;
+    let all: Vec<&str> = archives
+        .iter()
+        .flat_map(|archive| archive.refs.iter().map(|(name, _)| name.as_str()))
+        .collect();
+    if imported.is_empty() {
+        say("images", &format!("already imported ({})", all.join(", ")));
+    } else {
+        say("images", &format!("imported ({})", imported.join(", ")));
+    }
+    Ok(containerd)
+}
+
+struct Cluster {
+    containerd: Option<Containerd>,
+    control_plane: Option<Child>,
+    node_agent: Option<Child>,
+}
+
+impl Cluster {
+    fn start_and_wait(&mut self, state: &Path, bin_dir: &Path) -> Result<()> {
+        let store = state.join("store");
+        let kubeconfig = state.join("kubeconfig");
+        fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+
+        let binary = bin_dir.join("sluice-control-plane");
+        let log = state.join("control-plane.log");
+        let started = SystemTime::now();
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--data-dir")
+            .arg(&store)
+            .args(["--listen", "127.0.0.1:6443"])
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .current_dir(workspace_root());
+        self.control_plane = Some(spawn(&mut cmd, &log)?);
+        say("control plane", &format!("started (log {})", log.display()));
+        self.wait_for_kubeconfig(&kubeconfig, started)?;
+        say("control plane", "ready");
+
+        let agent = bin_dir.join("sluice-node-agent");
+        let node = hostname();
+        if agent.exists() {
+            let containerd = self.containerd.as_ref().context("containerd is gone")?;
+            let log = state.join("node-agent.log");
+            let mut cmd = Command::new(&agent);
+            cmd.args(["--node-name", &node])
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--cri-socket")
+                .arg(containerd.socket())
+                .arg("--cni-conf-dir")
+                .arg(containerd.cni_conf_dir())
+                .arg("--cni-bin-dir")
+                .arg(containerd.cni_bin_dir())
+                .arg("--cni-data-dir")
+                .arg(containerd.cni_data_dir())
+                .arg("--state-dir")
+                .arg(state.join("node"))
+                .current_dir(workspace_root());
+            let bpf = crate::ebpf::object_dir().join(crate::ebpf::SOCK_OBJECT);
+            if bpf.exists() {
+                cmd.env("SLUICE_BPF_OBJ", &bpf);
+            }
+            self.node_agent = Some(spawn(&mut cmd, &log)?);
+            say(
+                "node agent",
+                &format!("started as node {node} (log {})", log.display()),
+            );
+            self.wait_for_node_ready(&kubeconfig, &node)?;
+        } else {
+            say(
+                "node agent",
+                &format!(
+                    "not built yet ({} missing): running without it",
+                    agent.display()
+                ),
+            );
+        }
+        let absolute = fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig);
+        println!("[up] cluster is up; in another shell:");
+        println!("export KUBECONFIG={}", absolute.display());
+        println!("[up] Ctrl-C stops everything");
+        while !stopping() {
+            self.check_children()?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    /// Fails when a child has exited.
+    fn check_children(&mut self) -> Result<()> {
+        if let Some(containerd) = self.containerd.as_mut()
+            && !containerd.is_running()
+        {
+            bail!("containerd exited; see {}", containerd.log_path().display());
+        }
+        for (name, child) in [
+            ("control plane", &mut self.control_plane),
+            ("node agent", &mut self.node_agent),
+        ] {
+            if let Some(process) = child
+                && let Some(status) = process.try_wait()?
+            {
+                *child = None;
+                bail!("the {name} exited: {status}");
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_for_kubeconfig(&mut self, path: &Path, started: SystemTime) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.check_children()?;
+            let fresh = fs::metadata(path)
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified >= started);
+            if fresh {
+                return Ok(());
+            }
+            if stopping() {
+                bail!("interrupted");
+            }
+            if Instant::now() > deadline {
+                bail!("no kubeconfig at {} after 60 s", path.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for_node_ready(&mut self, kubeconfig: &Path, node: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last = String::new();
+        loop {
+            self.check_children()?;
+            let ready = crate::output(
+                Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(kubeconfig)
+                    .args(["get", "node", node, "-o"])
+                    .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+                    .stderr(Stdio::null()),
+            )
+            .unwrap_or_default();
+            if ready.trim() == "True" {
+                say(&format!("node {node}"), "Ready");
+                return Ok(());
+            }
+            if ready.trim() != last {
+                last = ready.trim().to_owned();
+                let shown = if last.is_empty() {
+                    "not registered"
+                } else {
+                    &last
+                };
+                say(
+                    &format!("node {node}"),
+                    &format!("waiting (Ready: {shown})"),
+                );
+            }
+            if stopping() {
+                bail!("interrupted");
+            }
+            if Instant::now() > deadline {
+                say(
+                    &format!("node {node}"),
+                    "not Ready after 120 s; keeps running",
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Stops everything in reverse order; reports every failure.
+    fn stop(&mut self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (name, child) in [
+            ("node agent", self.node_agent.take()),
+            ("control plane", self.control_plane.take()),
+        ] {
+            if let Some(mut child) = child {
+                say("stopping", name);
+                if let Err(err) = terminate(&mut child, Duration::from_secs(10)) {
+                    problems.push(format!("{name}: {err:#}"));
+                }
+            }
+        }
+        if let Some(containerd) = self.containerd.take() {
+            say("stopping", "containerd (pods, shims, mounts, netns)");
+            if let Err(err) = containerd.stop() {
+                problems.push(format!("{err:#}"));
+            }
+        }
+        if problems.is_empty() {
+            say("stopped", "nothing left behind");
+            Ok(())
+        } else {
+            bail!("stopping the cluster: {}", problems.join("; "))
+        }
+    }
+}
+
+/// Spawns `cmd` with its output appended to `log`, in its own process
+/// group, with SIGTERM on our death.
+fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0);
+    // SAFETY: the closure runs between fork and exec and only calls prctl,
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))
+}
+
+/// SIGTERM, wait up to `timeout`, then SIGKILL.
+fn terminate(child: &mut Child, timeout: Duration) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) takes plain integers; the child is not yet reaped,
+        // so its pid cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait()?;
+    bail!("did not stop within {timeout:?} of SIGTERM; killed")
+}
+
+/// This machine's hostname, lowercased (a Node name).
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".to_owned())
 }
