@@ -54,6 +54,9 @@ pub struct Options {
     /// Build and run the dev profile (target/debug) instead of release.
     #[arg(long)]
     pub dev: bool,
+    /// Where the API server listens (HTTP; keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: String,
 }
 
 impl Options {
@@ -105,7 +108,7 @@ pub fn run(opts: &Options) -> Result<()> {
         control_plane: None,
         node_agent: None,
     };
-    let result = cluster.start_and_wait(&state, &opts.bin_dir());
+    let result = cluster.start_and_wait(&state, &opts.bin_dir(), &opts.listen);
     let stopped = cluster.stop();
     // Ctrl-C during start is a stop, not a failure.
     if stopping() {
@@ -192,7 +195,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start_and_wait(&mut self, state: &Path, bin_dir: &Path) -> Result<()> {
+    fn start_and_wait(&mut self, state: &Path, bin_dir: &Path, listen: &str) -> Result<()> {
         let store = state.join("store");
         let kubeconfig = state.join("kubeconfig");
         fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
@@ -203,7 +206,7 @@ impl Cluster {
         let mut cmd = Command::new(&binary);
         cmd.arg("--data-dir")
             .arg(&store)
-            .args(["--listen", "127.0.0.1:6443"])
+            .args(["--listen", listen])
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
             .current_dir(workspace_root());
