@@ -111,6 +111,13 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or_default().trim();
+    if !matches!(base, "application/json" | "application/yaml" | "text/yaml" | "" | "*/*") {
+        // Protobuf is not spoken here; client-go falls back to JSON on 415.
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {base:?})"
+        )));
+    }
     let v: Value = if ct.contains("yaml") {
         serde_yaml::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}")))?
