@@ -26,11 +26,32 @@ impl Cluster {
     /// Start `xtask up --dev --skip-build` (the debug binaries must be built) and wait for
     /// the `export KUBECONFIG=` line, which `up` prints once the node is Ready.
     pub fn start() -> Self {
-        let state = tempfile::Builder::new().prefix("sluice-e2e-").tempdir().expect("state dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        Self::start_with(true)
+    }
+
+    /// Start with the debug (`dev`) or release binaries.
+    pub fn start_with(dev: bool) -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("sluice-e2e-")
+            .tempdir()
+            .expect("state dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
         let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(crate::bin("xtask"))
-            .args(["up", "--dev", "--skip-build", "--listen", &addr, "--state-dir"])
+        // xtask itself is always a debug build (`cargo xtask` runs it from target/debug).
+        let xtask = crate::bin_dir()
+            .parent()
+            .map(|t| t.join("debug").join("xtask"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| crate::bin("xtask"));
+        let mut args = vec!["up", "--skip-build", "--listen", &addr, "--state-dir"];
+        if dev {
+            args.insert(1, "--dev");
+        }
+        let mut child = Command::new(xtask)
+            .args(&args)
             .arg(state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -38,7 +59,10 @@ impl Cluster {
             .spawn()
             .expect("spawn xtask up");
         let (tx, rx) = mpsc::channel();
-        for stream in [Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().expect("stderr"))] {
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -48,7 +72,14 @@ impl Cluster {
                 }
             });
         }
-        let mut cluster = Self { child: Some(child), kubeconfig: PathBuf::new(), state, addr, output: rx, lines: Vec::new() };
+        let mut cluster = Self {
+            child: Some(child),
+            kubeconfig: PathBuf::new(),
+            state,
+            addr,
+            output: rx,
+            lines: Vec::new(),
+        };
         let started = Instant::now();
         loop {
             match cluster.output.recv_timeout(Duration::from_secs(1)) {
@@ -62,9 +93,16 @@ impl Cluster {
                     cluster.lines.push(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("xtask up exited before the cluster was ready:\n{}", cluster.logs()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "xtask up exited before the cluster was ready:\n{}",
+                    cluster.logs()
+                ),
             }
-            assert!(started.elapsed() < Duration::from_secs(240), "cluster not ready in 240 s:\n{}", cluster.logs());
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "cluster not ready in 240 s:\n{}",
+                cluster.logs()
+            );
         }
         cluster
     }
@@ -79,7 +117,11 @@ impl Cluster {
     #[must_use]
     pub fn logs(&self) -> String {
         let mut s = self.lines.join("\n");
-        for f in ["control-plane.log", "node-agent.log", "containerd/containerd.log"] {
+        for f in [
+            "control-plane.log",
+            "node-agent.log",
+            "containerd/containerd.log",
+        ] {
             let p = self.state.path().join(f);
             if let Ok(text) = std::fs::read_to_string(&p) {
                 let tail: Vec<&str> = text.lines().rev().take(60).collect();
@@ -106,13 +148,22 @@ impl Cluster {
     /// kubectl that must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {} failed: {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr), self.logs());
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     /// kubectl apply of a manifest.
     pub fn apply(&self, manifest: &str) {
-        let path = self.state.path().join(format!("manifest-{}.yaml", rand::random::<u32>()));
+        let path = self
+            .state
+            .path()
+            .join(format!("manifest-{}.yaml", rand::random::<u32>()));
         std::fs::write(&path, manifest).expect("write manifest");
         self.kubectl_ok(&["apply", "-f", path.to_str().expect("utf-8 path")]);
     }
@@ -125,8 +176,12 @@ impl Cluster {
 
     /// SIGINT, as Ctrl-C would, and wait for `up` to exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(90) {
             if let Ok(Some(status)) = child.try_wait() {

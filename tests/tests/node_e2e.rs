@@ -62,17 +62,28 @@ fn json(out: &str) -> Value {
 }
 
 fn host_veths() -> Vec<String> {
-    let out = std::process::Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
         .filter(|n| n.starts_with("lxc"))
         .collect()
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
     let (net, bits) = cidr.split_once('/').expect("cidr");
-    let to_u32 = |s: &str| s.parse::<std::net::Ipv4Addr>().map(u32::from).expect("ipv4");
+    let to_u32 = |s: &str| {
+        s.parse::<std::net::Ipv4Addr>()
+            .map(u32::from)
+            .expect("ipv4")
+    };
     let bits: u32 = bits.parse().expect("prefix");
     let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
     to_u32(ip) & mask == to_u32(net) & mask
@@ -84,11 +95,29 @@ async fn pods_run_on_containerd_with_sluice_cni() {
     let mut cluster = Cluster::start();
     let nodes = json(&cluster.kubectl_ok(&["get", "nodes", "-o", "json"]));
     let node = &nodes["items"][0];
-    let node_name = node["metadata"]["name"].as_str().expect("node name").to_string();
-    let pod_cidr = node["spec"]["podCIDR"].as_str().expect("podCIDR assigned").to_string();
-    let ready = node["status"]["conditions"].as_array().expect("conditions").iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let node_name = node["metadata"]["name"]
+        .as_str()
+        .expect("node name")
+        .to_string();
+    let pod_cidr = node["spec"]["podCIDR"]
+        .as_str()
+        .expect("podCIDR assigned")
+        .to_string();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
     assert!(ready, "node is not Ready: {node}");
-    let lease = cluster.kubectl_ok(&["get", "lease", "-n", "kube-node-lease", &node_name, "-o", "jsonpath={.spec.holderIdentity}"]);
+    let lease = cluster.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        &node_name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
     assert_eq!(lease, node_name);
 
     // A Deployment of 2 replicas of the test image.
@@ -105,58 +134,121 @@ async fn pods_run_on_containerd_with_sluice_cni() {
         let ip = p["status"]["podIP"].as_str().expect("podIP");
         assert_eq!(p["status"]["phase"], "Running");
         assert!(in_cidr(ip, &pod_cidr), "{ip} not in {pod_cidr}");
-        assert!(wide.lines().any(|l| l.starts_with(name) && l.contains("Running") && l.contains(ip)), "{wide}");
+        assert!(
+            wide.lines()
+                .any(|l| l.starts_with(name) && l.contains("Running") && l.contains(ip)),
+            "{wide}"
+        );
         // HTTP from the host to the pod IP answers with the pod's name.
-        let reply = sluice_tests::http::request(&format!("{ip}:8080"), "GET", "/", "text/plain", b"").await;
+        let reply =
+            sluice_tests::http::request(&format!("{ip}:8080"), "GET", "/", "text/plain", b"").await;
         assert_eq!(reply.code, 200);
-        assert_eq!(reply.body.trim(), name, "pod {name} at {ip} answered {:?}", reply.body);
+        assert_eq!(
+            reply.body.trim(),
+            name,
+            "pod {name} at {ip} answered {:?}",
+            reply.body
+        );
     }
 
     // Liveness failures restart the container; readiness failures keep the pod unready.
     cluster.apply(PROBES);
     wait_for("liveness restarts", Duration::from_secs(120), || async {
         let p = json(&cluster.kubectl_ok(&["get", "pod", "liveness", "-o", "json"]));
-        (p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1).then_some(())
+        (p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(())
     })
     .await;
-    let events = cluster.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=liveness", "-o", "jsonpath={.items[*].reason}"]);
-    assert!(events.contains("Unhealthy") && events.contains("Killing"), "{events}");
-    wait_for("unready pod running but not ready", Duration::from_secs(60), || async {
-        let p = json(&cluster.kubectl_ok(&["get", "pod", "unready", "-o", "json"]));
-        let running = p["status"]["phase"] == "Running";
-        let ready = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).map(|c| c["status"].clone());
-        (running && ready == Some(Value::from("False"))).then_some(())
-    })
+    let events = cluster.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=liveness",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("Killing"),
+        "{events}"
+    );
+    wait_for(
+        "unready pod running but not ready",
+        Duration::from_secs(60),
+        || async {
+            let p = json(&cluster.kubectl_ok(&["get", "pod", "unready", "-o", "json"]));
+            let running = p["status"]["phase"] == "Running";
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone());
+            (running && ready == Some(Value::from("False"))).then_some(())
+        },
+    )
     .await;
 
     // Delete: containers stopped, sandboxes and veths removed, IPs freed, objects gone.
     cluster.kubectl_ok(&["delete", "deployment", "web", "--timeout=120s"]);
     cluster.kubectl_ok(&["delete", "pod", "liveness", "unready", "--timeout=120s"]);
     wait_for("all pods gone", Duration::from_secs(120), || async {
-        cluster.kubectl_ok(&["get", "pods", "-o", "name"]).trim().is_empty().then_some(())
+        cluster
+            .kubectl_ok(&["get", "pods", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
     })
     .await;
     wait_for("veths removed", Duration::from_secs(60), || async {
-        let now: Vec<String> = host_veths().into_iter().filter(|v| !veths_before.contains(v)).collect();
+        let now: Vec<String> = host_veths()
+            .into_iter()
+            .filter(|v| !veths_before.contains(v))
+            .collect();
         now.is_empty().then_some(())
     })
     .await;
-    let alloc = walk(cluster.state()).into_iter().filter(|p| p.ends_with("allocations.json")).collect::<Vec<_>>();
-    assert!(!alloc.is_empty(), "no IPAM state under {}", cluster.state().display());
+    let alloc = walk(cluster.state())
+        .into_iter()
+        .filter(|p| p.ends_with("allocations.json"))
+        .collect::<Vec<_>>();
+    assert!(
+        !alloc.is_empty(),
+        "no IPAM state under {}",
+        cluster.state().display()
+    );
     for a in alloc {
         let text = std::fs::read_to_string(&a).unwrap_or_default();
         for p in &pods {
             let ip = p["status"]["podIP"].as_str().expect("ip");
-            assert!(!text.contains(&format!("\"{ip}\"")), "{ip} still allocated in {}: {text}", a.display());
+            assert!(
+                !text.contains(&format!("\"{ip}\"")),
+                "{ip} still allocated in {}: {text}",
+                a.display()
+            );
         }
     }
 
     // Ctrl-C stops everything and leaves nothing behind.
-    assert!(cluster.stop(), "xtask up did not exit cleanly:\n{}", cluster.logs());
-    let leftover: Vec<String> = host_veths().into_iter().filter(|v| !veths_before.contains(v)).collect();
+    assert!(
+        cluster.stop(),
+        "xtask up did not exit cleanly:\n{}",
+        cluster.logs()
+    );
+    let leftover: Vec<String> = host_veths()
+        .into_iter()
+        .filter(|v| !veths_before.contains(v))
+        .collect();
     assert!(leftover.is_empty(), "veths left behind: {leftover:?}");
-    let ps = std::process::Command::new("pgrep").args(["-f", &cluster.state().display().to_string()]).output().expect("pgrep");
-    assert!(String::from_utf8_lossy(&ps.stdout).trim().is_empty(), "processes left behind: {}", String::from_utf8_lossy(&ps.stdout));
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &cluster.state().display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "processes left behind: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
