@@ -143,8 +143,89 @@ fn test(skip_setup: bool, cargo_args: &[String]) -> Result<()> {
     ])
     .args(cargo_args)
     .env("SLUICE_BPF_OBJ", sock)
-    .env("SLUICE_BPF_DIR", ebpf::object_dir());
-    run(&mut cmd).context("tests failed")
+    .env("SLUICE_BPF_DIR", ebpf::object_dir())
+    .stdout(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+    let totals = tally(child.stdout.take().context("cargo test stdout")?);
+    let status = child.wait().context("waiting for cargo test")?;
+    // One closing line for the whole suite: every test binary's counts added up.
+    println!(
+        "\ntests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() || totals.failed > 0 {
+        bail!("tests failed ({status})");
+    }
+    if totals.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Echo cargo test's output while adding up its `test result:` lines.
+fn tally(out: impl std::io::Read) -> Totals {
+    use std::io::BufRead;
+    let mut t = Totals::default();
+    for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+        println!("{line}");
+        add_result_line(&mut t, &line);
+    }
+    t
+}
+
+fn add_result_line(t: &mut Totals, line: &str) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else {
+        return;
+    };
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(what), Some(n)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => t.passed += n,
+            "failed" => t.failed += n,
+            "ignored" => t.ignored += n,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_add_up() {
+        let mut t = Totals::default();
+        add_result_line(
+            &mut t,
+            "test result: ok. 25 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        );
+        add_result_line(
+            &mut t,
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s",
+        );
+        add_result_line(&mut t, "running 3 tests");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 28,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
 
 /// The workspace root (xtask lives one level below it).
