@@ -107,6 +107,7 @@ pub fn run(opts: &Options) -> Result<()> {
         containerd: Some(containerd),
         control_plane: None,
         node_agent: None,
+        agent_respawn: None,
     };
     let result = cluster.start_and_wait(&state, &opts.bin_dir(), &opts.listen);
     let stopped = cluster.stop();
@@ -192,6 +193,50 @@ struct Cluster {
     containerd: Option<Containerd>,
     control_plane: Option<Child>,
     node_agent: Option<Child>,
+    /// How to start the node agent again: `up` supervises it like an init system would.
+    agent_respawn: Option<Respawn>,
+}
+
+/// A command to run again after it exits.
+struct Respawn {
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    log: PathBuf,
+    restarts: Vec<Instant>,
+}
+
+impl Respawn {
+    fn of(cmd: &Command, log: &Path) -> Self {
+        Self {
+            program: PathBuf::from(cmd.get_program()),
+            args: cmd.get_args().map(std::ffi::OsStr::to_os_string).collect(),
+            envs: cmd
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string())))
+                .collect(),
+            log: log.to_path_buf(),
+            restarts: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self) -> Result<Child> {
+        let now = Instant::now();
+        self.restarts
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if self.restarts.len() >= 5 {
+            bail!(
+                "the node agent exited 5 times within a minute; see {}",
+                self.log.display()
+            );
+        }
+        self.restarts.push(now);
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .current_dir(workspace_root());
+        spawn(&mut cmd, &self.log)
+    }
 }
 
 impl Cluster {
@@ -239,6 +284,7 @@ impl Cluster {
             if bpf.exists() {
                 cmd.env("SLUICE_BPF_OBJ", &bpf);
             }
+            self.agent_respawn = Some(Respawn::of(&cmd, &log));
             self.node_agent = Some(spawn(&mut cmd, &log)?);
             say(
                 "node agent",
@@ -271,6 +317,14 @@ impl Cluster {
             && !containerd.is_running()
         {
             bail!("containerd exited; see {}", containerd.log_path().display());
+        }
+        if let Some(agent) = self.node_agent.as_mut()
+            && let Some(status) = agent.try_wait()?
+            && !stopping()
+        {
+            let respawn = self.agent_respawn.as_mut().context("node agent exited")?;
+            say("node agent", &format!("exited ({status}); restarting"));
+            self.node_agent = Some(respawn.spawn()?);
         }
         for (name, child) in [
             ("control plane", &mut self.control_plane),
