@@ -1,5 +1,6 @@
 //! The eBPF datapath: loading the programs, pinning their maps, attaching
-//! them to a cgroup, and typed operations on the service and backend maps.
+//! them to a cgroup with pinned links (so hooks outlive the agent), and typed
+//! operations on the service, backend and reverse-NAT maps.
 //!
 //! This is the only module that uses aya. Callers program services through
 //! [`DatapathOps`], implemented by the kernel-backed [`Datapath`] and by
@@ -7,10 +8,11 @@
 //!
 //! Map layouts, names and byte order come from `sluice_ebpf_common`; see its
 //! docs for the slot scheme (slot 0 = frontend with the backend count, slots
-//! `1..=count` = backend ids).
+//! `1..=count` = backend ids) and the reverse-NAT scheme.
 
 mod fake;
 mod kernel;
+mod links;
 #[cfg(test)]
 mod tests;
 
@@ -18,11 +20,13 @@ use std::{io, path::PathBuf};
 
 pub use fake::FakeDatapath;
 pub use kernel::{
-    BPFFS, DEFAULT_PIN_ROOT, Datapath, ObjectSource, default_pin_dir, ensure_bpffs, unpin,
+    BPFFS, DEFAULT_CGROUP_ROOT, DEFAULT_PIN_ROOT, Datapath, Hook, LINKS_DIR, ObjectSource,
+    default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
 };
 pub use sluice_ebpf_common::{
-    BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, PROTO_TCP, PROTO_UDP,
-    SERVICES_MAP, ServiceKey, ServiceValue,
+    BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,
+    PROTO_TCP, PROTO_UDP, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
+    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
 };
 
 /// Errors from the datapath.
@@ -83,6 +87,18 @@ pub enum DatapathError {
     Cgroup {
         /// The cgroup2 directory.
         path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A pinned link could not be created, opened, updated, detached or
+    /// unpinned.
+    #[error("{op} link {path}")]
+    Link {
+        /// The link's pin (or the links directory).
+        path: PathBuf,
+        /// What was being done (`pin`, `update`, `detach`, ...).
+        op: &'static str,
         /// The cause.
         #[source]
         source: io::Error,
@@ -151,6 +167,27 @@ pub trait DatapathOps {
     /// # Errors
     /// [`DatapathError::Map`] when the kernel refuses.
     fn remove_backend(&mut self, key: &BackendKey) -> Result<(), DatapathError>;
+
+    /// Inserts or replaces one reverse-NAT entry: service id -> the frontend
+    /// `{vip, port}` replies and `getpeername` show the application. Write it
+    /// before the service's frontend, so the first socket can be translated back.
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`] when the map is full, [`DatapathError::Map`] otherwise.
+    fn upsert_rev_nat(&mut self, key: RevNatKey, value: RevNatValue) -> Result<(), DatapathError>;
+
+    /// Removes one reverse-NAT entry; sockets of that service then see the
+    /// backend address (their stale socket entries are dropped lazily).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the kernel refuses.
+    fn remove_rev_nat(&mut self, key: &RevNatKey) -> Result<(), DatapathError>;
+
+    /// All reverse-NAT entries, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError>;
 
     /// All services-map entries, sorted by key (for diffing and inspection).
     ///

@@ -18,6 +18,20 @@
 //! Slot 0 is the frontend: its [`ServiceValue::count`] is the number of
 //! backends, [`ServiceValue::rev_nat_id`] the service id. Slots `1..=count`
 //! each name one backend id, looked up in [`BACKENDS_MAP`].
+//!
+//! # Reverse translation (UDP replies, `getpeername`)
+//!
+//! [`REV_NAT_MAP`] maps a service's [`ServiceValue::rev_nat_id`] to the
+//! frontend `{vip, port}` the application asked for; userspace fills it.
+//! [`SOCK_REV_NAT_MAP`] (LRU) is written by `connect4`/`sendmsg4` each time
+//! they translate: key `{socket cookie, backend address, backend port}`,
+//! value `{vip, port, rev_nat_id}`. `recvmsg4` (source of a datagram) and
+//! `getpeername4` (peer of a connected socket) look up
+//! `{cookie, address, port}` and, when the entry's `rev_nat_id` still maps to
+//! the same `{vip, port}` in [`REV_NAT_MAP`], show the application the VIP.
+//! Keying by backend as well as cookie (as Cilium's `ipv4_revnat_tuple`
+//! does) lets one unconnected UDP socket talk to several services, and only
+//! datagrams from the chosen backend are translated.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -28,13 +42,41 @@ use core::net::Ipv4Addr;
 pub const SERVICES_MAP: &str = "sluice_svc_v1";
 /// Pinned name of the backends map (`HashMap<BackendKey, BackendValue>`).
 pub const BACKENDS_MAP: &str = "sluice_be_v1";
+/// Pinned name of the reverse-NAT map (`HashMap<RevNatKey, RevNatValue>`),
+/// filled by userspace.
+///
+/// Longer than the kernel's 15-byte object names: the kernel shows it
+/// truncated (`sluice_revnat_v`); the pin file and ELF symbol keep it whole.
+pub const REV_NAT_MAP: &str = "sluice_revnat_v1";
+/// Pinned name of the socket reverse-NAT map
+/// (`LruHashMap<SockRevNatKey, SockRevNatValue>`), written by the programs.
+///
+/// The kernel shows it truncated (`sluice_sock_rev`), as for [`REV_NAT_MAP`].
+pub const SOCK_REV_NAT_MAP: &str = "sluice_sock_revnat_v1";
 /// Capacity of [`SERVICES_MAP`] (frontends plus backend slots).
 pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
 /// Capacity of [`BACKENDS_MAP`].
 pub const BACKENDS_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of [`REV_NAT_MAP`] (one entry per service id; ids are `u16`).
+pub const REV_NAT_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of [`SOCK_REV_NAT_MAP`]; least recently used entries are evicted.
+pub const SOCK_REV_NAT_MAX_ENTRIES: u32 = 262_144;
 
 /// Name of the `cgroup/connect4` program (the function name in the object).
 pub const CONNECT4_PROGRAM: &str = "sluice_connect4";
+/// Name of the `cgroup/sendmsg4` program (unconnected UDP `sendto`).
+pub const SENDMSG4_PROGRAM: &str = "sluice_sendmsg4";
+/// Name of the `cgroup/recvmsg4` program (UDP reply source back to the VIP).
+pub const RECVMSG4_PROGRAM: &str = "sluice_recvmsg4";
+/// Name of the `cgroup/getpeername4` program (peer address back to the VIP).
+pub const GETPEERNAME4_PROGRAM: &str = "sluice_getpeer4";
+/// Every program of the socket-LB object, in attach order.
+pub const SOCK_PROGRAMS: [&str; 4] = [
+    CONNECT4_PROGRAM,
+    SENDMSG4_PROGRAM,
+    RECVMSG4_PROGRAM,
+    GETPEERNAME4_PROGRAM,
+];
 
 /// IP protocol number of TCP, as used in [`ServiceKey::proto`].
 pub const PROTO_TCP: u8 = 6;
@@ -252,6 +294,87 @@ impl BackendValue {
     }
 }
 
+/// Key of [`REV_NAT_MAP`]: a service id.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevNatKey {
+    /// The service's [`ServiceValue::rev_nat_id`]; 1-based (0 is never used).
+    pub id: u16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 2],
+}
+
+impl RevNatKey {
+    /// The key of service id `id`.
+    #[must_use]
+    pub const fn new(id: u16) -> Self {
+        Self { id, pad: [0; 2] }
+    }
+}
+
+/// Value of [`REV_NAT_MAP`]: the frontend to show the application.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RevNatValue {
+    /// Service virtual IP (`ClusterIP`).
+    pub vip: Be32,
+    /// Service port.
+    pub port: Be16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 2],
+}
+
+impl RevNatValue {
+    /// The frontend `vip:port`.
+    #[must_use]
+    pub const fn new(vip: Be32, port: Be16) -> Self {
+        Self {
+            vip,
+            port,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// Key of [`SOCK_REV_NAT_MAP`]: one socket and the backend it was sent to.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SockRevNatKey {
+    /// Socket cookie (`bpf_get_socket_cookie`).
+    pub cookie: u64,
+    /// Backend address the destination was rewritten to.
+    pub addr: Be32,
+    /// Backend port the destination was rewritten to.
+    pub port: Be16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 2],
+}
+
+impl SockRevNatKey {
+    /// The key of `cookie` talking to backend `addr:port`.
+    #[must_use]
+    pub const fn new(cookie: u64, addr: Be32, port: Be16) -> Self {
+        Self {
+            cookie,
+            addr,
+            port,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// Value of [`SOCK_REV_NAT_MAP`]: the frontend the socket asked for.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockRevNatValue {
+    /// Service virtual IP the application addressed.
+    pub vip: Be32,
+    /// Service port the application addressed.
+    pub port: Be16,
+    /// The service id; checked against [`REV_NAT_MAP`] before translating.
+    pub rev_nat_id: u16,
+}
+
 // Layouts are ABI shared with the kernel objects: pin them down.
 const _: () = {
     assert!(size_of::<Be32>() == 4);
@@ -280,15 +403,43 @@ const _: () = {
     assert!(offset_of!(BackendValue, proto) == 6);
     assert!(offset_of!(BackendValue, flags) == 7);
 
+    assert!(size_of::<RevNatKey>() == 4);
+    assert!(offset_of!(RevNatKey, id) == 0);
+    assert!(offset_of!(RevNatKey, pad) == 2);
+
+    assert!(size_of::<RevNatValue>() == 8);
+    assert!(offset_of!(RevNatValue, vip) == 0);
+    assert!(offset_of!(RevNatValue, port) == 4);
+    assert!(offset_of!(RevNatValue, pad) == 6);
+
+    assert!(size_of::<SockRevNatKey>() == 16);
+    assert!(offset_of!(SockRevNatKey, cookie) == 0);
+    assert!(offset_of!(SockRevNatKey, addr) == 8);
+    assert!(offset_of!(SockRevNatKey, port) == 12);
+    assert!(offset_of!(SockRevNatKey, pad) == 14);
+
+    assert!(size_of::<SockRevNatValue>() == 8);
+    assert!(offset_of!(SockRevNatValue, vip) == 0);
+    assert!(offset_of!(SockRevNatValue, port) == 4);
+    assert!(offset_of!(SockRevNatValue, rev_nat_id) == 6);
+
     // Kernel object names are at most 15 bytes (BPF_OBJ_NAME_LEN - 1).
     assert!(SERVICES_MAP.len() <= 15);
     assert!(BACKENDS_MAP.len() <= 15);
     assert!(CONNECT4_PROGRAM.len() <= 15);
+    assert!(SENDMSG4_PROGRAM.len() <= 15);
+    assert!(RECVMSG4_PROGRAM.len() <= 15);
+    assert!(GETPEERNAME4_PROGRAM.len() <= 15);
+    // REV_NAT_MAP and SOCK_REV_NAT_MAP are longer (names fixed by the API):
+    // the kernel truncates them; pins and ELF symbols use the full names.
 };
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{BackendKey, BackendValue, ServiceKey, ServiceValue};
+    use super::{
+        BackendKey, BackendValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockRevNatKey,
+        SockRevNatValue,
+    };
 
     // SAFETY: `ServiceKey` is `#[repr(C)]`, `Copy`, made only of integers
     // (`Be32`/`Be16` are `repr(transparent)` integers) with every padding byte
@@ -303,6 +454,18 @@ mod pod {
     // SAFETY: `repr(C)`, integers only, 8 bytes with no implicit padding
     // (asserted above); any bit pattern is valid.
     unsafe impl aya::Pod for BackendValue {}
+    // SAFETY: `repr(C)`, a `u16` and an explicit 2-byte padding field (size
+    // asserted above); any bit pattern is valid.
+    unsafe impl aya::Pod for RevNatKey {}
+    // SAFETY: `repr(C)`, integers only, explicit padding, layout asserted
+    // above; any bit pattern is valid.
+    unsafe impl aya::Pod for RevNatValue {}
+    // SAFETY: `repr(C)`, integers only, explicit padding, 16 bytes with the
+    // `u64` first so there is no implicit padding (asserted above).
+    unsafe impl aya::Pod for SockRevNatKey {}
+    // SAFETY: `repr(C)`, integers only, 8 bytes with no implicit padding
+    // (asserted above); any bit pattern is valid.
+    unsafe impl aya::Pod for SockRevNatValue {}
 }
 
 #[cfg(test)]

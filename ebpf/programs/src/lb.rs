@@ -1,9 +1,12 @@
 //! Service load balancing shared by the socket hooks (and later tc/XDP).
 
 use aya_ebpf::helpers::bpf_get_prandom_u32;
-use sluice_ebpf_common::{BackendKey, BackendValue, ServiceKey, ServiceValue};
+use sluice_ebpf_common::{
+    BackendKey, BackendValue, Be16, Be32, RevNatKey, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue,
+};
 
-use crate::maps::{BACKENDS, SERVICES};
+use crate::maps::{BACKENDS, REV_NAT, SERVICES, SOCK_REV_NAT};
 
 /// What to do with a connection to a destination.
 pub enum Verdict {
@@ -12,7 +15,12 @@ pub enum Verdict {
     /// A service with no backends: refuse the connection.
     NoBackends,
     /// A service backend was chosen: rewrite the destination to it.
-    Backend(BackendValue),
+    Backend {
+        /// The chosen backend.
+        backend: BackendValue,
+        /// The frontend's service id (for reverse translation).
+        rev_nat_id: u16,
+    },
 }
 
 /// Looks up the frontend for `key` (slot 0) and, when it has backends, picks
@@ -44,12 +52,59 @@ pub fn select_backend(key: &ServiceKey) -> Verdict {
     let backend_key = BackendKey {
         id: slot_value.backend_id,
     };
-    match BACKENDS.get_ptr(backend_key) {
-        // SAFETY: the pointer comes from a successful map lookup and is valid
-        // for reads of a `BackendValue` for the rest of this program run; we
-        // copy the value out at once.
-        Some(backend) => Verdict::Backend(unsafe { *backend }),
+    // SAFETY: the pointer comes from a successful map lookup and is valid for
+    // reads of a `BackendValue` for the rest of this program run; we copy the
+    // value out at once.
+    let backend = BACKENDS.get_ptr(backend_key).map(|ptr| unsafe { *ptr });
+    match backend {
+        Some(backend) => Verdict::Backend {
+            backend,
+            rev_nat_id: frontend.rev_nat_id,
+        },
         None => Verdict::NoBackends,
+    }
+}
+
+/// Remembers that socket `cookie` was sent to `backend` when it asked for
+/// `frontend`, so replies and `getpeername` can show the frontend.
+///
+/// Best effort: the map is LRU, so an insert only fails on a kernel error,
+/// and then the only loss is that the app sees the backend address.
+#[inline(always)]
+pub fn record_rev_nat(cookie: u64, backend: &BackendValue, frontend: &ServiceKey, rev_nat_id: u16) {
+    let key = SockRevNatKey::new(cookie, backend.addr, backend.port);
+    let value = SockRevNatValue {
+        vip: frontend.vip,
+        port: frontend.port,
+        rev_nat_id,
+    };
+    let _ = SOCK_REV_NAT.insert(key, value, 0);
+}
+
+/// The frontend `(vip, port)` to show for a socket `cookie` whose peer (or
+/// datagram source) is `addr:port`, if that peer is a backend the socket
+/// reached through a service that still exists.
+///
+/// An entry whose service id no longer maps to the same frontend in the
+/// reverse-NAT map is stale (service deleted or id reused): it is removed and
+/// nothing is translated.
+#[inline(always)]
+pub fn reverse_lookup(cookie: u64, addr: Be32, port: Be16) -> Option<(Be32, Be16)> {
+    let key = SockRevNatKey::new(cookie, addr, port);
+    // SAFETY: the pointer comes from a successful map lookup and is valid for
+    // reads of a `SockRevNatValue` during this program run; copied out at once.
+    let entry = unsafe { *SOCK_REV_NAT.get_ptr(key)? };
+    let rev_nat_key = RevNatKey::new(entry.rev_nat_id);
+    // SAFETY: as above, for a `RevNatValue` of the reverse-NAT map.
+    let current = REV_NAT.get_ptr(rev_nat_key).map(|value| unsafe { *value });
+    match current {
+        Some(frontend) if frontend.vip == entry.vip && frontend.port == entry.port => {
+            Some((entry.vip, entry.port))
+        }
+        _ => {
+            let _ = SOCK_REV_NAT.remove(key);
+            None
+        }
     }
 }
 

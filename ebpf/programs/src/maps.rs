@@ -1,11 +1,16 @@
 //! Map definitions. The `name` strings must equal the consts in
-//! `sluice_ebpf_common` (`SERVICES_MAP`, `BACKENDS_MAP`); userspace looks the
-//! maps up by those consts, and the node agent's kernel test fails if they
-//! drift.
+//! `sluice_ebpf_common` (`SERVICES_MAP`, `BACKENDS_MAP`, `REV_NAT_MAP`,
+//! `SOCK_REV_NAT_MAP`); userspace looks the maps up by those consts, and the
+//! node agent's kernel test fails if they drift.
 
-use aya_ebpf::{macros::map, maps::HashMap};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap},
+};
 use sluice_ebpf_common::{
-    BACKENDS_MAX_ENTRIES, BackendKey, BackendValue, SERVICES_MAX_ENTRIES, ServiceKey, ServiceValue,
+    BACKENDS_MAX_ENTRIES, BackendKey, BackendValue, REV_NAT_MAX_ENTRIES, RevNatKey, RevNatValue,
+    SERVICES_MAX_ENTRIES, SOCK_REV_NAT_MAX_ENTRIES, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue,
 };
 
 /// Services: frontends (slot 0) and their backend slots.
@@ -15,3 +20,14 @@ pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::pinned(SERVICE
 /// Backends by id.
 #[map(name = "sluice_be_v1")]
 pub static BACKENDS: HashMap<BackendKey, BackendValue> = HashMap::pinned(BACKENDS_MAX_ENTRIES, 0);
+
+/// Reverse NAT: service id -> frontend `{vip, port}`; written by userspace.
+#[map(name = "sluice_revnat_v1")]
+pub static REV_NAT: HashMap<RevNatKey, RevNatValue> = HashMap::pinned(REV_NAT_MAX_ENTRIES, 0);
+
+/// Socket reverse NAT: `{cookie, backend}` -> frontend; written by
+/// connect4/sendmsg4, read by recvmsg4/getpeername4. LRU, so sockets that
+/// are gone age out without a release hook.
+#[map(name = "sluice_sock_revnat_v1")]
+pub static SOCK_REV_NAT: LruHashMap<SockRevNatKey, SockRevNatValue> =
+    LruHashMap::pinned(SOCK_REV_NAT_MAX_ENTRIES, 0);

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use sluice_ebpf_common::{BACKENDS_MAX_ENTRIES, SERVICES_MAX_ENTRIES};
+use sluice_ebpf_common::{BACKENDS_MAX_ENTRIES, REV_NAT_MAX_ENTRIES, SERVICES_MAX_ENTRIES};
 
 use super::{
-    BACKENDS_MAP, BackendKey, BackendValue, DatapathError, DatapathOps, SERVICES_MAP, ServiceKey,
-    ServiceValue,
+    BACKENDS_MAP, BackendKey, BackendValue, DatapathError, DatapathOps, REV_NAT_MAP, RevNatKey,
+    RevNatValue, SERVICES_MAP, ServiceKey, ServiceValue,
 };
 
 /// In-memory datapath maps.
@@ -17,8 +17,11 @@ pub struct FakeDatapath {
     pub services: BTreeMap<ServiceKey, ServiceValue>,
     /// The backends map.
     pub backends: BTreeMap<BackendKey, BackendValue>,
+    /// The reverse-NAT map.
+    pub rev_nats: BTreeMap<RevNatKey, RevNatValue>,
     services_capacity: usize,
     backends_capacity: usize,
+    rev_nats_capacity: usize,
 }
 
 impl Default for FakeDatapath {
@@ -40,9 +43,19 @@ impl FakeDatapath {
         Self {
             services: BTreeMap::new(),
             backends: BTreeMap::new(),
+            rev_nats: BTreeMap::new(),
             services_capacity: services,
             backends_capacity: backends,
+            rev_nats_capacity: REV_NAT_MAX_ENTRIES as usize,
         }
+    }
+
+    /// The same, with a reverse-NAT map of `rev_nats` entries (to test
+    /// "map full").
+    #[must_use]
+    pub fn with_rev_nat_capacity(mut self, rev_nats: usize) -> Self {
+        self.rev_nats_capacity = rev_nats;
+        self
     }
 }
 
@@ -97,6 +110,25 @@ impl DatapathOps for FakeDatapath {
     fn remove_backend(&mut self, key: &BackendKey) -> Result<(), DatapathError> {
         self.backends.remove(key);
         Ok(())
+    }
+
+    fn upsert_rev_nat(&mut self, key: RevNatKey, value: RevNatValue) -> Result<(), DatapathError> {
+        insert(
+            &mut self.rev_nats,
+            self.rev_nats_capacity,
+            REV_NAT_MAP,
+            key,
+            value,
+        )
+    }
+
+    fn remove_rev_nat(&mut self, key: &RevNatKey) -> Result<(), DatapathError> {
+        self.rev_nats.remove(key);
+        Ok(())
+    }
+
+    fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
+        Ok(self.rev_nats.iter().map(|(k, v)| (*k, *v)).collect())
     }
 
     fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {

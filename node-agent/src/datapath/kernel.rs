@@ -4,7 +4,10 @@ use std::{
     ffi::CString,
     fs::{self, File},
     io,
-    os::unix::ffi::OsStrExt,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::{ffi::OsStrExt, fs::MetadataExt},
+    },
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
 };
@@ -12,15 +15,14 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError},
-    programs::{
-        CgroupAttachMode, CgroupSockAddr, ProgramError, cgroup_sock_addr::CgroupSockAddrLinkId,
-    },
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, links::FdLink},
     sys::SyscallError,
 };
 
 use super::{
     BACKENDS_MAP, BackendKey, BackendValue, CONNECT4_PROGRAM, DatapathError, DatapathOps,
-    SERVICES_MAP, ServiceKey, ServiceValue,
+    GETPEERNAME4_PROGRAM, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
+    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, links,
 };
 
 /// Root of sluice's pins in bpffs; each node pins under `<root>/<node>`.
@@ -56,37 +58,86 @@ impl ObjectSource<'_> {
     }
 }
 
+/// The cgroup2 directory the hooks attach to by default: the cgroup2 root.
+pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+
+/// Sub-directory of the pin directory holding the pinned links.
+pub const LINKS_DIR: &str = "links";
+
+/// The programs, in the order they are attached: the reverse hooks first, so
+/// no socket is translated before its replies can be translated back.
+const ATTACH_ORDER: [&str; 4] = [
+    RECVMSG4_PROGRAM,
+    GETPEERNAME4_PROGRAM,
+    CONNECT4_PROGRAM,
+    SENDMSG4_PROGRAM,
+];
+
+/// `ENOLINK`: the link's cgroup is gone (the link is defunct).
+const ENOLINK: i32 = 67;
+
+/// Where the links of a pin directory are pinned: `<pin_dir>/links`, one
+/// pin per program (`<pin_dir>/links/sluice_connect4`, ...).
+#[must_use]
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join(LINKS_DIR)
+}
+
+/// One pinned hook, as the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// The program name (`sluice_connect4`, ...).
+    pub program: String,
+    /// The link's pin.
+    pub pin: PathBuf,
+    /// Link id (stays the same when a restart swaps the program).
+    pub link_id: u32,
+    /// Id of the program the link runs now.
+    pub prog_id: u32,
+    /// The cgroup's id (inode of its cgroup2 directory); 0 if it is gone.
+    pub cgroup_id: u64,
+}
+
 /// The loaded socket-LB object: programs verified and loaded, maps pinned,
 /// typed handles on the maps.
 ///
-/// Dropping it detaches the programs (links are owned here) but keeps the
-/// pinned maps, so the next load reuses their contents.
+/// Attaching pins the links under `<pin_dir>/links`, so dropping this value
+/// (the agent exiting) leaves the hooks attached, running the programs last
+/// attached, on the pinned maps. The next [`Datapath::attach_cgroup`] swaps
+/// the programs in the pinned links atomically. Full teardown is
+/// [`Datapath::detach_all`] or [`unpin`].
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, BackendKey, BackendValue>,
-    attached: Vec<(PathBuf, CgroupSockAddrLinkId)>,
+    rev_nat: HashMap<MapData, RevNatKey, RevNatValue>,
+    attached: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datapath")
             .field("pin_dir", &self.pin_dir)
-            .field(
-                "attached",
-                &self.attached.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-            )
+            .field("attached", &self.attached)
             .finish_non_exhaustive()
     }
 }
 
-fn program_error(op: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
+fn program_error(
+    name: &'static str,
+    op: &'static str,
+) -> impl FnOnce(ProgramError) -> DatapathError {
     move |source| DatapathError::Program {
-        name: CONNECT4_PROGRAM,
+        name,
         op,
         source: Box::new(source),
     }
+}
+
+fn link_error(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> DatapathError {
+    let path = path.to_owned();
+    move |source| DatapathError::Link { path, op, source }
 }
 
 fn map_error(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> DatapathError {
@@ -110,11 +161,33 @@ fn is_not_found(error: &MapError) -> bool {
             if io_error.kind() == io::ErrorKind::NotFound)
 }
 
+fn take_hash_map<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, DatapathError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DatapathError::MissingMap { name })?;
+    HashMap::try_from(map).map_err(map_error(name, "open"))
+}
+
+/// The id of a cgroup2 directory (its inode number), as link info reports it.
+fn cgroup_id(cgroup: &Path) -> Result<u64, DatapathError> {
+    fs::metadata(cgroup)
+        .map(|meta| meta.ino())
+        .map_err(|source| DatapathError::Cgroup {
+            path: cgroup.to_owned(),
+            source,
+        })
+}
+
 impl Datapath {
     /// Loads the object, creating or reusing its maps pinned under `pin_dir`,
-    /// and loads the `connect4` program into the kernel (the verifier runs
+    /// and loads the four socket programs into the kernel (the verifier runs
     /// here). When `pin_dir` is under [`BPFFS`] and bpffs is not mounted
-    /// there, mounts it (as Cilium does). Nothing is attached yet; see [`Datapath::attach_cgroup`].
+    /// there, mounts it (as Cilium does). Nothing is attached yet, and hooks
+    /// pinned by an earlier run keep running their programs; see
+    /// [`Datapath::attach_cgroup`].
     ///
     /// # Errors
     /// [`DatapathError::Bpffs`], [`DatapathError::PinDir`], [`DatapathError::Load`] (bad object, map
@@ -129,10 +202,7 @@ impl Datapath {
             source,
         })?;
         let mut loader = EbpfLoader::new();
-        loader
-            .default_map_pin_directory(pin_dir)
-            // No userspace log reader yet: switch aya-log statements off.
-            .override_global("AYA_LOG_LEVEL", &0u8, false);
+        loader.default_map_pin_directory(pin_dir);
         let mut ebpf = match object {
             ObjectSource::Path(path) => loader.load_file(path),
             ObjectSource::Bytes(bytes) => loader.load(bytes),
@@ -142,29 +212,28 @@ impl Datapath {
             source: Box::new(source),
         })?;
 
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(CONNECT4_PROGRAM)
-            .ok_or(DatapathError::MissingProgram {
-                name: CONNECT4_PROGRAM,
-            })?
-            .try_into()
-            .map_err(program_error("load"))?;
-        program.load().map_err(program_error("load"))?;
+        for name in SOCK_PROGRAMS {
+            program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(program_error(name, "load"))?;
+        }
 
-        let services = ebpf
-            .take_map(SERVICES_MAP)
-            .ok_or(DatapathError::MissingMap { name: SERVICES_MAP })?;
-        let services = HashMap::try_from(services).map_err(map_error(SERVICES_MAP, "open"))?;
-        let backends = ebpf
-            .take_map(BACKENDS_MAP)
-            .ok_or(DatapathError::MissingMap { name: BACKENDS_MAP })?;
-        let backends = HashMap::try_from(backends).map_err(map_error(BACKENDS_MAP, "open"))?;
+        let services = take_hash_map(&mut ebpf, SERVICES_MAP)?;
+        let backends = take_hash_map(&mut ebpf, BACKENDS_MAP)?;
+        let rev_nat = take_hash_map(&mut ebpf, REV_NAT_MAP)?;
+        // The programs alone use the socket map; it must be in the object.
+        if ebpf.map(SOCK_REV_NAT_MAP).is_none() {
+            return Err(DatapathError::MissingMap {
+                name: SOCK_REV_NAT_MAP,
+            });
+        }
 
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             services,
             backends,
+            rev_nat,
             attached: Vec::new(),
         })
     }
@@ -175,51 +244,249 @@ impl Datapath {
         &self.pin_dir
     }
 
-    /// Attaches `connect4` to a cgroup2 directory (a node's cgroup root).
-    /// Every socket in that cgroup's subtree is then load-balanced.
+    /// Attaches the four socket programs to a cgroup2 directory (a node's
+    /// cgroup root, by default [`DEFAULT_CGROUP_ROOT`]); every socket in
+    /// that cgroup's subtree is then load-balanced.
     ///
-    /// The link lives as long as this `Datapath` (it is not pinned yet).
+    /// Each hook is a link pinned at `<pin_dir>/links/<program>`, so it
+    /// outlives this value. When such a pin already holds a link on the same
+    /// cgroup (an agent restart), the link is kept and its program replaced
+    /// atomically (`BPF_LINK_UPDATE`): there is no moment without a hook.
+    /// Otherwise a new link is attached and pinned, replacing any old pin
+    /// only after the new link is in place (a pin directory holds one
+    /// attachment; attaching to another cgroup moves it).
+    ///
+    /// Reverse hooks are attached before forward ones. If attaching fails
+    /// half-way, the hooks already pinned stay; [`Datapath::detach_all`]
+    /// removes them.
     ///
     /// # Errors
     /// [`DatapathError::Cgroup`] when the directory cannot be opened,
-    /// [`DatapathError::Program`] when the kernel refuses the attachment.
+    /// [`DatapathError::Program`] when the kernel refuses the attachment,
+    /// [`DatapathError::Link`] when a link cannot be pinned.
     pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        let cgroup_id = cgroup_id(cgroup)?;
+        let dir = links_dir(&self.pin_dir);
+        fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir {
+            path: dir.clone(),
+            source,
+        })?;
+        for name in ATTACH_ORDER {
+            let pin = dir.join(name);
+            if self.reuse_link(name, &pin, cgroup_id)? {
+                tracing::info!(program = name, pin = %pin.display(), cgroup = %cgroup.display(),
+                    "reused pinned hook; program replaced atomically");
+                continue;
+            }
+            self.attach_new_link(name, &pin, cgroup)?;
+            tracing::info!(program = name, pin = %pin.display(), cgroup = %cgroup.display(),
+                "attached and pinned hook");
+        }
+        if !self.attached.iter().any(|path| path == cgroup) {
+            self.attached.push(cgroup.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Swaps this object's program into the link pinned at `pin` if that
+    /// link is live and on cgroup `cgroup_id`. `Ok(false)`: attach anew.
+    fn reuse_link(
+        &self,
+        name: &'static str,
+        pin: &Path,
+        cgroup_id: u64,
+    ) -> Result<bool, DatapathError> {
+        let link = match links::obj_get(pin) {
+            Ok(link) => link,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(link_error(pin, "open")(error)),
+        };
+        let info = links::link_info(link.as_fd()).map_err(link_error(pin, "info"))?;
+        if info.cgroup_id != cgroup_id {
+            tracing::info!(program = name, pin = %pin.display(), old_cgroup_id = info.cgroup_id,
+                "pinned hook is on another (or a removed) cgroup; attaching anew");
+            return Ok(false);
+        }
+        let program = program(&self.ebpf, name)?;
+        let prog_fd = program.fd().map_err(program_error(name, "update"))?;
+        match links::link_update(link.as_fd(), prog_fd.as_fd()) {
+            Ok(()) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(ENOLINK) => Ok(false),
+            Err(error) => Err(link_error(pin, "update")(error)),
+        }
+    }
+
+    /// Attaches `name` to `cgroup` with a new link and pins it at `pin`,
+    /// replacing an existing pin only once the new link is attached.
+    fn attach_new_link(
+        &mut self,
+        name: &'static str,
+        pin: &Path,
+        cgroup: &Path,
+    ) -> Result<(), DatapathError> {
         let file = File::open(cgroup).map_err(|source| DatapathError::Cgroup {
             path: cgroup.to_owned(),
             source,
         })?;
-        let program = self.connect4()?;
-        let link = program
+        let program = program_mut(&mut self.ebpf, name)?;
+        let link_id = program
             .attach(file, CgroupAttachMode::Single)
-            .map_err(program_error("attach"))?;
-        self.attached.push((cgroup.to_owned(), link));
+            .map_err(program_error(name, "attach"))?;
+        let link = program
+            .take_link(link_id)
+            .map_err(program_error(name, "take link"))?;
+        let link = FdLink::try_from(link)
+            .map_err(|source| link_error(pin, "convert")(io::Error::other(source)))?;
+        // bpffs refuses names with a dot.
+        let tmp = pin.with_file_name(format!("new-{name}"));
+        match fs::remove_file(&tmp) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(link_error(&tmp, "remove stale")(error));
+            }
+            _ => {}
+        }
+        // Dropping the PinnedLink closes our fd; the pin keeps the link.
+        drop(
+            link.pin(&tmp)
+                .map_err(|source| link_error(&tmp, "pin")(io::Error::other(source)))?,
+        );
+        // rename(2) on bpffs swaps the name atomically; an old link whose
+        // only reference was the old pin detaches now, after the new one
+        // is already attached.
+        fs::rename(&tmp, pin).map_err(link_error(pin, "rename pin"))
+    }
+
+    /// Detaches the pinned hooks that are on `cgroup` and removes their
+    /// pins. Hooks on another cgroup, or none at all, are left alone.
+    ///
+    /// # Errors
+    /// [`DatapathError::Cgroup`] when the directory cannot be read,
+    /// [`DatapathError::Link`] when the kernel refuses.
+    pub fn detach_cgroup(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        let cgroup_id = cgroup_id(cgroup)?;
+        let dir = links_dir(&self.pin_dir);
+        for name in SOCK_PROGRAMS {
+            let pin = dir.join(name);
+            let link = match links::obj_get(&pin) {
+                Ok(link) => link,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(link_error(&pin, "open")(error)),
+            };
+            let info = links::link_info(link.as_fd()).map_err(link_error(&pin, "info"))?;
+            if info.cgroup_id == cgroup_id {
+                detach_pinned(&pin, &link)?;
+            }
+        }
+        self.attached.retain(|path| path != cgroup);
         Ok(())
     }
 
-    /// Detaches `connect4` from a cgroup it was attached to by this value.
-    /// Detaching from a cgroup it is not attached to does nothing.
+    /// Detaches every hook pinned under this pin directory and removes the
+    /// link pins (the maps stay pinned; [`unpin`] removes those too).
     ///
     /// # Errors
-    /// [`DatapathError::Program`] when the kernel refuses.
-    pub fn detach_cgroup(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
-        let Some(index) = self.attached.iter().position(|(path, _)| path == cgroup) else {
-            return Ok(());
-        };
-        let (_, link) = self.attached.swap_remove(index);
-        self.connect4()?
-            .detach(link)
-            .map_err(program_error("detach"))
+    /// [`DatapathError::Link`] when a link cannot be detached or unpinned.
+    pub fn detach_all(&mut self) -> Result<(), DatapathError> {
+        detach_links(&self.pin_dir)?;
+        self.attached.clear();
+        Ok(())
     }
 
-    fn connect4(&mut self) -> Result<&mut CgroupSockAddr, DatapathError> {
-        self.ebpf
-            .program_mut(CONNECT4_PROGRAM)
-            .ok_or(DatapathError::MissingProgram {
-                name: CONNECT4_PROGRAM,
-            })?
-            .try_into()
-            .map_err(program_error("find"))
+    /// The hooks pinned under this pin directory, as the kernel sees them,
+    /// sorted by program name.
+    ///
+    /// # Errors
+    /// [`DatapathError::Link`] when a pin cannot be read.
+    pub fn hooks(&self) -> Result<Vec<Hook>, DatapathError> {
+        hooks(&self.pin_dir)
     }
+}
+
+/// The hooks pinned under `pin_dir` (see [`Datapath::hooks`]); usable
+/// without loading anything (inspection, tests).
+///
+/// # Errors
+/// [`DatapathError::Link`] when a pin cannot be read.
+pub fn hooks(pin_dir: &Path) -> Result<Vec<Hook>, DatapathError> {
+    let dir = links_dir(pin_dir);
+    let mut hooks = Vec::new();
+    for name in SOCK_PROGRAMS {
+        let pin = dir.join(name);
+        let link = match links::obj_get(&pin) {
+            Ok(link) => link,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(link_error(&pin, "open")(error)),
+        };
+        let info = links::link_info(link.as_fd()).map_err(link_error(&pin, "info"))?;
+        hooks.push(Hook {
+            program: name.to_owned(),
+            pin,
+            link_id: info.id,
+            prog_id: info.prog_id,
+            cgroup_id: info.cgroup_id,
+        });
+    }
+    hooks.sort_by(|a, b| a.program.cmp(&b.program));
+    Ok(hooks)
+}
+
+/// Forces a pinned link off its cgroup, then removes the pin.
+fn detach_pinned(pin: &Path, link: &OwnedFd) -> Result<(), DatapathError> {
+    match links::link_detach(link.as_fd()) {
+        // Already defunct (its cgroup was removed): nothing to detach.
+        Err(error) if error.raw_os_error() != Some(ENOLINK) => {
+            return Err(link_error(pin, "detach")(error));
+        }
+        _ => {}
+    }
+    match fs::remove_file(pin) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(link_error(pin, "unpin")(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Detaches and unpins every link under `<pin_dir>/links` (sluice's and any
+/// half-made `new-<name>` pin), then removes that directory.
+fn detach_links(pin_dir: &Path) -> Result<(), DatapathError> {
+    let dir = links_dir(pin_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(link_error(&dir, "list")(error)),
+    };
+    for entry in entries {
+        let pin = entry.map_err(link_error(&dir, "list"))?.path();
+        match links::obj_get(&pin) {
+            Ok(link) => detach_pinned(&pin, &link)?,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(link_error(&pin, "open")(error)),
+        }
+    }
+    match fs::remove_dir(&dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(link_error(&dir, "remove dir")(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a CgroupSockAddr, DatapathError> {
+    ebpf.program(name)
+        .ok_or(DatapathError::MissingProgram { name })?
+        .try_into()
+        .map_err(program_error(name, "find"))
+}
+
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingProgram { name })?
+        .try_into()
+        .map_err(program_error(name, "find"))
 }
 
 impl DatapathOps for Datapath {
@@ -257,6 +524,29 @@ impl DatapathOps for Datapath {
         }
     }
 
+    fn upsert_rev_nat(&mut self, key: RevNatKey, value: RevNatValue) -> Result<(), DatapathError> {
+        self.rev_nat
+            .insert(key, value, 0)
+            .map_err(map_error(REV_NAT_MAP, "insert"))
+    }
+
+    fn remove_rev_nat(&mut self, key: &RevNatKey) -> Result<(), DatapathError> {
+        match self.rev_nat.remove(key) {
+            Err(error) if !is_not_found(&error) => Err(map_error(REV_NAT_MAP, "remove")(error)),
+            _ => Ok(()),
+        }
+    }
+
+    fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
+        let mut entries = self
+            .rev_nat
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(REV_NAT_MAP, "dump"))?;
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        Ok(entries)
+    }
+
     fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {
         let mut entries = self
             .services
@@ -278,14 +568,17 @@ impl DatapathOps for Datapath {
     }
 }
 
-/// Removes sluice's pinned maps under `pin_dir`, then the directory if it is
-/// empty. Missing pins are fine. Loaded programs keep their maps alive until
-/// they are dropped; this only removes the names.
+/// Full teardown of a pin directory: detaches and unpins every hook pinned
+/// under `<pin_dir>/links`, removes sluice's pinned maps, then the directory
+/// if it is empty. Missing pins are fine. Loaded programs keep their maps
+/// alive until they are dropped; this only removes the names.
 ///
 /// # Errors
-/// [`DatapathError::Unpin`] when a pin exists but cannot be removed.
+/// [`DatapathError::Link`] when a hook cannot be detached,
+/// [`DatapathError::Unpin`] when a map pin exists but cannot be removed.
 pub fn unpin(pin_dir: &Path) -> Result<(), DatapathError> {
-    for name in [SERVICES_MAP, BACKENDS_MAP] {
+    detach_links(pin_dir)?;
+    for name in [SERVICES_MAP, BACKENDS_MAP, REV_NAT_MAP, SOCK_REV_NAT_MAP] {
         let path = pin_dir.join(name);
         match fs::remove_file(&path) {
             Err(source) if source.kind() != io::ErrorKind::NotFound => {
