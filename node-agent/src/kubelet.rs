@@ -38,6 +38,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// DNS settings given to pod sandboxes.
     pub dns: cri::DnsConfig,
+    /// The cluster's Service range: made unreachable on the node so a ClusterIP the eBPF
+    /// hooks do not translate fails fast instead of leaving through the default route.
+    pub service_cidr: Option<String>,
 }
 
 impl Config {
@@ -161,6 +164,12 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
             .and_then(|n| n.spec?.pod_cidr);
         let mut cni_ok = false;
         if let Some(cidr) = &pod_cidr {
+            // Pod IPs that have no pod (yet, or any more) must not leave the node either.
+            for range in std::iter::once(cidr).chain(cfg.service_cidr.as_ref()) {
+                if let Err(e) = node::ensure_unreachable_route(range) {
+                    tracing::warn!(error = %e, %range, "installing the unreachable route");
+                }
+            }
             match node::write_cni_config(&cfg.cni_conf_dir, cidr, &cfg.cni_data_dir) {
                 Ok(changed) => {
                     if changed {
@@ -245,6 +254,10 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
         context: format!("creating {}", cfg.state_dir.display()),
         source,
     })?;
+    // Pod-to-pod traffic is routed through the host (one /32 route per pod veth).
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+        tracing::warn!(error = %e, "could not enable IPv4 forwarding: pods will not reach each other");
+    }
     let cri = connect_runtime(&cfg.cri_socket).await;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
@@ -265,9 +278,12 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut relist: Option<Vec<String>> = None;
     let mut gc = tokio::time::interval(Duration::from_secs(30));
+    // Orphans are judged only against a complete view of this node's pods: never before the
+    // first full list (a restarted agent must not remove the sandboxes of running pods).
+    let mut listed = false;
     loop {
         tokio::select! {
-            _ = gc.tick() => {
+            _ = gc.tick(), if listed => {
                 workers.retain(|_, tx| !tx.is_closed());
                 collect_orphans(cri.clone(), &workers).await;
             }
@@ -282,6 +298,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
                         deliver(&cfg, &client, &cri, &mut workers, pod);
                     }
                     Ok(watcher::Event::InitDone) => {
+                        listed = true;
                         if let Some(seen) = relist.take() {
                             for (uid, tx) in &workers {
                                 if !seen.contains(uid) {

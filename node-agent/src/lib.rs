@@ -9,3 +9,4 @@ pub mod cni;
 pub mod datapath;
 
 pub mod kubelet;
+pub mod proxy;

@@ -116,15 +116,25 @@ impl Cluster {
     /// containerd's socket (from the config `up` generated).
     #[must_use]
     pub fn containerd_socket(&self) -> PathBuf {
-        let config = std::fs::read_to_string(self.state.path().join("containerd/config.toml")).unwrap_or_default();
-        let line = config.lines().find(|l| l.trim_start().starts_with("address = \"/")).unwrap_or_default();
+        let config = std::fs::read_to_string(self.state.path().join("containerd/config.toml"))
+            .unwrap_or_default();
+        let line = config
+            .lines()
+            .find(|l| l.trim_start().starts_with("address = \"/"))
+            .unwrap_or_default();
         PathBuf::from(line.split('"').nth(1).unwrap_or_default())
     }
 
     /// Run a command inside a pod's first container (through containerd, as `kubectl exec` would
     /// through the kubelet); returns (exit success, stdout).
     pub fn exec_in_pod(&self, pod: &str, cmd: &[&str]) -> (bool, String) {
-        let out = self.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"]);
+        let out = self.kubectl_ok(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ]);
         let id = out.trim().trim_start_matches("containerd://").to_string();
         let exec_id = format!("e2e-{}", rand::random::<u32>());
         let out = Command::new("ctr")
@@ -135,14 +145,23 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()
             .expect("ctr tasks exec");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     }
 
     /// Pids of processes whose command line mentions this cluster's state dir and `needle`.
     #[must_use]
     pub fn pids_of(&self, needle: &str) -> Vec<u32> {
-        let out = Command::new("pgrep").args(["-f", &format!("{needle}.*{}", self.state.path().display())]).output().expect("pgrep");
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{needle}.*{}", self.state.path().display())])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     /// What `up` printed plus the daemons' logs (for failure messages).

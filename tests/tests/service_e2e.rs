@@ -42,7 +42,12 @@ fn json(s: &str) -> Value {
 }
 
 async fn get(addr: &str) -> Result<String, String> {
-    match tokio::time::timeout(Duration::from_secs(3), sluice_tests::http::try_request(addr, "GET", "/", "text/plain", b"")).await {
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        sluice_tests::http::try_request(addr, "GET", "/", "text/plain", b""),
+    )
+    .await
+    {
         Ok(Ok(r)) if r.code == 200 => Ok(r.body.trim().to_string()),
         Ok(Ok(r)) => Err(format!("HTTP {}", r.code)),
         Ok(Err(e)) => Err(e.to_string()),
@@ -51,7 +56,14 @@ async fn get(addr: &str) -> Result<String, String> {
 }
 
 fn ready_endpoints(cluster: &Cluster) -> usize {
-    let s = json(&cluster.kubectl_ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]));
+    let s = json(&cluster.kubectl_ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "json",
+    ]));
     s["items"]
         .as_array()
         .into_iter()
@@ -63,7 +75,13 @@ fn ready_endpoints(cluster: &Cluster) -> usize {
 
 fn pinned_service_keys(node: &str) -> Vec<[u8; 4]> {
     let out = std::process::Command::new("bpftool")
-        .args(["-j", "map", "dump", "pinned", &format!("/sys/fs/bpf/sluice/{node}/sluice_svc_v1")])
+        .args([
+            "-j",
+            "map",
+            "dump",
+            "pinned",
+            &format!("/sys/fs/bpf/sluice/{node}/sluice_svc_v1"),
+        ])
         .output()
         .expect("bpftool");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -72,7 +90,9 @@ fn pinned_service_keys(node: &str) -> Vec<[u8; 4]> {
         .flatten()
         .filter_map(|e| {
             let key = e["key"].as_array()?;
-            let b = |i: usize| -> Option<u8> { u8::from_str_radix(key.get(i)?.as_str()?.trim_start_matches("0x"), 16).ok() };
+            let b = |i: usize| -> Option<u8> {
+                u8::from_str_radix(key.get(i)?.as_str()?.trim_start_matches("0x"), 16).ok()
+            };
             Some([b(0)?, b(1)?, b(2)?, b(3)?])
         })
         .collect()
@@ -82,57 +102,111 @@ fn pinned_service_keys(node: &str) -> Vec<[u8; 4]> {
 async fn cluster_ip_services_through_ebpf() {
     let cluster = Cluster::start();
     let node = cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
-    let rules_before = std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default();
+    let rules_before = std::process::Command::new("iptables-save")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
 
     cluster.apply(APP);
     cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
-    wait_for("2 ready endpoints", Duration::from_secs(60), || async { (ready_endpoints(&cluster) == 2).then_some(()) }).await;
+    wait_for("2 ready endpoints", Duration::from_secs(60), || async {
+        (ready_endpoints(&cluster) == 2).then_some(())
+    })
+    .await;
     let vip = cluster.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let target = format!("{vip}:80");
     let pods: BTreeSet<String> = cluster
-        .kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"])
+        .kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
         .split_whitespace()
         .map(String::from)
         .collect();
 
     // 50 requests from the host: all succeed and both pods answer.
-    wait_for("the VIP to answer", Duration::from_secs(30), || async { get(&target).await.ok() }).await;
+    wait_for("the VIP to answer", Duration::from_secs(30), || async {
+        get(&target).await.ok()
+    })
+    .await;
     let mut seen = BTreeSet::new();
     for i in 0..50 {
-        let who = get(&target).await.unwrap_or_else(|e| panic!("request {i} to {target} failed: {e}\n{}", cluster.logs()));
+        let who = get(&target)
+            .await
+            .unwrap_or_else(|e| panic!("request {i} to {target} failed: {e}\n{}", cluster.logs()));
         seen.insert(who);
     }
-    assert_eq!(seen, pods, "responses came from {seen:?}, pods are {pods:?}");
+    assert_eq!(
+        seen, pods,
+        "responses came from {seen:?}, pods are {pods:?}"
+    );
 
     // The same from inside a pod.
     let client = pods.iter().next().expect("a pod").clone();
-    let script = format!("for i in $(seq 50); do wget -q -T 3 -O - http://{target}/ || echo FAIL; echo; done");
+    // busybox's static wget crashes in glibc's resolver; nc speaks HTTP/1.0 just as well.
+    let script = format!(
+        "for i in $(seq 50); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -n 1); [ -n \"$r\" ] && echo \"$r\" || echo FAIL; done"
+    );
     let (ok, out) = cluster.exec_in_pod(&client, &["sh", "-c", &script]);
     assert!(ok, "exec failed: {out}");
-    let answers: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let answers: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(answers.len(), 50, "{out}");
     assert!(!answers.contains(&"FAIL"), "{out}");
-    assert_eq!(answers.iter().map(|s| (*s).to_string()).collect::<BTreeSet<_>>(), pods, "{out}");
+    assert_eq!(
+        answers
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect::<BTreeSet<_>>(),
+        pods,
+        "{out}"
+    );
 
     // Scale to 1: once the endpoints follow, every request succeeds (and reaches the survivor).
     cluster.kubectl_ok(&["scale", "deployment/web", "--replicas=1"]);
-    wait_for("1 ready endpoint", Duration::from_secs(60), || async { (ready_endpoints(&cluster) == 1).then_some(()) }).await;
+    wait_for("1 ready endpoint", Duration::from_secs(60), || async {
+        (ready_endpoints(&cluster) == 1).then_some(())
+    })
+    .await;
     let survivor = wait_for("one pod left", Duration::from_secs(60), || async {
-        let names = cluster.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"]);
+        let names = cluster.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
         let names: Vec<&str> = names.split_whitespace().collect();
         (names.len() == 1).then(|| names[0].to_string())
     })
     .await;
-    wait_for("map follows the scale-down", Duration::from_secs(30), || async {
-        let mut all = true;
-        for _ in 0..10 {
-            all &= get(&target).await.is_ok_and(|w| w == survivor);
-        }
-        all.then_some(())
-    })
+    wait_for(
+        "map follows the scale-down",
+        Duration::from_secs(30),
+        || async {
+            let mut all = true;
+            for _ in 0..10 {
+                all &= get(&target).await.is_ok_and(|w| w == survivor);
+            }
+            all.then_some(())
+        },
+    )
     .await;
     for i in 0..50 {
-        assert_eq!(get(&target).await.unwrap_or_else(|e| panic!("request {i} after scale-down failed: {e}")), survivor);
+        assert_eq!(
+            get(&target)
+                .await
+                .unwrap_or_else(|e| panic!("request {i} after scale-down failed: {e}")),
+            survivor
+        );
     }
 
     // Restart the node agent while a client loops requests: none fails.
@@ -153,7 +227,9 @@ async fn cluster_ip_services_through_ebpf() {
     let agents = cluster.pids_of("sluice-node-agent");
     assert!(!agents.is_empty(), "no node agent running");
     for pid in &agents {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     }
     wait_for("a new node agent", Duration::from_secs(30), || async {
         let now = cluster.pids_of("sluice-node-agent");
@@ -161,17 +237,36 @@ async fn cluster_ip_services_through_ebpf() {
     })
     .await;
     let failures = looping.await.expect("client loop");
-    assert!(failures.is_empty(), "requests failed across the agent restart: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "requests failed across the agent restart: {failures:?}"
+    );
 
     // Delete the Service: its map entries go.
     let octets: [u8; 4] = vip.parse::<std::net::Ipv4Addr>().expect("vip").octets();
-    assert!(pinned_service_keys(&node).contains(&octets), "the VIP is not in the map before delete");
+    assert!(
+        pinned_service_keys(&node).contains(&octets),
+        "the VIP is not in the map before delete"
+    );
     cluster.kubectl_ok(&["delete", "service", "web"]);
-    wait_for("map entries removed", Duration::from_secs(30), || async { (!pinned_service_keys(&node).contains(&octets)).then_some(()) }).await;
+    wait_for("map entries removed", Duration::from_secs(30), || async {
+        (!pinned_service_keys(&node).contains(&octets)).then_some(())
+    })
+    .await;
 
     // No iptables rule was created for Services.
-    let rules_after = std::process::Command::new("iptables-save").output().map(|o| o.stdout).unwrap_or_default();
+    let rules_after = std::process::Command::new("iptables-save")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&rules_after);
-    assert!(!text.contains(&vip), "an iptables rule mentions the ClusterIP:\n{text}");
-    assert_eq!(rules_before.len(), rules_after.len(), "iptables rules changed during the test");
+    assert!(
+        !text.contains(&vip),
+        "an iptables rule mentions the ClusterIP:\n{text}"
+    );
+    assert_eq!(
+        rules_before.len(),
+        rules_after.len(),
+        "iptables rules changed during the test"
+    );
 }

@@ -418,6 +418,25 @@ impl Cluster {
                 }
             }
         }
+        if self.agent_respawn.take().is_some() {
+            // The agent leaves its eBPF hooks pinned so a restart drops no traffic; a full
+            // teardown removes them (unpinning the links detaches the programs).
+            // ... and the unreachable routes it installed for the pod and Service ranges.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg("ip route show type unreachable | grep -E '^unreachable (10\\.244\\.|10\\.96\\.0\\.0/12)' | while read -r _ cidr _; do ip route del unreachable \"$cidr\"; done")
+                .status();
+            let pins = Path::new("/sys/fs/bpf/sluice").join(hostname());
+            if pins.exists() {
+                say(
+                    "removing",
+                    &format!("eBPF hooks and maps ({})", pins.display()),
+                );
+                if let Err(err) = fs::remove_dir_all(&pins) {
+                    problems.push(format!("removing {}: {err}", pins.display()));
+                }
+            }
+        }
         if let Some(containerd) = self.containerd.take() {
             say("stopping", "containerd (pods, shims, mounts, netns)");
             if let Err(err) = containerd.stop() {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use sluice_node_agent::datapath::{self, Datapath, ObjectSource};
 use sluice_node_agent::kubelet::{self, Config};
+use sluice_node_agent::proxy;
 
 /// sluice node agent: registers this node and runs its pods on containerd over CRI.
 #[derive(Debug, Parser)]
@@ -34,6 +36,21 @@ struct Cli {
     /// Kubelet state: pod logs and more.
     #[arg(long, default_value = "/var/lib/sluice/node")]
     state_dir: PathBuf,
+    /// The eBPF object built by `cargo xtask build-ebpf` (the socket load balancer).
+    #[arg(long, env = "SLUICE_BPF_OBJ", default_value = "target/bpf/sluice-sock")]
+    bpf_object: PathBuf,
+    /// Where the maps and links are pinned (default: /sys/fs/bpf/sluice/<node>).
+    #[arg(long)]
+    bpf_pin_dir: Option<PathBuf>,
+    /// The cgroup2 directory whose sockets (and all below it) get the Service hooks.
+    #[arg(long, default_value = datapath::DEFAULT_CGROUP_ROOT)]
+    cgroup_root: PathBuf,
+    /// The cluster's Service range (routed nowhere on the node, so untranslated ClusterIPs fail fast).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Run without the eBPF service proxy.
+    #[arg(long)]
+    no_service_proxy: bool,
 }
 
 #[tokio::main]
@@ -61,6 +78,30 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let client = kube::Client::try_from(config)?;
+    // The service proxy: load (reusing pinned maps and links), attach, then reconcile.
+    let proxy_task = if cli.no_service_proxy {
+        None
+    } else {
+        let pin_dir = cli
+            .bpf_pin_dir
+            .clone()
+            .unwrap_or_else(|| datapath::default_pin_dir(&node_name));
+        let mut dp =
+            Datapath::load(ObjectSource::Path(&cli.bpf_object), &pin_dir).with_context(|| {
+                format!(
+                    "loading {} (build it with `cargo xtask build-ebpf`)",
+                    cli.bpf_object.display()
+                )
+            })?;
+        dp.attach_cgroup(&cli.cgroup_root)
+            .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
+        tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
+        Some(tokio::spawn(proxy::run(
+            client.clone(),
+            dp,
+            proxy::Options::default(),
+        )))
+    };
     let cfg = Config {
         node_ip: cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip),
         node_name,
@@ -71,11 +112,26 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| cli.state_dir.join("cni")),
         state_dir: cli.state_dir,
         dns: kubelet::host_dns(),
+        service_cidr: Some(cli.service_cidr.clone()),
     };
     tracing::info!(bin_dir = %cli.cni_bin_dir.display(), "starting node agent");
+    let proxy = async {
+        match proxy_task {
+            Some(t) => match t.await {
+                Ok(r) => r.context("service proxy stopped"),
+                Err(e) => Err(anyhow::anyhow!("service proxy task failed: {e}")),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // On exit the eBPF hooks and maps stay pinned: Services keep working until the next agent
+    // takes over (`xtask up` removes them on a full teardown).
     tokio::select! {
         r = kubelet::run(cfg, client) => r.context("kubelet stopped")?,
+        r = proxy => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
     Ok(())
 }

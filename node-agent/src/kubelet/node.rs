@@ -120,6 +120,21 @@ pub async fn runtime_ready(cri: &mut sluice_proto::Clients) -> (bool, bool, Stri
     }
 }
 
+/// `ip route replace unreachable <cidr>`: more specific routes (one /32 per pod) still win,
+/// anything else in the range fails with EHOSTUNREACH on this node.
+pub fn ensure_unreachable_route(cidr: &str) -> std::io::Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(["route", "replace", "unreachable", cidr])
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
 /// Write the CNI conflist for this node's podCIDR (atomically; only when it changes).
 pub fn write_cni_config(conf_dir: &Path, pod_cidr: &str, data_dir: &Path) -> std::io::Result<bool> {
     std::fs::create_dir_all(conf_dir)?;

@@ -1,0 +1,315 @@
+//! The desired datapath state, computed from Services and `EndpointSlices`.
+//!
+//! [`desired`] is a pure function: no I/O, no clock, no randomness. The same
+//! API objects always give the same [`Desired`] value, which the reconciler
+//! then diffs against the live maps.
+//!
+//! Rules, after kube-proxy's service/endpoint-slice caches:
+//!
+//! - a Service yields frontends only when it has an IPv4 cluster IP (not
+//!   headless `None`, not `ExternalName`); `NodePort` and `LoadBalancer`
+//!   Services get their cluster-IP frontends like any other;
+//! - one frontend per service port with protocol TCP or UDP (SCTP is skipped);
+//! - its backends come from the `EndpointSlices` labelled
+//!   `kubernetes.io/service-name=<service>` in the Service's namespace
+//!   (address type `IPv4`), from the slice port whose name and protocol match
+//!   the service port's (unnamed = `""`), using that slice port's number (the
+//!   resolved target port) and every address of every ready endpoint
+//!   (`conditions.ready` true or unset);
+//! - backends are deduplicated and sorted; a frontend with no ready endpoint
+//!   keeps 0 backends, so the datapath refuses connections instead of
+//!   letting them hang.
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use sluice_ebpf_common::{PROTO_TCP, PROTO_UDP};
+
+/// The label that ties an `EndpointSlice` to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A transport protocol the socket load balancer handles.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// From a Kubernetes protocol name (`None` means TCP, the API default);
+    /// `None` for protocols sluice does not balance (SCTP, unknown).
+    #[must_use]
+    pub fn from_k8s(name: Option<&str>) -> Option<Self> {
+        match name.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            _ => None,
+        }
+    }
+
+    /// The IP protocol number used in the datapath maps.
+    #[must_use]
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => PROTO_TCP,
+            Self::Udp => PROTO_UDP,
+        }
+    }
+
+    /// From an IP protocol number as found in the datapath maps.
+    #[must_use]
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            PROTO_TCP => Some(Self::Tcp),
+            PROTO_UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+        })
+    }
+}
+
+/// A service frontend: what clients connect to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    /// The cluster IP.
+    pub vip: Ipv4Addr,
+    /// The service port.
+    pub port: u16,
+    /// The protocol.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.vip, self.port, self.protocol)
+    }
+}
+
+/// One backend of a frontend (its protocol is the frontend's).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Backend {
+    /// The endpoint address.
+    pub addr: Ipv4Addr,
+    /// The endpoint port (the service's resolved target port).
+    pub port: u16,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.addr, self.port)
+    }
+}
+
+/// The stable identity of one service port: `namespace/name:port-name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServicePortName {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// The service port's name (`""` when unnamed).
+    pub port: String,
+}
+
+impl fmt::Display for ServicePortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        if !self.port.is_empty() {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one frontend should balance to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontendSpec {
+    /// The service port this frontend belongs to.
+    pub service: ServicePortName,
+    /// Ready backends, sorted and deduplicated; empty means "refuse".
+    pub backends: Vec<Backend>,
+}
+
+/// The whole desired datapath state: every frontend and its backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Frontends, sorted.
+    pub frontends: BTreeMap<Frontend, FrontendSpec>,
+}
+
+impl Desired {
+    /// The number of distinct backends (address, port, protocol).
+    #[must_use]
+    pub fn backend_count(&self) -> usize {
+        self.frontends
+            .iter()
+            .flat_map(|(fe, spec)| spec.backends.iter().map(|b| (*b, fe.protocol)))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// Computes the desired datapath state from Services and `EndpointSlices` (all
+/// namespaces). Pure; see the module docs for the rules.
+///
+/// Accepts slices of the objects or of `Arc`s of them (reflector stores).
+/// When two service ports claim the same frontend (which the apiserver's IP
+/// allocator prevents), the one with the smallest `namespace/name:port` wins.
+#[must_use]
+pub fn desired<S, E>(services: &[S], slices: &[E]) -> Desired
+where
+    S: Borrow<Service>,
+    E: Borrow<EndpointSlice>,
+{
+    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    for slice in slices {
+        let slice: &EndpointSlice = slice.borrow();
+        if slice.address_type != "IPv4" {
+            continue;
+        }
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        by_service
+            .entry((namespace, service.as_str()))
+            .or_default()
+            .push(slice);
+    }
+
+    let mut frontends = BTreeMap::new();
+    for service in services {
+        let service: &Service = service.borrow();
+        let Some(spec) = &service.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let vips = cluster_ipv4s(spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
+        if vips.is_empty() {
+            continue;
+        }
+        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+        let name = service.metadata.name.as_deref().unwrap_or_default();
+        let slices = by_service
+            .get(&(namespace, name))
+            .map_or(&[][..], Vec::as_slice);
+        for port in spec.ports.iter().flatten() {
+            let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
+                continue;
+            };
+            let Ok(number) = u16::try_from(port.port) else {
+                continue;
+            };
+            if number == 0 {
+                continue;
+            }
+            let service_port = ServicePortName {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                port: port.name.clone().unwrap_or_default(),
+            };
+            let backends = ready_backends(slices, port, protocol);
+            for vip in &vips {
+                let frontend = Frontend {
+                    vip: *vip,
+                    port: number,
+                    protocol,
+                };
+                let candidate = FrontendSpec {
+                    service: service_port.clone(),
+                    backends: backends.clone(),
+                };
+                frontends
+                    .entry(frontend)
+                    .and_modify(|existing: &mut FrontendSpec| {
+                        if candidate.service < existing.service {
+                            *existing = candidate.clone();
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+        }
+    }
+    Desired { frontends }
+}
+
+/// The IPv4 cluster IPs of a Service (`clusterIPs` when set, else `clusterIP`).
+fn cluster_ipv4s(cluster_ip: Option<&str>, cluster_ips: Option<&[String]>) -> Vec<Ipv4Addr> {
+    let mut vips: Vec<Ipv4Addr> = match cluster_ips {
+        Some(ips) if !ips.is_empty() => ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+        _ => cluster_ip
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect(),
+    };
+    vips.retain(|vip| !vip.is_unspecified());
+    vips.sort_unstable();
+    vips.dedup();
+    vips
+}
+
+/// Ready backends of one service port across the Service's slices.
+fn ready_backends(
+    slices: &[&EndpointSlice],
+    port: &ServicePort,
+    protocol: Protocol,
+) -> Vec<Backend> {
+    let name = port.name.as_deref().unwrap_or_default();
+    let mut backends = BTreeSet::new();
+    for slice in slices {
+        let Some(target) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or_default() == name
+                && Protocol::from_k8s(p.protocol.as_deref()) == Some(protocol)
+        }) else {
+            continue;
+        };
+        let Some(target) = target
+            .port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+        else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let ready = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            backends.extend(
+                endpoint
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+                    .map(|addr| Backend { addr, port: target }),
+            );
+        }
+    }
+    backends.into_iter().collect()
+}

@@ -1,0 +1,803 @@
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use sluice_ebpf_common::{RevNatKey, RevNatValue};
+
+use super::{IdAllocator, Reconciler, Stats};
+use crate::datapath::{
+    BackendKey, BackendValue, Be16, Be32, DatapathError, DatapathOps, FakeDatapath, ServiceKey,
+    ServiceValue,
+};
+use crate::proxy::desired::{Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName};
+use crate::proxy::fixtures::{service, slice};
+
+// ---- helpers ---------------------------------------------------------------
+
+fn fe(vip: &str, port: u16, protocol: Protocol) -> Frontend {
+    Frontend {
+        vip: vip.parse().unwrap(),
+        port,
+        protocol,
+    }
+}
+
+fn be(addr: &str, port: u16) -> Backend {
+    Backend {
+        addr: addr.parse::<Ipv4Addr>().unwrap(),
+        port,
+    }
+}
+
+/// A desired state from `(frontend, service name, backends)`.
+fn state(frontends: &[(Frontend, &str, &[Backend])]) -> Desired {
+    Desired {
+        frontends: frontends
+            .iter()
+            .map(|(frontend, name, backends)| {
+                let mut backends = backends.to_vec();
+                backends.sort();
+                (
+                    *frontend,
+                    FrontendSpec {
+                        service: ServicePortName {
+                            namespace: "default".into(),
+                            name: (*name).into(),
+                            port: String::new(),
+                        },
+                        backends,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn proto(number: u8) -> &'static str {
+    Protocol::from_number(number).map_or("?", |p| match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    })
+}
+
+/// Every map as sorted text lines (golden-style dump).
+fn dump<D: DatapathOps + ?Sized>(dp: &D) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (k, v) in dp.services().unwrap() {
+        let fe = format!(
+            "{}:{}/{}",
+            k.vip.to_ipv4(),
+            k.port.to_host(),
+            proto(k.proto)
+        );
+        if k.slot == 0 {
+            lines.push(format!(
+                "svc {fe} #0 count={} rev={}",
+                v.count, v.rev_nat_id
+            ));
+        } else {
+            lines.push(format!(
+                "svc {fe} #{} backend={} rev={}",
+                k.slot, v.backend_id, v.rev_nat_id
+            ));
+        }
+    }
+    for (k, v) in dp.backends().unwrap() {
+        lines.push(format!(
+            "be {} {}:{}/{} flags={}",
+            k.id,
+            v.addr.to_ipv4(),
+            v.port.to_host(),
+            proto(v.proto),
+            v.flags
+        ));
+    }
+    for (k, v) in dp.rev_nats().unwrap() {
+        lines.push(format!(
+            "rev {} {}:{}",
+            k.id,
+            v.vip.to_ipv4(),
+            v.port.to_host()
+        ));
+    }
+    lines
+}
+
+fn assert_dump<D: DatapathOps + ?Sized>(dp: &D, expected: &[&str]) {
+    let got = dump(dp);
+    assert_eq!(
+        got,
+        expected.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        "\ngot:\n{}\n",
+        got.join("\n")
+    );
+}
+
+/// Checks, after every single write, that no connect could see a dangling
+/// reference: every frontend's slots `1..=count` exist and name a backend in
+/// the backends map, and its reverse-NAT id is in the reverse-NAT map.
+#[derive(Default)]
+struct Checked {
+    inner: FakeDatapath,
+    writes: usize,
+}
+
+impl Checked {
+    fn check(&self, after: &str) {
+        let services: std::collections::BTreeMap<_, _> =
+            self.inner.services().unwrap().into_iter().collect();
+        let backends: BTreeSet<u32> = self
+            .inner
+            .backends()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.id)
+            .collect();
+        let rev_nats: BTreeSet<u16> = self
+            .inner
+            .rev_nats()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.id)
+            .collect();
+        for (key, value) in services.iter().filter(|(k, _)| k.slot == 0) {
+            assert!(
+                rev_nats.contains(&value.rev_nat_id),
+                "after {after}: frontend {key:?} names missing rev-nat {}",
+                value.rev_nat_id
+            );
+            for slot in 1..=value.count {
+                let slot_value = services
+                    .get(&key.with_slot(slot))
+                    .unwrap_or_else(|| panic!("after {after}: {key:?} slot {slot} missing"));
+                assert!(
+                    backends.contains(&slot_value.backend_id),
+                    "after {after}: {key:?} slot {slot} names missing backend {}",
+                    slot_value.backend_id
+                );
+            }
+        }
+    }
+}
+
+impl DatapathOps for Checked {
+    fn upsert_service(
+        &mut self,
+        key: ServiceKey,
+        value: ServiceValue,
+    ) -> Result<(), DatapathError> {
+        self.inner.upsert_service(key, value)?;
+        self.writes += 1;
+        self.check(&format!("upsert_service {key:?}"));
+        Ok(())
+    }
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DatapathError> {
+        self.inner.remove_service(key)?;
+        self.writes += 1;
+        self.check(&format!("remove_service {key:?}"));
+        Ok(())
+    }
+    fn upsert_backend(
+        &mut self,
+        key: BackendKey,
+        value: BackendValue,
+    ) -> Result<(), DatapathError> {
+        self.inner.upsert_backend(key, value)?;
+        self.writes += 1;
+        self.check(&format!("upsert_backend {key:?}"));
+        Ok(())
+    }
+    fn remove_backend(&mut self, key: &BackendKey) -> Result<(), DatapathError> {
+        self.inner.remove_backend(key)?;
+        self.writes += 1;
+        self.check(&format!("remove_backend {key:?}"));
+        Ok(())
+    }
+    fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {
+        self.inner.services()
+    }
+    fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError> {
+        self.inner.backends()
+    }
+    fn upsert_rev_nat(&mut self, key: RevNatKey, value: RevNatValue) -> Result<(), DatapathError> {
+        self.inner.upsert_rev_nat(key, value)?;
+        self.writes += 1;
+        self.check(&format!("upsert_rev_nat {key:?}"));
+        Ok(())
+    }
+    fn remove_rev_nat(&mut self, key: &RevNatKey) -> Result<(), DatapathError> {
+        self.inner.remove_rev_nat(key)?;
+        self.writes += 1;
+        self.check(&format!("remove_rev_nat {key:?}"));
+        Ok(())
+    }
+    fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
+        self.inner.rev_nats()
+    }
+}
+
+fn web() -> Frontend {
+    fe("10.96.0.10", 80, Protocol::Tcp)
+}
+fn dns() -> Frontend {
+    fe("10.96.0.53", 53, Protocol::Udp)
+}
+
+// ---- tests -----------------------------------------------------------------
+
+#[test]
+fn first_apply_writes_the_expected_maps_from_api_objects() {
+    let services = [
+        service(
+            "default",
+            "web",
+            "10.96.0.10",
+            &[("http", 80, "TCP"), ("metrics", 9100, "TCP")],
+        ),
+        service("kube-system", "dns", "10.96.0.53", &[("dns", 53, "UDP")]),
+        service("default", "empty", "10.96.0.99", &[("", 80, "TCP")]),
+    ];
+    let slices = [
+        slice(
+            "default",
+            "web",
+            "web-a",
+            &[("http", 8080, "TCP"), ("metrics", 19100, "TCP")],
+            &[
+                ("10.244.0.5", Some(true)),
+                ("10.244.0.6", None),
+                ("10.244.0.7", Some(false)),
+            ],
+        ),
+        slice(
+            "kube-system",
+            "dns",
+            "dns-a",
+            &[("dns", 53, "UDP")],
+            &[("10.244.0.5", None)],
+        ),
+    ];
+    let desired = crate::proxy::desired(&services, &slices);
+    let mut dp = Checked::default();
+    let stats = Reconciler::new().apply(&desired, &mut dp).unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=2 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=1 rev=1",
+            "svc 10.96.0.10:80/TCP #2 backend=2 rev=1",
+            "svc 10.96.0.10:9100/TCP #0 count=2 rev=2",
+            "svc 10.96.0.10:9100/TCP #1 backend=3 rev=2",
+            "svc 10.96.0.10:9100/TCP #2 backend=4 rev=2",
+            "svc 10.96.0.53:53/UDP #0 count=1 rev=3",
+            "svc 10.96.0.53:53/UDP #1 backend=5 rev=3",
+            "svc 10.96.0.99:80/TCP #0 count=0 rev=4",
+            "be 1 10.244.0.5:8080/TCP flags=0",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "be 3 10.244.0.5:19100/TCP flags=0",
+            "be 4 10.244.0.6:19100/TCP flags=0",
+            "be 5 10.244.0.5:53/UDP flags=0",
+            "rev 1 10.96.0.10:80",
+            "rev 2 10.96.0.10:9100",
+            "rev 3 10.96.0.53:53",
+            "rev 4 10.96.0.99:80",
+        ],
+    );
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_added: 4,
+            slots_written: 5,
+            backends_written: 5,
+            rev_nats_written: 4,
+            frontends_changed: 4,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(stats.writes(), dp.writes);
+}
+
+#[test]
+fn second_apply_of_the_same_state_writes_nothing() {
+    let desired = state(&[
+        (
+            web(),
+            "web",
+            &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+        ),
+        (dns(), "dns", &[be("10.244.0.5", 53)]),
+        (fe("10.96.0.99", 80, Protocol::Tcp), "empty", &[]),
+    ]);
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let first = reconciler.apply(&desired, &mut dp).unwrap();
+    assert_eq!(first.writes(), dp.writes);
+    let before = dump(&dp);
+    let second = reconciler.apply(&desired, &mut dp).unwrap();
+    assert_eq!(second, Stats::default());
+    assert!(second.is_empty());
+    assert_eq!(dp.writes, first.writes());
+    assert_eq!(dump(&dp), before);
+    // A fresh reconciler (an agent restart) writes nothing either.
+    assert!(
+        Reconciler::new()
+            .apply(&desired, &mut dp)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn scaling_two_to_one_removes_the_slot_and_the_unreferenced_backend() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let two = state(&[(
+        web(),
+        "web",
+        &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+    )]);
+    reconciler.apply(&two, &mut dp).unwrap();
+    // The backend in slot 1 goes; the one in slot 2 moves down.
+    let one = state(&[(web(), "web", &[be("10.244.0.6", 8080)])]);
+    let stats = reconciler.apply(&one, &mut dp).unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=1 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=2 rev=1",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+        ],
+    );
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            slots_written: 1,
+            slots_removed: 1,
+            backends_removed: 1,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+}
+
+#[test]
+fn scaling_up_keeps_existing_slots_and_fills_new_ones() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    reconciler
+        .apply(
+            &state(&[(
+                web(),
+                "web",
+                &[be("10.244.0.5", 8080), be("10.244.0.9", 8080)],
+            )]),
+            &mut dp,
+        )
+        .unwrap();
+    // 10.244.0.7 sorts between the two: it still only takes the new slot 3.
+    let three = state(&[(
+        web(),
+        "web",
+        &[
+            be("10.244.0.5", 8080),
+            be("10.244.0.7", 8080),
+            be("10.244.0.9", 8080),
+        ],
+    )]);
+    let stats = reconciler.apply(&three, &mut dp).unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            slots_written: 1,
+            backends_written: 1,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=3 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=1 rev=1",
+            "svc 10.96.0.10:80/TCP #2 backend=2 rev=1",
+            "svc 10.96.0.10:80/TCP #3 backend=3 rev=1",
+            "be 1 10.244.0.5:8080/TCP flags=0",
+            "be 2 10.244.0.9:8080/TCP flags=0",
+            "be 3 10.244.0.7:8080/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+        ],
+    );
+}
+
+#[test]
+fn replacing_every_backend_never_exposes_a_dangling_slot() {
+    // `Checked` asserts the invariant after every write of every step.
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let steps = [
+        state(&[(
+            web(),
+            "web",
+            &[
+                be("10.244.0.1", 80),
+                be("10.244.0.2", 80),
+                be("10.244.0.3", 80),
+            ],
+        )]),
+        state(&[(web(), "web", &[be("10.244.1.1", 80)])]),
+        state(&[
+            (web(), "web", &[be("10.244.2.1", 80), be("10.244.2.2", 80)]),
+            (dns(), "dns", &[be("10.244.2.1", 53)]),
+        ]),
+        state(&[(web(), "web", &[])]),
+        state(&[(dns(), "dns", &[be("10.244.3.1", 53), be("10.244.3.2", 53)])]),
+        Desired::default(),
+    ];
+    for step in &steps {
+        reconciler.apply(step, &mut dp).unwrap();
+        assert!(reconciler.apply(step, &mut dp).unwrap().is_empty());
+    }
+    assert_dump(&dp, &[]);
+}
+
+#[test]
+fn deleting_a_service_removes_frontend_slots_rev_nat_and_its_backends_only() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let api = fe("10.96.0.11", 80, Protocol::Tcp);
+    reconciler
+        .apply(
+            &state(&[
+                (
+                    web(),
+                    "web",
+                    &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+                ),
+                (
+                    api,
+                    "api",
+                    &[be("10.244.0.6", 8080), be("10.244.0.8", 9090)],
+                ),
+            ]),
+            &mut dp,
+        )
+        .unwrap();
+    let stats = reconciler
+        .apply(
+            &state(&[(
+                api,
+                "api",
+                &[be("10.244.0.6", 8080), be("10.244.0.8", 9090)],
+            )]),
+            &mut dp,
+        )
+        .unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_removed: 1,
+            slots_removed: 2,
+            rev_nats_removed: 1,
+            backends_removed: 1,
+            ..Stats::default()
+        }
+    );
+    // 10.244.0.6:8080 is shared with api and stays.
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.11:80/TCP #0 count=2 rev=2",
+            "svc 10.96.0.11:80/TCP #1 backend=2 rev=2",
+            "svc 10.96.0.11:80/TCP #2 backend=3 rev=2",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "be 3 10.244.0.8:9090/TCP flags=0",
+            "rev 2 10.96.0.11:80",
+        ],
+    );
+}
+
+#[test]
+fn same_address_and_port_share_a_backend_id_per_protocol() {
+    let mut dp = FakeDatapath::new();
+    let dns_tcp = fe("10.96.0.53", 53, Protocol::Tcp);
+    let other = fe("10.96.0.54", 53, Protocol::Udp);
+    Reconciler::new()
+        .apply(
+            &state(&[
+                (dns(), "dns", &[be("10.244.0.3", 53)]),
+                (dns_tcp, "dns", &[be("10.244.0.3", 53)]),
+                (other, "other", &[be("10.244.0.3", 53)]),
+            ]),
+            &mut dp,
+        )
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.53:53/TCP #0 count=1 rev=1",
+            "svc 10.96.0.53:53/TCP #1 backend=1 rev=1",
+            "svc 10.96.0.53:53/UDP #0 count=1 rev=2",
+            "svc 10.96.0.53:53/UDP #1 backend=2 rev=2",
+            "svc 10.96.0.54:53/UDP #0 count=1 rev=3",
+            "svc 10.96.0.54:53/UDP #1 backend=2 rev=3",
+            "be 1 10.244.0.3:53/TCP flags=0",
+            "be 2 10.244.0.3:53/UDP flags=0",
+            "rev 1 10.96.0.53:53",
+            "rev 2 10.96.0.53:53",
+            "rev 3 10.96.0.54:53",
+        ],
+    );
+}
+
+fn tcp_backend(addr: [u8; 4], port: u16) -> BackendValue {
+    BackendValue::new(Be32::from_octets(addr), Be16::from_host(port), 6)
+}
+
+#[test]
+fn restart_prunes_stale_entries_and_keeps_the_ids_of_what_is_still_desired() {
+    let mut dp = Checked::default();
+    let api = fe("10.96.0.11", 80, Protocol::Tcp);
+    // A previous run programmed web and api...
+    let mut previous = Reconciler::new();
+    previous
+        .apply(
+            &state(&[
+                (api, "api", &[be("10.244.0.8", 9090)]),
+                (
+                    web(),
+                    "web",
+                    &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+                ),
+            ]),
+            &mut dp,
+        )
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=2 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=1 rev=1",
+            "svc 10.96.0.10:80/TCP #2 backend=2 rev=1",
+            "svc 10.96.0.11:80/TCP #0 count=1 rev=2",
+            "svc 10.96.0.11:80/TCP #1 backend=3 rev=2",
+            "be 1 10.244.0.5:8080/TCP flags=0",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "be 3 10.244.0.8:9090/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+            "rev 2 10.96.0.11:80",
+        ],
+    );
+    // ...and died half-way through other work, leaving junk: slots of a
+    // frontend whose slot 0 is gone, an unreferenced backend and rev-nat.
+    let junk = ServiceKey::frontend(Be32::from_octets([10, 96, 0, 77]), Be16::from_host(80), 6);
+    dp.inner
+        .upsert_service(junk.with_slot(1), ServiceValue::backend_slot(40, 9))
+        .unwrap();
+    dp.inner
+        .upsert_service(junk.with_slot(2), ServiceValue::backend_slot(41, 9))
+        .unwrap();
+    dp.inner
+        .upsert_backend(BackendKey { id: 40 }, tcp_backend([10, 244, 0, 40], 80))
+        .unwrap();
+    dp.inner
+        .upsert_rev_nat(
+            RevNatKey::new(9),
+            RevNatValue::new(Be32::from_octets([10, 96, 0, 77]), Be16::from_host(80)),
+        )
+        .unwrap();
+
+    // The new run: api is gone, web gained a backend.
+    let mut restarted = Reconciler::new();
+    let now = state(&[(
+        web(),
+        "web",
+        &[
+            be("10.244.0.5", 8080),
+            be("10.244.0.6", 8080),
+            be("10.244.0.7", 8080),
+        ],
+    )]);
+    let stats = restarted.apply(&now, &mut dp).unwrap();
+    // web kept rev-nat id 1 and backend ids 1 and 2; the new backend got an
+    // id after every id in the backends map (40 is the highest).
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=3 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=1 rev=1",
+            "svc 10.96.0.10:80/TCP #2 backend=2 rev=1",
+            "svc 10.96.0.10:80/TCP #3 backend=41 rev=1",
+            "be 1 10.244.0.5:8080/TCP flags=0",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "be 41 10.244.0.7:8080/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+        ],
+    );
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            frontends_removed: 1,
+            slots_written: 1,
+            slots_removed: 3,
+            backends_written: 1,
+            backends_removed: 2,
+            rev_nats_removed: 2,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+    assert!(restarted.apply(&now, &mut dp).unwrap().is_empty());
+}
+
+#[test]
+fn a_frontend_missing_slot_zero_is_repaired_and_an_orphan_rev_nat_adopted() {
+    // A previous run died after writing the rev-nat entry and slot 1 of web
+    // but before its slot 0.
+    let mut dp = Checked::default();
+    dp.inner
+        .upsert_backend(BackendKey { id: 5 }, tcp_backend([10, 244, 0, 5], 8080))
+        .unwrap();
+    dp.inner
+        .upsert_rev_nat(
+            RevNatKey::new(7),
+            RevNatValue::new(Be32::from_octets([10, 96, 0, 10]), Be16::from_host(80)),
+        )
+        .unwrap();
+    let key = ServiceKey::frontend(Be32::from_octets([10, 96, 0, 10]), Be16::from_host(80), 6);
+    dp.inner
+        .upsert_service(key.with_slot(1), ServiceValue::backend_slot(5, 7))
+        .unwrap();
+    let stats = Reconciler::new()
+        .apply(
+            &state(&[(web(), "web", &[be("10.244.0.5", 8080)])]),
+            &mut dp,
+        )
+        .unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_added: 1,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=1 rev=7",
+            "svc 10.96.0.10:80/TCP #1 backend=5 rev=7",
+            "be 5 10.244.0.5:8080/TCP flags=0",
+            "rev 7 10.96.0.10:80",
+        ],
+    );
+}
+
+#[test]
+fn freed_ids_are_not_reused_by_the_next_allocations() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let api = fe("10.96.0.11", 80, Protocol::Tcp);
+    reconciler
+        .apply(
+            &state(&[(web(), "web", &[be("10.244.0.5", 8080)])]),
+            &mut dp,
+        )
+        .unwrap();
+    // web and its backend go, api and a new backend come, in one apply:
+    // neither may take the ids just freed.
+    reconciler
+        .apply(&state(&[(api, "api", &[be("10.244.0.6", 8080)])]), &mut dp)
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.11:80/TCP #0 count=1 rev=2",
+            "svc 10.96.0.11:80/TCP #1 backend=2 rev=2",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "rev 2 10.96.0.11:80",
+        ],
+    );
+    // After a restart, numbering continues after what is in the maps.
+    let mut restarted = Reconciler::new();
+    restarted
+        .apply(
+            &state(&[
+                (api, "api", &[be("10.244.0.6", 8080)]),
+                (web(), "web", &[be("10.244.0.5", 8080)]),
+            ]),
+            &mut dp,
+        )
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=1 rev=3",
+            "svc 10.96.0.10:80/TCP #1 backend=3 rev=3",
+            "svc 10.96.0.11:80/TCP #0 count=1 rev=2",
+            "svc 10.96.0.11:80/TCP #1 backend=2 rev=2",
+            "be 2 10.244.0.6:8080/TCP flags=0",
+            "be 3 10.244.0.5:8080/TCP flags=0",
+            "rev 2 10.96.0.11:80",
+            "rev 3 10.96.0.10:80",
+        ],
+    );
+}
+
+#[test]
+fn backend_flags_are_rewritten_in_place() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let desired = state(&[(web(), "web", &[be("10.244.0.5", 8080)])]);
+    reconciler.apply(&desired, &mut dp).unwrap();
+    let mut odd = tcp_backend([10, 244, 0, 5], 8080);
+    odd.flags = 1;
+    dp.inner.upsert_backend(BackendKey { id: 1 }, odd).unwrap();
+    let stats = reconciler.apply(&desired, &mut dp).unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            backends_written: 1,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(
+        dp.backends().unwrap(),
+        vec![(BackendKey { id: 1 }, tcp_backend([10, 244, 0, 5], 8080))]
+    );
+}
+
+#[test]
+fn a_full_map_fails_the_apply_and_leaves_no_dangling_slot() {
+    let mut dp = Checked {
+        inner: FakeDatapath::with_capacity(3, 64),
+        writes: 0,
+    };
+    let mut reconciler = Reconciler::new();
+    let big = state(&[(
+        web(),
+        "web",
+        &[
+            be("10.244.0.1", 80),
+            be("10.244.0.2", 80),
+            be("10.244.0.3", 80),
+        ],
+    )]);
+    let err = reconciler.apply(&big, &mut dp).unwrap_err();
+    assert!(
+        matches!(err, crate::proxy::ProxyError::Datapath { .. }),
+        "{err}"
+    );
+    // The count was never written, so no connect picks the partial slots;
+    // a smaller state fits and cleans up.
+    let small = state(&[(web(), "web", &[be("10.244.0.1", 80)])]);
+    reconciler.apply(&small, &mut dp).unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=1 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=1 rev=1",
+            "be 1 10.244.0.1:80/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+        ],
+    );
+}
+
+#[test]
+fn id_allocator_skips_ids_in_use_wraps_and_reports_exhaustion() {
+    let mut ids = IdAllocator::new(1, 4);
+    assert_eq!(ids.allocate(|_| false), Some(1));
+    assert_eq!(ids.allocate(|id| id == 2), Some(3));
+    ids.observe(2); // behind the cursor: no effect
+    assert_eq!(ids.allocate(|_| false), Some(4));
+    assert_eq!(ids.allocate(|_| false), Some(1), "wraps to min");
+    assert_eq!(ids.allocate(|id| id != 3), Some(3));
+    assert_eq!(ids.allocate(|_| true), None);
+    let mut ids = IdAllocator::new(1, 10);
+    ids.observe(7);
+    assert_eq!(ids.allocate(|_| false), Some(8));
+    ids.observe(10);
+    assert_eq!(ids.allocate(|_| false), Some(1));
+}
