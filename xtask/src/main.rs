@@ -201,32 +201,6 @@ fn add_result_line(t: &mut Totals, line: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_lines_add_up() {
-        let mut t = Totals::default();
-        add_result_line(
-            &mut t,
-            "test result: ok. 25 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
-        );
-        add_result_line(
-            &mut t,
-            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s",
-        );
-        add_result_line(&mut t, "running 3 tests");
-        assert_eq!(
-            t,
-            Totals {
-                passed: 28,
-                failed: 2,
-                ignored: 1
-            }
-        );
-    }
-}
 
 /// The workspace root (xtask lives one level below it).
 fn workspace_root() -> &'static Path {
@@ -276,4 +250,31 @@ fn describe(cmd: &Command) -> String {
         text.push_str(&arg.to_string_lossy());
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_add_up() {
+        let mut t = Totals::default();
+        add_result_line(
+            &mut t,
+            "test result: ok. 25 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        );
+        add_result_line(
+            &mut t,
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s",
+        );
+        add_result_line(&mut t, "running 3 tests");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 28,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
