@@ -115,20 +115,47 @@ impl Worker {
         }
     }
 
-    async fn observe(&mut self, uid: &str) -> Result<Runtime, KubeletError> {
+    /// The pod's sandboxes (any state), by the uid label we set.
+    async fn sandboxes_of(&mut self, uid: &str) -> Result<Vec<cri::PodSandbox>, KubeletError> {
         let filter = cri::PodSandboxFilter {
             label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]),
             ..Default::default()
         };
-        let sandboxes = self
+        let req = cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        Ok(self
             .cri
             .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(filter),
-            })
+            .list_pod_sandbox(req)
             .await?
             .into_inner()
-            .items;
+            .items)
+    }
+
+    /// The containers of one sandbox (any state).
+    async fn containers_of(
+        &mut self,
+        sandbox_id: &str,
+    ) -> Result<Vec<cri::Container>, KubeletError> {
+        let filter = cri::ContainerFilter {
+            pod_sandbox_id: sandbox_id.to_string(),
+            ..Default::default()
+        };
+        let req = cri::ListContainersRequest {
+            filter: Some(filter),
+        };
+        Ok(self
+            .cri
+            .runtime
+            .list_containers(req)
+            .await?
+            .into_inner()
+            .containers)
+    }
+
+    async fn observe(&mut self, uid: &str) -> Result<Runtime, KubeletError> {
+        let sandboxes = self.sandboxes_of(uid).await?;
         let ready = sandboxes
             .into_iter()
             .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
@@ -153,19 +180,7 @@ impl Worker {
                 .and_then(|s| s.network)
                 .map(|n| n.ip)
                 .filter(|ip| !ip.is_empty());
-            let filter = cri::ContainerFilter {
-                pod_sandbox_id: sb.id.clone(),
-                ..Default::default()
-            };
-            let cs = self
-                .cri
-                .runtime
-                .list_containers(cri::ListContainersRequest {
-                    filter: Some(filter),
-                })
-                .await?
-                .into_inner()
-                .containers;
+            let cs = self.containers_of(&sb.id).await?;
             for c in cs {
                 let name = c
                     .metadata
@@ -726,33 +741,9 @@ impl Worker {
 
     /// Stop every container (with the grace period), then stop and remove the sandboxes.
     async fn kill_sandboxes(&mut self, uid: &str, grace: i64) -> Result<(), KubeletError> {
-        let filter = cri::PodSandboxFilter {
-            label_selector: HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]),
-            ..Default::default()
-        };
-        let sandboxes = self
-            .cri
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(filter),
-            })
-            .await?
-            .into_inner()
-            .items;
+        let sandboxes = self.sandboxes_of(uid).await?;
         for sb in sandboxes {
-            let filter = cri::ContainerFilter {
-                pod_sandbox_id: sb.id.clone(),
-                ..Default::default()
-            };
-            let cs = self
-                .cri
-                .runtime
-                .list_containers(cri::ListContainersRequest {
-                    filter: Some(filter),
-                })
-                .await?
-                .into_inner()
-                .containers;
+            let cs = self.containers_of(&sb.id).await?;
             let stops = cs
                 .iter()
                 .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
