@@ -9,7 +9,13 @@
 //! Map layouts, names and byte order come from `sluice_ebpf_common`; see its
 //! docs for the slot scheme (slot 0 = frontend with the backend count, slots
 //! `1..=count` = backend ids) and the reverse-NAT scheme.
+//!
+//! The programs log rare events (a service without backends refused at
+//! `debug`, a slot or backend missing mid-update at `warn`) with aya-log;
+//! the records reach the `log` facade with target [`BPF_LOG_TARGET`]
+//! (`sluice_ebpf`), hence the agent's log.
 
+mod ebpf_log;
 mod fake;
 mod kernel;
 mod links;
@@ -18,6 +24,7 @@ mod tests;
 
 use std::{io, path::PathBuf};
 
+pub use ebpf_log::BPF_LOG_TARGET;
 pub use fake::FakeDatapath;
 pub use kernel::{
     BPFFS, DEFAULT_CGROUP_ROOT, DEFAULT_PIN_ROOT, Datapath, Hook, LINKS_DIR, ObjectSource,

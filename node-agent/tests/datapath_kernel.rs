@@ -7,6 +7,10 @@
 //! pinned hooks outlive the `Datapath`, a reload swaps programs with no
 //! window, and teardown leaves nothing.
 //!
+//! The programs' aya-log records reach the `log` facade (target
+//! `sluice_ebpf`) through the task `Datapath::load` spawns in a tokio
+//! runtime.
+//!
 //! The object comes from `SLUICE_BPF_OBJ` (set by `cargo xtask test`), else
 //! from `target/bpf/sluice-sock` (written by `cargo xtask build-ebpf`).
 //!
@@ -26,7 +30,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        Arc,
+        Arc, Mutex, Once, PoisonError,
         atomic::{AtomicBool, AtomicU32, Ordering},
         mpsc,
     },
@@ -35,14 +39,18 @@ use std::{
 };
 
 use sluice_node_agent::datapath::{
-    BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, Datapath, DatapathOps, ObjectSource,
-    PROTO_TCP, PROTO_UDP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP, SOCK_REV_NAT_MAP,
-    ServiceKey, hooks, program_service, unpin,
+    BACKENDS_MAP, BPF_LOG_TARGET, BackendKey, BackendValue, Be16, Be32, Datapath, DatapathOps,
+    ObjectSource, PROTO_TCP, PROTO_UDP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP,
+    SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, hooks, program_service, unpin,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const UNKNOWN_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 const VIP_PORT: u16 = 80;
+/// The log test's VIP (no other test uses it, so its records are its own):
+/// port 80 has no backends, 81 a frontend whose slot is missing, 82 a slot
+/// whose backend is missing.
+const LOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 /// Listener port inside the child's private network namespace.
 const BACKEND_PORT: u16 = 18_080;
 const HELPER_ENV: &str = "SLUICE_CONNECT_HELPER";
@@ -329,6 +337,123 @@ fn connect4_rejects_service_without_backends() {
     dp.detach_all().unwrap();
 }
 
+/// A `log` logger keeping every record: (level, target, message).
+struct Capture(Mutex<Vec<(log::Level, String, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
+            record.level(),
+            record.target().to_owned(),
+            record.args().to_string(),
+        ));
+    }
+
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+/// Installs [`CAPTURE`] as this process's logger at level trace (once).
+fn capture_logs() -> &'static Capture {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CAPTURE).expect("another logger is installed");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+    &CAPTURE
+}
+
+/// Waits (up to 5 s) for a record with `level`, the programs' target and
+/// exactly `message`.
+fn wait_for_record(capture: &Capture, level: log::Level, message: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        {
+            let records = capture.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if records
+                .iter()
+                .any(|(l, target, m)| *l == level && target == BPF_LOG_TARGET && m == message)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {level} record {message:?} from {BPF_LOG_TARGET}; got {records:#?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn program_log_records_reach_userspace() {
+    if !can_run("program_log_records_reach_userspace") {
+        return;
+    }
+    let capture = capture_logs();
+    // As in the agent: loaded inside a tokio runtime, which then runs the
+    // task reading the programs' log buffer.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let object = object_path();
+    let pins = PinDir::new("log");
+    let cgroup = Cgroup::new("sluice-test-log");
+    let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
+    let key = |port: u16| {
+        ServiceKey::frontend(Be32::from_ipv4(LOG_VIP), Be16::from_host(port), PROTO_TCP)
+    };
+    // :80 has no backends.
+    program_service(&mut dp, key(80), 0, 1, &[]).unwrap();
+    // :81 claims one backend but its slot is missing (as if mid-update).
+    dp.upsert_service(key(81), ServiceValue::frontend(1, 0, 2))
+        .unwrap();
+    // :82's slot names backend 7, which is not in the backends map.
+    program_service(&mut dp, key(82), 0, 3, &[7]).unwrap();
+    dp.attach_cgroup(&cgroup.0).unwrap();
+    // With every level compiled in, all four programs passed the verifier;
+    // show their size for the record.
+    for hook in dp.hooks().unwrap() {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|info| info.id() == hook.prog_id)
+            .unwrap_or_else(|| panic!("program of {hook:?} not loaded"));
+        println!(
+            "{}: {:?} instructions verified, {:?} bytes translated",
+            hook.program,
+            info.verified_instruction_count(),
+            info.size_translated()
+        );
+    }
+
+    run_helper("log", &cgroup.0);
+
+    wait_for_record(
+        capture,
+        log::Level::Debug,
+        "service 10.96.0.12:80 proto 6 has no backends: refused",
+    );
+    wait_for_record(
+        capture,
+        log::Level::Warn,
+        "service 10.96.0.12:81 proto 6: slot 1 of 1 missing (mid-update?): refused",
+    );
+    wait_for_record(
+        capture,
+        log::Level::Warn,
+        "service 10.96.0.12:82 proto 6: backend 7 (slot 1) missing (mid-update?): refused",
+    );
+    dp.detach_all().unwrap();
+}
+
 /// Not a test on its own: the client side of the socket tests, run by them in
 /// a child process. Moves this process into the given cgroup and this thread
 /// into the given (or a fresh) network namespace, then connects.
@@ -413,6 +538,18 @@ fn connect_helper() {
                 "{unrouted}"
             );
             println!("connect to {vip}: {rejected} (rejected); {unknown}: {unrouted} (untouched)");
+        }
+        "log" => {
+            for port in [80, 81, 82] {
+                let addr = SocketAddr::V4(SocketAddrV4::new(LOG_VIP, port));
+                let error = TcpStream::connect_timeout(&addr, timeout).unwrap_err();
+                assert_eq!(
+                    error.raw_os_error(),
+                    Some(libc::ECONNREFUSED),
+                    "{addr}: {error}"
+                );
+            }
+            println!("{LOG_VIP}:80-82 refused");
         }
         other => panic!("unknown helper mode {other}"),
     }

@@ -1,12 +1,16 @@
 //! Service load balancing shared by the socket hooks (and later tc/XDP).
 
-use aya_ebpf::helpers::bpf_get_prandom_u32;
+use aya_ebpf::{EbpfContext, helpers::bpf_get_prandom_u32};
+use aya_log_ebpf::{debug, warn};
 use sluice_ebpf_common::{
     BackendKey, BackendValue, Be16, Be32, RevNatKey, ServiceKey, ServiceValue, SockRevNatKey,
     SockRevNatValue,
 };
 
-use crate::maps::{BACKENDS, REV_NAT, SERVICES, SOCK_REV_NAT};
+use crate::{
+    LOG_TARGET,
+    maps::{BACKENDS, REV_NAT, SERVICES, SOCK_REV_NAT},
+};
 
 /// What to do with a connection to a destination.
 pub enum Verdict {
@@ -29,13 +33,25 @@ pub enum Verdict {
 /// A frontend whose chosen slot or backend is missing (userspace is mid-update)
 /// is treated as having no backends: connecting to the VIP itself would only
 /// hang.
+///
+/// Logs (target [`LOG_TARGET`]) only off the fast path: `debug` when a
+/// service without backends is refused, `warn` when a slot or backend is
+/// missing. A pass or a chosen backend logs nothing.
 #[inline(always)]
-pub fn select_backend(key: &ServiceKey) -> Verdict {
+pub fn select_backend<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Verdict {
     let Some(frontend) = lookup_service(key) else {
         return Verdict::Pass;
     };
     let count = frontend.count;
     if count == 0 {
+        debug!(
+            ctx,
+            target: LOG_TARGET,
+            "service {:i}:{} proto {} has no backends: refused",
+            key.vip.octets(),
+            key.port.to_host(),
+            key.proto
+        );
         return Verdict::NoBackends;
     }
     // SAFETY: bpf_get_prandom_u32 takes no arguments and has no preconditions.
@@ -47,6 +63,16 @@ pub fn select_backend(key: &ServiceKey) -> Verdict {
     )]
     let slot = (random % u32::from(count)) as u16 + 1;
     let Some(slot_value) = lookup_service(&key.with_slot(slot)) else {
+        warn!(
+            ctx,
+            target: LOG_TARGET,
+            "service {:i}:{} proto {}: slot {} of {} missing (mid-update?): refused",
+            key.vip.octets(),
+            key.port.to_host(),
+            key.proto,
+            slot,
+            count
+        );
         return Verdict::NoBackends;
     };
     let backend_key = BackendKey {
@@ -56,12 +82,23 @@ pub fn select_backend(key: &ServiceKey) -> Verdict {
     // reads of a `BackendValue` for the rest of this program run; we copy the
     // value out at once.
     let backend = BACKENDS.get_ptr(backend_key).map(|ptr| unsafe { *ptr });
-    match backend {
-        Some(backend) => Verdict::Backend {
+    if let Some(backend) = backend {
+        Verdict::Backend {
             backend,
             rev_nat_id: frontend.rev_nat_id,
-        },
-        None => Verdict::NoBackends,
+        }
+    } else {
+        warn!(
+            ctx,
+            target: LOG_TARGET,
+            "service {:i}:{} proto {}: backend {} (slot {}) missing (mid-update?): refused",
+            key.vip.octets(),
+            key.port.to_host(),
+            key.proto,
+            backend_key.id,
+            slot
+        );
+        Verdict::NoBackends
     }
 }
 

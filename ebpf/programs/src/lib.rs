@@ -8,7 +8,19 @@
 //! Maps are pinned by name (`PinningType::ByName`): userspace loads the object
 //! with a per-node pin directory, so an agent restart reuses the same maps and
 //! drops no traffic, and several objects share one set of maps.
+//!
+//! Logging (`aya-log-ebpf`) is for rare paths only, never per packet at
+//! info: records go through the `AYA_LOGS` ring buffer (one per loaded
+//! object, not pinned) to the node agent, which logs them with target
+//! [`LOG_TARGET`]. Userspace sets the `AYA_LOG_LEVEL` global at load time,
+//! so a level it does not want is dead code the verifier drops.
 #![no_std]
+
+/// The `log` target every record of these programs carries
+/// (`RUST_LOG=sluice_ebpf=debug` shows them all). Must equal
+/// `sluice_node_agent::datapath::BPF_LOG_TARGET`; the node agent's kernel
+/// test checks a record's target against it.
+pub const LOG_TARGET: &str = "sluice_ebpf";
 
 pub mod lb;
 pub mod maps;

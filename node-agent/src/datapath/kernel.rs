@@ -22,7 +22,9 @@ use aya::{
 use super::{
     BACKENDS_MAP, BackendKey, BackendValue, CONNECT4_PROGRAM, DatapathError, DatapathOps,
     GETPEERNAME4_PROGRAM, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
-    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, links,
+    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
+    ebpf_log::{self, EbpfLogs},
+    links,
 };
 
 /// Root of sluice's pins in bpffs; each node pins under `<root>/<node>`.
@@ -106,8 +108,13 @@ pub struct Hook {
 /// attached, on the pinned maps. The next [`Datapath::attach_cgroup`] swaps
 /// the programs in the pinned links atomically. Full teardown is
 /// [`Datapath::detach_all`] or [`unpin`].
+///
+/// The programs' aya-log records reach the `log` facade with target
+/// [`BPF_LOG_TARGET`](super::BPF_LOG_TARGET) while this value lives; see
+/// [`Datapath::load`].
 pub struct Datapath {
     ebpf: Ebpf,
+    logs: EbpfLogs,
     pin_dir: PathBuf,
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, BackendKey, BackendValue>,
@@ -120,6 +127,7 @@ impl std::fmt::Debug for Datapath {
         f.debug_struct("Datapath")
             .field("pin_dir", &self.pin_dir)
             .field("attached", &self.attached)
+            .field("logs", &self.logs)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +197,15 @@ impl Datapath {
     /// pinned by an earlier run keep running their programs; see
     /// [`Datapath::attach_cgroup`].
     ///
+    /// The programs' log records (aya-log, target
+    /// [`BPF_LOG_TARGET`](super::BPF_LOG_TARGET)) go to the `log` facade
+    /// ([`log::logger`]); the agent's tracing subscriber bridges them into
+    /// its log. Called inside a tokio runtime (with I/O enabled), this
+    /// spawns the task that reads them, stopped when the `Datapath` is
+    /// dropped; otherwise call [`Datapath::flush_logs`]. Levels above
+    /// [`log::max_level`] at this call are compiled out of the programs. An
+    /// object without a log buffer loads with a warning.
+    ///
     /// # Errors
     /// [`DatapathError::Bpffs`], [`DatapathError::PinDir`], [`DatapathError::Load`] (bad object, map
     /// creation or pinning), [`DatapathError::MissingProgram`],
@@ -201,8 +218,11 @@ impl Datapath {
             path: pin_dir.to_owned(),
             source,
         })?;
+        let log_level = ebpf_log::bpf_log_level();
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
+        // Not `must_exist`: an object built without aya-log still loads.
+        loader.override_global(ebpf_log::LEVEL_GLOBAL, &log_level, false);
         let mut ebpf = match object {
             ObjectSource::Path(path) => loader.load_file(path),
             ObjectSource::Bytes(bytes) => loader.load(bytes),
@@ -228,14 +248,24 @@ impl Datapath {
             });
         }
 
+        let logs = EbpfLogs::start(&mut ebpf);
+
         Ok(Self {
             ebpf,
+            logs,
             pin_dir: pin_dir.to_owned(),
             services,
             backends,
             rev_nat,
             attached: Vec::new(),
         })
+    }
+
+    /// Logs the programs' pending records now. Needed only when
+    /// [`Datapath::load`] ran outside a tokio runtime (no task reads them);
+    /// otherwise a no-op.
+    pub fn flush_logs(&mut self) {
+        self.logs.flush();
     }
 
     /// The directory the maps are pinned in.

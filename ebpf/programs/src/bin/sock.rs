@@ -76,7 +76,7 @@ fn try_translate(ctx: &SockAddrContext) -> i32 {
         reason = "user_port holds a 16-bit port in its low bits; protocol fits u8"
     )]
     let key = ServiceKey::frontend(Be32::from_raw(ip), Be16::from_raw(port as u16), proto as u8);
-    match select_backend(&key) {
+    match select_backend(ctx, &key) {
         Verdict::Pass => ALLOW,
         Verdict::NoBackends => {
             // SAFETY: bpf_set_retval takes a plain integer; the kernel allows
