@@ -201,7 +201,6 @@ fn add_result_line(t: &mut Totals, line: &str) {
     }
 }
 
-
 /// The workspace root (xtask lives one level below it).
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

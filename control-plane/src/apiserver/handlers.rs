@@ -112,7 +112,10 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let base = ct.split(';').next().unwrap_or_default().trim();
-    if !matches!(base, "application/json" | "application/yaml" | "text/yaml" | "" | "*/*") {
+    if !matches!(
+        base,
+        "application/json" | "application/yaml" | "text/yaml" | "" | "*/*"
+    ) {
         // Protobuf is not spoken here; client-go falls back to JSON on 415.
         return Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {base:?})"
