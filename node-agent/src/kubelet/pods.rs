@@ -23,6 +23,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_millis(500);
 
+/// Which probe of a container.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Readiness,
+    Liveness,
+}
+
 #[derive(Debug, Default)]
 struct Memo {
     backoff: Duration,
@@ -646,97 +653,123 @@ impl Worker {
                 ..Memo::default()
             };
         }
-        let now = Instant::now();
-        if let Some(p) = &c.readiness_probe {
-            let delay = Duration::from_secs(
-                u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0),
-            );
-            let due = memo.next_readiness.is_none_or(|t| now >= t);
-            if since_start >= delay && due {
-                memo.next_readiness = Some(now + period(p));
-                let outcome = probe::run(p, &mut self.cri, &cur.id, ip, &named).await;
-                let memo = self.memo.entry(c.name.clone()).or_default();
-                match outcome {
-                    Outcome::Success => {
-                        memo.readiness_streak = memo.readiness_streak.max(0) + 1;
-                        if memo.readiness_streak >= p.success_threshold.unwrap_or(1) {
-                            memo.readiness_ok = Some(true);
-                        }
-                    }
-                    Outcome::Failure(why) => {
-                        memo.readiness_streak = memo.readiness_streak.min(0) - 1;
-                        if -memo.readiness_streak >= p.failure_threshold.unwrap_or(3)
-                            || memo.readiness_ok.is_none()
-                        {
-                            if memo.readiness_ok != Some(false) {
-                                super::event(
-                                    &self.client,
-                                    pod,
-                                    "Warning",
-                                    "Unhealthy",
-                                    &format!("Readiness probe failed: {why}"),
-                                )
-                                .await;
-                            }
-                            self.memo.entry(c.name.clone()).or_default().readiness_ok = Some(false);
-                        }
+        if let Some(p) = &c.readiness_probe
+            && let Some(outcome) = self
+                .run_if_due(
+                    Kind::Readiness,
+                    p,
+                    &c.name,
+                    &cur.id,
+                    since_start,
+                    ip,
+                    &named,
+                )
+                .await
+        {
+            let memo = self.memo.entry(c.name.clone()).or_default();
+            match outcome {
+                Outcome::Success => {
+                    memo.readiness_streak = memo.readiness_streak.max(0) + 1;
+                    if memo.readiness_streak >= p.success_threshold.unwrap_or(1) {
+                        memo.readiness_ok = Some(true);
                     }
                 }
-            }
-        }
-        let memo = self.memo.entry(c.name.clone()).or_default();
-        if let Some(p) = &c.liveness_probe {
-            let delay = Duration::from_secs(
-                u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0),
-            );
-            let due = memo.next_liveness.is_none_or(|t| now >= t);
-            if since_start >= delay && due {
-                memo.next_liveness = Some(now + period(p));
-                let outcome = probe::run(p, &mut self.cri, &cur.id, ip, &named).await;
-                let memo = self.memo.entry(c.name.clone()).or_default();
-                match outcome {
-                    Outcome::Success => memo.liveness_failures = 0,
-                    Outcome::Failure(why) => {
-                        memo.liveness_failures += 1;
-                        if memo.liveness_failures >= p.failure_threshold.unwrap_or(3) {
-                            memo.liveness_failures = 0;
+                Outcome::Failure(why) => {
+                    memo.readiness_streak = memo.readiness_streak.min(0) - 1;
+                    if -memo.readiness_streak >= p.failure_threshold.unwrap_or(3)
+                        || memo.readiness_ok.is_none()
+                    {
+                        if memo.readiness_ok != Some(false) {
                             super::event(
                                 &self.client,
                                 pod,
                                 "Warning",
                                 "Unhealthy",
-                                &format!("Liveness probe failed: {why}"),
+                                &format!("Readiness probe failed: {why}"),
                             )
                             .await;
-                            super::event(
-                                &self.client,
-                                pod,
-                                "Normal",
-                                "Killing",
-                                &format!(
-                                    "Container {} failed liveness probe, will be restarted",
-                                    c.name
-                                ),
-                            )
-                            .await;
-                            let grace = pod
-                                .spec
-                                .as_ref()
-                                .and_then(|s| s.termination_grace_period_seconds)
-                                .unwrap_or(30);
-                            let _ = self
-                                .cri
-                                .runtime
-                                .stop_container(cri::StopContainerRequest {
-                                    container_id: cur.id.clone(),
-                                    timeout: grace,
-                                })
-                                .await;
                         }
+                        self.memo.entry(c.name.clone()).or_default().readiness_ok = Some(false);
                     }
                 }
             }
         }
+        if let Some(p) = &c.liveness_probe
+            && let Some(outcome) = self
+                .run_if_due(Kind::Liveness, p, &c.name, &cur.id, since_start, ip, &named)
+                .await
+        {
+            let memo = self.memo.entry(c.name.clone()).or_default();
+            match outcome {
+                Outcome::Success => memo.liveness_failures = 0,
+                Outcome::Failure(why) => {
+                    memo.liveness_failures += 1;
+                    if memo.liveness_failures >= p.failure_threshold.unwrap_or(3) {
+                        memo.liveness_failures = 0;
+                        super::event(
+                            &self.client,
+                            pod,
+                            "Warning",
+                            "Unhealthy",
+                            &format!("Liveness probe failed: {why}"),
+                        )
+                        .await;
+                        super::event(
+                            &self.client,
+                            pod,
+                            "Normal",
+                            "Killing",
+                            &format!(
+                                "Container {} failed liveness probe, will be restarted",
+                                c.name
+                            ),
+                        )
+                        .await;
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        let _ = self
+                            .cri
+                            .runtime
+                            .stop_container(cri::StopContainerRequest {
+                                container_id: cur.id.clone(),
+                                timeout: grace,
+                            })
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run `p` when its initial delay has passed and its period is due (then schedule the
+    /// next run); `None` when it is not time yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_if_due(
+        &mut self,
+        kind: Kind,
+        p: &k8s_openapi::api::core::v1::Probe,
+        container: &str,
+        container_id: &str,
+        since_start: Duration,
+        ip: &str,
+        named: &[(String, i32)],
+    ) -> Option<Outcome> {
+        let delay =
+            Duration::from_secs(u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0));
+        let memo = self.memo.entry(container.to_string()).or_default();
+        let next = match kind {
+            Kind::Readiness => &mut memo.next_readiness,
+            Kind::Liveness => &mut memo.next_liveness,
+        };
+        let now = Instant::now();
+        if since_start < delay || next.is_some_and(|t| now < t) {
+            return None;
+        }
+        *next = Some(now + period(p));
+        Some(probe::run(p, &mut self.cri, container_id, ip, named).await)
     }
 
     /// Stop every container (with the grace period), then stop and remove the sandboxes.
