@@ -148,6 +148,19 @@ fn link_error(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> Datapa
     move |source| DatapathError::Link { path, op, source }
 }
 
+/// Every entry of a map, sorted by key.
+fn dump<K: aya::Pod + Ord, V: aya::Pod>(
+    map: &HashMap<MapData, K, V>,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, DatapathError> {
+    let mut entries = map
+        .iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_error(name, "dump"))?;
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    Ok(entries)
+}
+
 fn map_error(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> DatapathError {
     move |source| match &source {
         MapError::SyscallError(SyscallError { io_error, .. })
@@ -568,33 +581,15 @@ impl DatapathOps for Datapath {
     }
 
     fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
-        let mut entries = self
-            .rev_nat
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_error(REV_NAT_MAP, "dump"))?;
-        entries.sort_unstable_by_key(|(key, _)| *key);
-        Ok(entries)
+        dump(&self.rev_nat, REV_NAT_MAP)
     }
 
     fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {
-        let mut entries = self
-            .services
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_error(SERVICES_MAP, "dump"))?;
-        entries.sort_unstable_by_key(|(key, _)| *key);
-        Ok(entries)
+        dump(&self.services, SERVICES_MAP)
     }
 
     fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError> {
-        let mut entries = self
-            .backends
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_error(BACKENDS_MAP, "dump"))?;
-        entries.sort_unstable_by_key(|(key, _)| *key);
-        Ok(entries)
+        dump(&self.backends, BACKENDS_MAP)
     }
 }
 

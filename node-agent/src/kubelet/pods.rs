@@ -54,6 +54,8 @@ pub struct Worker {
     start_time: Option<String>,
     last_status: Value,
     sandbox_error: Option<String>,
+    /// Whether this step changed anything in the runtime (else the observation still holds).
+    acted: bool,
 }
 
 /// The latest CRI view of a pod.
@@ -93,6 +95,7 @@ impl Worker {
             start_time: None,
             last_status: Value::Null,
             sandbox_error: None,
+            acted: false,
         }
     }
 
@@ -247,8 +250,12 @@ impl Worker {
             rt = self.observe(&uid).await?;
         }
         if let Some(sb) = rt.sandbox.clone() {
+            self.acted = false;
             self.sync_containers(pod, &sb, &rt).await?;
-            rt = self.observe(&uid).await?;
+            // In steady state nothing changed: report from what we just observed.
+            if self.acted {
+                rt = self.observe(&uid).await?;
+            }
         }
         self.report(pod, &rt).await?;
         Ok(false)
@@ -404,6 +411,18 @@ impl Worker {
         }
     }
 
+    /// Start a container the runtime created but did not start (e.g. we crashed between the two).
+    async fn start_created(&mut self, id: &str) {
+        self.acted = true;
+        let _ = self
+            .cri
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.to_string(),
+            })
+            .await;
+    }
+
     /// Create and start attempt `attempt` of a container.
     async fn start_container(
         &mut self,
@@ -413,6 +432,7 @@ impl Worker {
         attempt: u32,
         ip: &str,
     ) {
+        self.acted = true;
         if let Err((reason, message)) = self.ensure_image(pod, c).await {
             self.memo.entry(c.name.clone()).or_default().waiting = Some((reason, message));
             return;
@@ -441,17 +461,8 @@ impl Worker {
         let id = match created {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
-                let msg = e.message().to_string();
-                super::event(
-                    &self.client,
-                    pod,
-                    "Warning",
-                    "Failed",
-                    &format!("Error: {msg}"),
-                )
-                .await;
-                self.memo.entry(c.name.clone()).or_default().waiting =
-                    Some(("CreateContainerError".into(), msg));
+                self.container_failed(pod, &c.name, "CreateContainerError", e.message())
+                    .await;
                 return;
             }
         };
@@ -475,19 +486,25 @@ impl Worker {
                 .await;
             }
             Err(e) => {
-                let msg = e.message().to_string();
-                super::event(
-                    &self.client,
-                    pod,
-                    "Warning",
-                    "Failed",
-                    &format!("Error: {msg}"),
-                )
-                .await;
-                self.memo.entry(c.name.clone()).or_default().waiting =
-                    Some(("RunContainerError".into(), msg));
+                self.container_failed(pod, &c.name, "RunContainerError", e.message())
+                    .await;
             }
         }
+    }
+
+    /// A container could not be created or started: say so in an event and in its
+    /// waiting state.
+    async fn container_failed(&mut self, pod: &Pod, container: &str, reason: &str, message: &str) {
+        super::event(
+            &self.client,
+            pod,
+            "Warning",
+            "Failed",
+            &format!("Error: {message}"),
+        )
+        .await;
+        self.memo.entry(container.to_string()).or_default().waiting =
+            Some((reason.to_string(), message.to_string()));
     }
 
     async fn status_of(&mut self, id: &str) -> Option<cri::ContainerStatus> {
@@ -544,13 +561,7 @@ impl Worker {
                     return Ok(());
                 }
                 Some(cur) if cur.state == cri::ContainerState::ContainerCreated as i32 => {
-                    let _ = self
-                        .cri
-                        .runtime
-                        .start_container(cri::StartContainerRequest {
-                            container_id: cur.id.clone(),
-                        })
-                        .await;
+                    self.start_created(&cur.id).await;
                     return Ok(());
                 }
                 Some(_) => return Ok(()),
@@ -560,13 +571,7 @@ impl Worker {
             match rt.containers.get(&c.name).and_then(|v| v.last()) {
                 None => self.start_container(pod, sb, c, 0, &ip).await,
                 Some(cur) if cur.state == cri::ContainerState::ContainerCreated as i32 => {
-                    let _ = self
-                        .cri
-                        .runtime
-                        .start_container(cri::StartContainerRequest {
-                            container_id: cur.id.clone(),
-                        })
-                        .await;
+                    self.start_created(&cur.id).await;
                 }
                 Some(cur) if cur.state == cri::ContainerState::ContainerRunning as i32 => {
                     self.probe(pod, c, cur, &ip).await;
@@ -620,6 +625,7 @@ impl Worker {
             Some(_) => {
                 memo.backoff_until = None;
                 let attempt = cur.metadata.as_ref().map_or(0, |m| m.attempt) + 1;
+                self.acted = true;
                 // Keep only the last dead attempt (for lastState and logs).
                 for old in &attempts[..attempts.len() - 1] {
                     let _ = self
@@ -730,6 +736,7 @@ impl Worker {
                             .as_ref()
                             .and_then(|s| s.termination_grace_period_seconds)
                             .unwrap_or(30);
+                        self.acted = true;
                         let _ = self
                             .cri
                             .runtime
