@@ -18,6 +18,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "iperf3",
     "wrk",
+    "nginx",
     "iptables",
     "nftables",
     "containernetworking-plugins",
