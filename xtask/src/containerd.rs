@@ -466,7 +466,7 @@ disabled_plugins = [
         }
     }
 
-    /// Runs CNI DEL, like containerd's StopPodSandbox, for every pod sandbox.
+    /// Runs CNI DEL, like containerd's `StopPodSandbox`, for every pod sandbox.
     fn delete_pod_networks(&self) -> Result<()> {
         let mut list = self.ctr();
         list.args([

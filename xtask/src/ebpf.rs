@@ -1,23 +1,31 @@
 //! `cargo xtask build-ebpf`: builds the eBPF crate for the BPF target.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, Result};
 
 use crate::{cargo, run, setup, target_dir};
 
 /// The BPF crate.
-const PACKAGE: &str = "sluice-ebpf";
+pub const PACKAGE: &str = "sluice-ebpf";
 /// The BPF target triple.
-const TARGET: &str = "bpfel-unknown-none";
+pub const TARGET: &str = "bpfel-unknown-none";
 /// The `[[bin]]`s of `ebpf/programs`, one object per attach point.
 const OBJECTS: &[&str] = &[SOCK_OBJECT];
 /// The socket-LB object (cgroup connect4 and friends).
 pub const SOCK_OBJECT: &str = "sluice-sock";
 
-/// Where the objects are copied: `target/bpf/`.
+/// Where the objects are copied: `$SLUICE_BPF_DIR`, else `target/bpf/`.
 pub fn object_dir() -> PathBuf {
-    target_dir().join("bpf")
+    std::env::var_os("SLUICE_BPF_DIR").map_or_else(|| target_dir().join("bpf"), PathBuf::from)
+}
+
+/// Builds the objects (cargo rebuilds only what is stale) and returns the socket-LB one.
+pub fn build_sock() -> Result<PathBuf> {
+    build()?
+        .into_iter()
+        .find(|path| path.ends_with(SOCK_OBJECT))
+        .context("build-ebpf produced no socket-LB object")
 }
 
 /// Builds the objects and returns their stable paths (`target/bpf/<name>`).
@@ -27,18 +35,8 @@ pub fn build() -> Result<Vec<PathBuf>> {
     }
     let mut cmd = cargo();
     cmd.args([&format!("+{}", setup::NIGHTLY), "build", "-p", PACKAGE])
-        .args(["-Z", "build-std=core", "--target", TARGET, "--release"])
-        // BTF for the loader and for bpftool; only for the BPF target, so host
-        // build scripts are unaffected.
-        .env(
-            "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
-            "-C debuginfo=2 -C link-arg=--btf",
-        )
-        // Don't let the stable toolchain running xtask leak into nightly's build.
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        .args(["-Z", "build-std=core", "--target", TARGET, "--release"]);
+    nightly_env(&mut cmd);
     println!("[build-ebpf] building {PACKAGE} for {TARGET} (nightly, release)");
     run(&mut cmd)?;
 
@@ -55,4 +53,19 @@ pub fn build() -> Result<Vec<PathBuf>> {
         paths.push(to);
     }
     Ok(paths)
+}
+
+/// The environment of a nightly cargo command for the BPF target.
+pub fn nightly_env(cmd: &mut Command) {
+    // BTF for the loader and for bpftool; only for the BPF target, so host
+    // build scripts are unaffected.
+    cmd.env(
+        "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
+        "-C debuginfo=2 -C link-arg=--btf",
+    )
+    // Don't let the stable toolchain running xtask leak into nightly's build.
+    .env_remove("RUSTUP_TOOLCHAIN")
+    .env_remove("RUSTC")
+    .env_remove("RUSTFLAGS")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
 }

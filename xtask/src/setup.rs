@@ -48,10 +48,10 @@ pub fn all() -> Result<()> {
     toolchain()
 }
 
-/// Only the eBPF toolchain: nightly with rust-src, bpf-linker.
+/// Only the toolchain parts: nightly with rust-src, clippy and rustfmt, bpf-linker.
 pub fn toolchain() -> Result<()> {
     nightly()?;
-    rust_src()?;
+    components()?;
     bpf_linker()
 }
 
@@ -149,22 +149,32 @@ fn nightly() -> Result<()> {
     Ok(())
 }
 
-fn rust_src() -> Result<()> {
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        NIGHTLY,
-    ]))
-    .unwrap_or_default();
-    if installed.lines().any(|line| line.starts_with("rust-src")) {
-        step("nightly rust-src", "ok (already present)");
-        return Ok(());
+/// rustup components: the BPF build needs nightly's `rust-src`; the lint gates need
+/// clippy on both toolchains and rustfmt on the default one.
+fn components() -> Result<()> {
+    for (toolchain, component) in [
+        (NIGHTLY, "rust-src"),
+        (NIGHTLY, "clippy"),
+        ("stable", "clippy"),
+        ("stable", "rustfmt"),
+    ] {
+        let installed = output(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            toolchain,
+        ]))
+        .with_context(|| format!("cannot list the {toolchain} toolchain's components"))?;
+        let what = format!("{toolchain} {component}");
+        if installed.lines().any(|line| line.starts_with(component)) {
+            step(&what, "ok (already present)");
+            continue;
+        }
+        run(Command::new("rustup").args(["component", "add", component, "--toolchain", toolchain]))
+            .with_context(|| format!("cannot add {component} to the {toolchain} toolchain"))?;
+        step(&what, "ok (installed)");
     }
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
-        .context("cannot add rust-src to the nightly toolchain")?;
-    step("nightly rust-src", "ok (installed)");
     Ok(())
 }
 

@@ -89,15 +89,45 @@ fn install_signal_handlers() {
 pub fn run(opts: &Options) -> Result<()> {
     install_signal_handlers();
     let state = state_dir(opts)?;
-    if !opts.skip_build {
+    let bpf_object = if opts.skip_build {
+        crate::ebpf::object_dir().join(crate::ebpf::SOCK_OBJECT)
+    } else {
         crate::setup::all()?;
-        say("building", "workspace binaries");
+        // Everything the cluster runs, built when missing or stale (cargo decides).
+        say("building", "the eBPF programs");
+        let object = crate::ebpf::build_sock()?;
+        say(
+            "building",
+            if opts.dev {
+                "workspace binaries (dev)"
+            } else {
+                "workspace binaries (release; a first build takes about 15 minutes)"
+            },
+        );
         let mut build = cargo();
         build.args(["build", "--workspace", "--exclude", "sluice-ebpf", "--bins"]);
         if !opts.dev {
             build.arg("--release");
         }
         crate::run(&mut build)?;
+        object
+    };
+    let needed = [
+        opts.bin_dir().join("sluice-control-plane"),
+        opts.bin_dir().join("sluice-node-agent"),
+        opts.bin_dir().join("sluice-cni"),
+        bpf_object.clone(),
+    ];
+    if let Some(missing) = needed.iter().find(|path| !path.exists()) {
+        bail!(
+            "{} is missing{}",
+            missing.display(),
+            if opts.skip_build {
+                " (--skip-build uses what is already built: run without it)"
+            } else {
+                ""
+            }
+        );
     }
     if stopping() {
         return Ok(());
@@ -109,7 +139,7 @@ pub fn run(opts: &Options) -> Result<()> {
         node_agent: None,
         agent_respawn: None,
     };
-    let result = cluster.start_and_wait(&state, &opts.bin_dir(), &opts.listen);
+    let result = cluster.start_and_wait(&state, &opts.bin_dir(), &bpf_object, &opts.listen);
     let stopped = cluster.stop();
     // Ctrl-C during start is a stop, not a failure.
     if stopping() {
@@ -154,7 +184,7 @@ fn start_containerd(opts: &Options, state: &Path) -> Result<Containerd> {
     cfg.cni_dir = state.join("cni");
     cfg.pod_cidr = Some(opts.pod_cidr.clone());
     cfg.cni_plugin = Some(opts.bin_dir().join("sluice-cni"));
-    cfg.sandbox_image = images::PAUSE.to_owned();
+    images::PAUSE.clone_into(&mut cfg.sandbox_image);
     cfg.die_with_parent = true;
     let containerd = Containerd::start(cfg)?;
     say(
@@ -223,11 +253,11 @@ impl Respawn {
     fn spawn(&mut self) -> Result<Child> {
         let now = Instant::now();
         self.restarts
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+            .retain(|t| now.duration_since(*t) < Duration::from_mins(1));
         if self.restarts.len() >= 5 {
             bail!(
-                "the node agent exited 5 times within a minute; see {}",
-                self.log.display()
+                "the node agent exited 5 times within a minute{}",
+                log_tail(&self.log)
             );
         }
         self.restarts.push(now);
@@ -240,7 +270,13 @@ impl Respawn {
 }
 
 impl Cluster {
-    fn start_and_wait(&mut self, state: &Path, bin_dir: &Path, listen: &str) -> Result<()> {
+    fn start_and_wait(
+        &mut self,
+        state: &Path,
+        bin_dir: &Path,
+        bpf_object: &Path,
+        listen: &str,
+    ) -> Result<()> {
         let store = state.join("store");
         let kubeconfig = state.join("kubeconfig");
         fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
@@ -262,44 +298,33 @@ impl Cluster {
 
         let agent = bin_dir.join("sluice-node-agent");
         let node = hostname();
-        if agent.exists() {
-            let containerd = self.containerd.as_ref().context("containerd is gone")?;
-            let log = state.join("node-agent.log");
-            let mut cmd = Command::new(&agent);
-            cmd.args(["--node-name", &node])
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .arg("--cri-socket")
-                .arg(containerd.socket())
-                .arg("--cni-conf-dir")
-                .arg(containerd.cni_conf_dir())
-                .arg("--cni-bin-dir")
-                .arg(containerd.cni_bin_dir())
-                .arg("--cni-data-dir")
-                .arg(containerd.cni_data_dir())
-                .arg("--state-dir")
-                .arg(state.join("node"))
-                .current_dir(workspace_root());
-            let bpf = crate::ebpf::object_dir().join(crate::ebpf::SOCK_OBJECT);
-            if bpf.exists() {
-                cmd.env("SLUICE_BPF_OBJ", &bpf);
-            }
-            self.agent_respawn = Some(Respawn::of(&cmd, &log));
-            self.node_agent = Some(spawn(&mut cmd, &log)?);
-            say(
-                "node agent",
-                &format!("started as node {node} (log {})", log.display()),
-            );
-            self.wait_for_node_ready(&kubeconfig, &node)?;
-        } else {
-            say(
-                "node agent",
-                &format!(
-                    "not built yet ({} missing): running without it",
-                    agent.display()
-                ),
-            );
-        }
+        let containerd = self.containerd.as_ref().context("containerd is gone")?;
+        let log = state.join("node-agent.log");
+        let mut cmd = Command::new(&agent);
+        cmd.args(["--node-name", &node])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cri-socket")
+            .arg(containerd.socket())
+            .arg("--cni-conf-dir")
+            .arg(containerd.cni_conf_dir())
+            .arg("--cni-bin-dir")
+            .arg(containerd.cni_bin_dir())
+            .arg("--cni-data-dir")
+            .arg(containerd.cni_data_dir())
+            .arg("--state-dir")
+            .arg(state.join("node"))
+            .env("SLUICE_BPF_OBJ", bpf_object)
+            .current_dir(workspace_root());
+        self.agent_respawn = Some(Respawn::of(&cmd, &log));
+        // Evidence of readiness must come from this agent: a heartbeat after this instant.
+        let agent_started = SystemTime::now();
+        self.node_agent = Some(spawn(&mut cmd, &log)?);
+        say(
+            "node agent",
+            &format!("started as node {node} (log {})", log.display()),
+        );
+        self.wait_for_node_ready(&kubeconfig, &node, agent_started)?;
         let absolute = fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig);
         println!("[up] cluster is up; in another shell:");
         println!("export KUBECONFIG={}", absolute.display());
@@ -341,7 +366,7 @@ impl Cluster {
     }
 
     fn wait_for_kubeconfig(&mut self, path: &Path, started: SystemTime) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             self.check_children()?;
             let fresh = fs::metadata(path)
@@ -360,45 +385,48 @@ impl Cluster {
         }
     }
 
-    fn wait_for_node_ready(&mut self, kubeconfig: &Path, node: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    /// Waits until the Node's Ready condition is True with a heartbeat no older than
+    /// `since` (the agent's start), so a Node left Ready in the store by an earlier run
+    /// proves nothing. Fails after two minutes, showing the end of the agent's log.
+    fn wait_for_node_ready(
+        &mut self,
+        kubeconfig: &Path,
+        node: &str,
+        since: SystemTime,
+    ) -> Result<()> {
+        let timeout = Duration::from_mins(2);
+        let deadline = Instant::now() + timeout;
         let mut last = String::new();
         loop {
             self.check_children()?;
-            let ready = crate::output(
+            let json = crate::output(
                 Command::new("kubectl")
                     .arg("--kubeconfig")
                     .arg(kubeconfig)
-                    .args(["get", "node", node, "-o"])
-                    .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+                    .args(["get", "node", node, "-o", "json"])
                     .stderr(Stdio::null()),
-            )
-            .unwrap_or_default();
-            if ready.trim() == "True" {
-                say(&format!("node {node}"), "Ready");
+            );
+            let readiness = json.as_deref().map_or(Readiness::Unregistered, |json| {
+                Readiness::of_node(json, since)
+            });
+            if readiness == Readiness::Ready {
+                say(&format!("node {node}"), "Ready (heartbeat from this run)");
                 return Ok(());
             }
-            if ready.trim() != last {
-                last = ready.trim().to_owned();
-                let shown = if last.is_empty() {
-                    "not registered"
-                } else {
-                    &last
-                };
-                say(
-                    &format!("node {node}"),
-                    &format!("waiting (Ready: {shown})"),
-                );
+            let shown = readiness.to_string();
+            if shown != last {
+                say(&format!("node {node}"), &format!("waiting ({shown})"));
+                last = shown;
             }
             if stopping() {
                 bail!("interrupted");
             }
             if Instant::now() > deadline {
-                say(
-                    &format!("node {node}"),
-                    "not Ready after 120 s; keeps running",
+                let log = state_log(self.agent_respawn.as_ref());
+                bail!(
+                    "node {node} did not report Ready within {timeout:?} of the agent's start \
+                     (last seen: {last}){log}"
                 );
-                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -502,7 +530,163 @@ fn terminate(child: &mut Child, timeout: Duration) -> Result<()> {
 
 /// This machine's hostname, lowercased (a Node name).
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_lowercase())
-        .unwrap_or_else(|_| "localhost".to_owned())
+    fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(
+        |_| "localhost".to_owned(),
+        |name| name.trim().to_lowercase(),
+    )
+}
+
+/// What a Node object says about a node agent started at some instant.
+#[derive(Debug, PartialEq, Eq)]
+enum Readiness {
+    /// No Node object (or it cannot be read).
+    Unregistered,
+    /// A Ready condition that is not True, or that no heartbeat since the start backs.
+    NotYet {
+        /// The condition's status, or `None` without a Ready condition.
+        status: Option<String>,
+        /// Whether its heartbeat is from before the start (an earlier run's).
+        stale: bool,
+    },
+    /// Ready: True with a heartbeat at or after the start.
+    Ready,
+}
+
+impl Readiness {
+    fn of_node(json: &str, since: SystemTime) -> Self {
+        let Ok(node) = serde_json::from_str::<serde_json::Value>(json) else {
+            return Self::Unregistered;
+        };
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready");
+        let Some(ready) = ready else {
+            return Self::NotYet {
+                status: None,
+                stale: false,
+            };
+        };
+        let status = ready["status"].as_str().unwrap_or_default().to_owned();
+        // Kubernetes times have second precision: compare whole seconds.
+        let since = jiff::Timestamp::try_from(since).map_or(i64::MAX, jiff::Timestamp::as_second);
+        let fresh = ready["lastHeartbeatTime"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t.as_second() >= since);
+        if status == "True" && fresh {
+            Self::Ready
+        } else {
+            Self::NotYet {
+                status: Some(status),
+                stale: !fresh,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unregistered => f.write_str("not registered"),
+            Self::NotYet { status: None, .. } => f.write_str("no Ready condition"),
+            Self::NotYet {
+                status: Some(status),
+                stale: true,
+            } => write!(f, "Ready: {status}, heartbeat older than this start"),
+            Self::NotYet {
+                status: Some(status),
+                stale: false,
+            } => write!(f, "Ready: {status}"),
+            Self::Ready => f.write_str("Ready"),
+        }
+    }
+}
+
+/// The end of the agent's log, for an error message.
+fn state_log(respawn: Option<&Respawn>) -> String {
+    respawn.map(|r| log_tail(&r.log)).unwrap_or_default()
+}
+
+/// "; the last lines of <log>:\n..." (or just where the log is when it cannot be read).
+fn log_tail(log: &Path) -> String {
+    const LINES: usize = 15;
+    match fs::read_to_string(log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LINES)..].join("\n    ");
+            format!("; the last lines of {}:\n    {tail}", log.display())
+        }
+        Err(_) => format!("; see {}", log.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(status: &str, heartbeat: &str) -> String {
+        serde_json::json!({"status": {"conditions": [
+            {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": heartbeat},
+            {"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat},
+        ]}})
+        .to_string()
+    }
+
+    fn at(rfc3339: &str) -> SystemTime {
+        SystemTime::from(rfc3339.parse::<jiff::Timestamp>().unwrap())
+    }
+
+    #[test]
+    fn ready_needs_a_heartbeat_from_this_run() {
+        let start = at("2026-12-01T10:00:00.600Z");
+        assert_eq!(
+            Readiness::of_node(&node("True", "2026-12-01T10:00:03Z"), start),
+            Readiness::Ready
+        );
+        // The same second as the start counts (times have second precision).
+        assert_eq!(
+            Readiness::of_node(&node("True", "2026-12-01T10:00:00Z"), start),
+            Readiness::Ready
+        );
+        // An earlier run's Ready: True proves nothing.
+        assert_eq!(
+            Readiness::of_node(&node("True", "2026-12-01T09:59:59Z"), start),
+            Readiness::NotYet {
+                status: Some("True".into()),
+                stale: true
+            }
+        );
+        assert_eq!(
+            Readiness::of_node(&node("False", "2026-12-01T10:00:05Z"), start),
+            Readiness::NotYet {
+                status: Some("False".into()),
+                stale: false
+            }
+        );
+    }
+
+    #[test]
+    fn missing_or_unreadable_nodes_are_not_ready() {
+        let start = at("2026-12-01T10:00:00Z");
+        assert_eq!(
+            Readiness::of_node("not json", start),
+            Readiness::Unregistered
+        );
+        assert_eq!(
+            Readiness::of_node(r#"{"status": {}}"#, start),
+            Readiness::NotYet {
+                status: None,
+                stale: false
+            }
+        );
+        assert_eq!(
+            Readiness::of_node(&node("True", "garbage"), start),
+            Readiness::NotYet {
+                status: Some("True".into()),
+                stale: true
+            }
+        );
+    }
 }
