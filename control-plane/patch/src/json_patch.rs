@@ -222,20 +222,24 @@ fn remove(doc: &mut Value, path: &[String]) -> Option<Value> {
 }
 
 /// RFC 6902 equality: numbers compare by value (`1` equals `1.0`), objects ignore member order.
-fn json_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            x == y || matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if p == q)
+#[allow(
+    clippy::float_cmp,
+    reason = "RFC 6902 compares numbers by exact value: 1 and 1.0 are equal, 0.1 and 0.1000001 are not"
+)]
+fn json_equal(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(l), Value::Number(r)) => {
+            l == r || matches!((l.as_f64(), r.as_f64()), (Some(l), Some(r)) if l == r)
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        (Value::Array(l), Value::Array(r)) => {
+            l.len() == r.len() && l.iter().zip(r).all(|(l, r)| json_equal(l, r))
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        (Value::Object(l), Value::Object(r)) => {
+            l.len() == r.len()
+                && l.iter()
+                    .all(|(key, lv)| r.get(key).is_some_and(|rv| json_equal(lv, rv)))
         }
-        _ => a == b,
+        _ => left == right,
     }
 }
 

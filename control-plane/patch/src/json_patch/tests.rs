@@ -1,3 +1,8 @@
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "helpers take `json!` literals by value so each case reads as input -> output"
+)]
+
 use serde_json::{Value, json};
 
 use crate::{PatchError, json_patch};
