@@ -14,6 +14,10 @@
 //! object, not pinned) to the node agent, which logs them with target
 //! [`LOG_TARGET`]. Userspace sets the `AYA_LOG_LEVEL` global at load time,
 //! so a level it does not want is dead code the verifier drops.
+#![allow(
+    clippy::inline_always,
+    reason = "BPF-to-BPF calls cost verifier state and stack; the LB helpers are small and run once per connect, so they are inlined into each entry point as Cilium's __always_inline helpers are"
+)]
 #![no_std]
 
 /// The `log` target every record of these programs carries

@@ -1,14 +1,22 @@
 //! Cgroup socket hooks of the socket load balancer (after Cilium's
 //! `bpf_sock.c`): a connect (TCP, connected UDP) or `sendto` (unconnected
-//! UDP) to a ClusterIP is rewritten to a backend at syscall time, so the
+//! UDP) to a `ClusterIP` is rewritten to a backend at syscall time, so the
 //! traffic pays no per-packet NAT; `recvmsg4` and `getpeername4` show the
-//! application the ClusterIP again.
+//! application the `ClusterIP` again.
 //!
 //! Entry points are thin; the `try_` functions hold the logic and the map
 //! work lives in `sluice_ebpf::lb`.
 // no_std/no_main only for the BPF target: on the host (workspace-wide
 // `cargo check`/`clippy`) this builds as an ordinary binary with a stub main.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[cgroup_sock_addr] fixes the entry points' signature: the context comes by value"
+)]
+#![allow(
+    clippy::inline_always,
+    reason = "the try_ helpers are inlined into each entry point, as the library's LB helpers are (see its crate docs)"
+)]
 
 use aya_ebpf::{
     EbpfContext,
