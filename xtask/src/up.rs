@@ -492,6 +492,11 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
         .stdout(file.try_clone()?)
         .stderr(file)
         .process_group(0);
+    // An error's chain, not a stack trace, is what the log (and its tail in our own
+    // errors) must show; panics keep their backtraces (RUST_BACKTRACE).
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        cmd.env("RUST_LIB_BACKTRACE", "0");
+    }
     // SAFETY: the closure runs between fork and exec and only calls prctl,
     // which is async-signal-safe.
     unsafe {
