@@ -5,15 +5,21 @@
 //! (setns between fork and exec), so host-side veths, the gateway address
 //! and routes land there and never on the machine's real network; "pods"
 //! are further namespaces. All traffic stays between those namespaces.
+//!
+//! The last tests check the test harness itself: run without root, a test
+//! that needs root fails under CI and is reported as skipped elsewhere.
 
 use std::{
     collections::HashSet,
     fs::File,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::{
+        fd::AsRawFd,
+        unix::{fs::PermissionsExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
@@ -24,34 +30,28 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-cni");
 const CIDR: &str = "10.213.0.0/24";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+/// The tools these tests shell out to (the plugin itself runs `ip -batch`).
+const TOOLS: &[&str] = &["ip"];
+
+/// Whether `test` can run here: it needs root (network namespaces) and
+/// [`TOOLS`]. Under CI a test that cannot run fails; elsewhere it is
+/// reported as skipped (see `sluice_test_util`), and must return.
+fn can_run(test: &str) -> bool {
+    sluice_test_util::require_root_and_tools(test, TOOLS)
 }
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipping: needs root (network namespaces)");
-            return;
-        }
-    };
-}
-
-fn ip(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
-}
-
+/// `ip args...`; panics (with its stderr) when it fails.
 fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sluice_test_util::run(Command::new("ip").args(args));
+}
+
+/// `ip -j args...` parsed; panics when `ip` fails or prints no JSON array.
+fn ip_json(args: &[&str]) -> Vec<Value> {
+    let out = sluice_test_util::stdout(Command::new("ip").arg("-j").args(args));
+    match serde_json::from_str::<Value>(&out) {
+        Ok(Value::Array(items)) => items,
+        other => panic!("ip -j {args:?} printed no JSON array ({other:?}): {out}"),
+    }
 }
 
 /// A named network namespace, deleted on drop (with every link inside it).
@@ -81,29 +81,28 @@ impl Netns {
     }
 
     fn links(&self) -> Vec<String> {
-        let out = ip(&["-n", &self.name, "-j", "link", "show"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(json!([]));
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
-                    .collect()
+        ip_json(&["-n", &self.name, "link", "show"])
+            .iter()
+            .map(|l| {
+                l["ifname"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("link without ifname: {l}"))
+                    .to_owned()
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     fn routes(&self) -> Vec<Value> {
-        let out = ip(&["-n", &self.name, "-j", "route", "show"]);
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
+        ip_json(&["-n", &self.name, "route", "show"])
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
+        // Best effort: a panic here would abort a test that is already failing.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -215,23 +214,27 @@ impl Node {
 
     fn allocations(&self) -> Vec<(Ipv4Addr, String)> {
         let path = self.data.path().join("sluice/allocations.json");
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Vec::new();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // Nothing was ever allocated on this node.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => panic!("read {}: {e}", path.display()),
         };
         let v: Value = serde_json::from_slice(&bytes).expect("state is JSON");
         v["allocations"]
             .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(ip, o)| {
-                        (
-                            ip.parse().expect("ip key"),
-                            o["containerID"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
-                    .collect()
+            .unwrap_or_else(|| panic!("no allocations object in {}: {v}", path.display()))
+            .iter()
+            .map(|(ip, o)| {
+                (
+                    ip.parse().expect("ip key"),
+                    o["containerID"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("allocation {ip} without containerID: {o}"))
+                        .to_owned(),
+                )
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     fn host_links(&self) -> Vec<String> {
@@ -265,7 +268,9 @@ fn assert_error(r: &Reply, code: u64) {
 
 #[test]
 fn add_connect_check_del() {
-    require_root!();
+    if !can_run("add_connect_check_del") {
+        return;
+    }
     let node = Node::new();
     let pod = Netns::new("pod");
     let res = node.add("c-roundtrip", &pod);
@@ -396,7 +401,9 @@ fn add_connect_check_del() {
 
 #[test]
 fn del_of_live_pod_without_netns_cleans_up() {
-    require_root!();
+    if !can_run("del_of_live_pod_without_netns_cleans_up") {
+        return;
+    }
     let node = Node::new();
     let pod = Netns::new("pod");
     node.add("c-nonetns", &pod);
@@ -409,7 +416,9 @@ fn del_of_live_pod_without_netns_cleans_up() {
 
 #[test]
 fn second_add_on_same_interface_errors_and_leaks_nothing() {
-    require_root!();
+    if !can_run("second_add_on_same_interface_errors_and_leaks_nothing") {
+        return;
+    }
     let node = Node::new();
     let pod = Netns::new("pod");
     let first = node.add("c-dup", &pod);
@@ -434,7 +443,9 @@ fn second_add_on_same_interface_errors_and_leaks_nothing() {
 
 #[test]
 fn failed_add_rolls_back_veth_and_address() {
-    require_root!();
+    if !can_run("failed_add_rolls_back_veth_and_address") {
+        return;
+    }
     let node = Node::new();
     let pod = Netns::new("pod");
     // A default route already in the pod makes the container-side step fail
@@ -452,7 +463,9 @@ fn failed_add_rolls_back_veth_and_address() {
 
 #[test]
 fn fifty_concurrent_adds_get_distinct_addresses() {
-    require_root!();
+    if !can_run("fifty_concurrent_adds_get_distinct_addresses") {
+        return;
+    }
     let node = std::sync::Arc::new(Node::new());
     let pods: Vec<Netns> = (0..50).map(|_| Netns::new("p")).collect();
     let handles: Vec<_> = pods
@@ -486,7 +499,9 @@ fn fifty_concurrent_adds_get_distinct_addresses() {
 
 #[test]
 fn allocations_survive_a_restart() {
-    require_root!();
+    if !can_run("allocations_survive_a_restart") {
+        return;
+    }
     let node = Node::new();
     let (p1, p2) = (Netns::new("pod"), Netns::new("pod"));
     let ip1 = pod_ip(&node.add("c-persist-1", &p1));
@@ -501,9 +516,14 @@ fn allocations_survive_a_restart() {
     assert_eq!(node.allocations().len(), 2);
 }
 
+/// What is wrong, the environment, stdin, the expected CNI error code.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, u64);
+
 #[test]
 fn bad_input_gets_spec_errors_and_creates_nothing() {
-    require_root!();
+    if !can_run("bad_input_gets_spec_errors_and_creates_nothing") {
+        return;
+    }
     let node = Node::new();
     let pod = Netns::new("pod");
     let ns = pod.path_str();
@@ -526,7 +546,6 @@ fn bad_input_gets_spec_errors_and_creates_nothing() {
             v.extend(extra.iter().map(|(k, val)| (*k, (*val).to_owned())));
             v
         };
-    type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, u64);
     let cases: Vec<Case> = vec![
         ("no CNI_COMMAND", full(&[], "CNI_COMMAND"), good.clone(), 4),
         (
@@ -581,7 +600,9 @@ fn bad_input_gets_spec_errors_and_creates_nothing() {
 
 #[test]
 fn version_lists_supported_versions() {
-    require_root!();
+    if !can_run("version_lists_supported_versions") {
+        return;
+    }
     let node = Node::new();
     let r = node.run(&[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"1.0.0"}"#);
     assert_eq!(r.code, 0, "{}", r.raw);
@@ -599,7 +620,9 @@ fn version_lists_supported_versions() {
 
 #[test]
 fn legacy_versions_shape_results_and_gate_check() {
-    require_root!();
+    if !can_run("legacy_versions_shape_results_and_gate_check") {
+        return;
+    }
     let mut node = Node::new();
     node.version = "0.3.1";
     let pod = Netns::new("pod");
@@ -614,7 +637,9 @@ fn legacy_versions_shape_results_and_gate_check() {
 
 #[test]
 fn gc_frees_what_is_not_valid_and_status_reports_readiness() {
-    require_root!();
+    if !can_run("gc_frees_what_is_not_valid_and_status_reports_readiness") {
+        return;
+    }
     let mut node = Node::new();
     node.version = "1.1.0";
     let (keep, stale) = (Netns::new("pod"), Netns::new("pod"));
@@ -668,4 +693,152 @@ fn gc_frees_what_is_not_valid_and_status_reports_readiness() {
     let r = small.verb("ADD", "c-none", &p2.path_str(), &small.conf());
     assert_error(&r, 101);
     assert_eq!(p2.links(), vec!["lo".to_owned()]);
+}
+
+// ---------------------------------------------------------------------------
+// The harness: what a run without root reports.
+
+/// A test of this binary that needs root and nothing else to decide so.
+const ROOT_ONLY_TEST: &str = "version_lists_supported_versions";
+
+/// This test binary, at a path user `nobody` can execute: the binary itself
+/// when every directory above it is searchable by others, else a copy in
+/// `scratch` (mode 0755).
+fn exe_for_nobody(scratch: &Path) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
+            .permissions()
+            .mode()
+    };
+    let reachable =
+        exe.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0) && mode(&exe) & 0o005 == 0o005;
+    if reachable {
+        return exe;
+    }
+    let copy = scratch.join("cni_plugin-test");
+    // Copied by another process: a file this process held open for writing
+    // could leak into a child another test forks meanwhile, and exec of the
+    // copy would then fail with ETXTBSY.
+    sluice_test_util::run(
+        Command::new("install")
+            .args(["-m", "0755"])
+            .arg(&exe)
+            .arg(&copy),
+    );
+    copy
+}
+
+/// Runs `ROOT_ONLY_TEST` of this binary as user `nobody`, with `CI=true`
+/// or without `CI`, and `SLUICE_SKIP_LOG` set to `skip_log`.
+fn run_as_nobody(scratch: &Path, ci: bool, skip_log: &Path) -> Output {
+    let exe = exe_for_nobody(scratch);
+    let args = ["--exact", ROOT_ONLY_TEST, "--test-threads=1"];
+    let mut cmd = if sluice_test_util::has_tool("setpriv") {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&exe)
+            .args(args);
+        cmd
+    } else {
+        // su keeps the environment (no `-`); the command goes through sh.
+        let line = std::iter::once(exe.display().to_string())
+            .chain(args.iter().map(|a| (*a).to_owned()))
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("su");
+        cmd.args(["nobody", "-s", "/bin/sh", "-c", &line]);
+        cmd
+    };
+    if ci {
+        cmd.env("CI", "true");
+    } else {
+        cmd.env_remove("CI");
+    }
+    let out = cmd
+        .env(sluice_test_util::SKIP_LOG_VAR, skip_log)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the test binary as nobody");
+    println!(
+        "--- as nobody (CI {}): {}\n--- stdout\n{}--- stderr\n{}---",
+        if ci { "set" } else { "unset" },
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A scratch dir user `nobody` can write in (for the skip log).
+fn scratch_for_nobody() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod scratch dir");
+    dir
+}
+
+fn harness_tools() -> &'static [&'static str] {
+    if sluice_test_util::has_tool("setpriv") {
+        &["setpriv"]
+    } else {
+        &["su"]
+    }
+}
+
+#[test]
+fn without_root_under_ci_the_suite_fails_and_names_the_test() {
+    let test = "without_root_under_ci_the_suite_fails_and_names_the_test";
+    // Root, to run the suite as another user.
+    if !sluice_test_util::require_root_and_tools(test, harness_tools()) {
+        return;
+    }
+    let scratch = scratch_for_nobody();
+    let skip_log = scratch.path().join("skips.log");
+    let out = run_as_nobody(scratch.path(), true, &skip_log);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the run passed under CI: {all}");
+    assert!(
+        stdout.contains(&format!("test {ROOT_ONLY_TEST} ... FAILED")),
+        "the failing test is not named: {all}"
+    );
+    assert!(
+        all.contains(&format!("{ROOT_ONLY_TEST} cannot run: it needs root")),
+        "the failure does not say it needs root: {all}"
+    );
+    assert!(
+        stdout.contains("1 failed") && !stdout.contains("1 passed"),
+        "{all}"
+    );
+    // A failure is not a skip.
+    assert!(!skip_log.exists(), "a skip was logged under CI");
+}
+
+#[test]
+fn without_root_outside_ci_the_test_is_skipped_and_logged() {
+    let test = "without_root_outside_ci_the_test_is_skipped_and_logged";
+    if !sluice_test_util::require_root_and_tools(test, harness_tools()) {
+        return;
+    }
+    let scratch = scratch_for_nobody();
+    let skip_log = scratch.path().join("skips.log");
+    let out = run_as_nobody(scratch.path(), false, &skip_log);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a skip must not fail the run outside CI: {}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = format!("SKIPPED {ROOT_ONLY_TEST}: needs root");
+    assert!(
+        stderr.contains(&line),
+        "stderr does not say {line:?}: {stderr}"
+    );
+    let logged = std::fs::read_to_string(&skip_log)
+        .unwrap_or_else(|e| panic!("the skip log {} was not written: {e}", skip_log.display()));
+    assert_eq!(logged, format!("{line}\n"));
 }
