@@ -20,6 +20,13 @@
 //!
 //! A check that shells out goes through [`run`]/[`stdout`]: a tool that fails
 //! fails the test, so an empty output never stands in for a real one.
+//!
+//! With the `fake-api` feature, `fake_api` is an in-memory fake API server
+//! behind a real `kube::Client` (REST verbs, list and streamed watch), for the
+//! unit tests of API clients.
+
+#[cfg(feature = "fake-api")]
+pub mod fake_api;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -83,9 +90,8 @@ pub fn has_tool(tool: &str) -> bool {
     if tool.contains('/') {
         return Path::new(tool).exists();
     }
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
 /// `test` needs root and every tool in `tools`.
