@@ -24,14 +24,14 @@ use serde_json::{Value, json};
 use sluice_store::{KeyValue, Store};
 
 use crate::registry::{self, Resource, Subresource};
-use alloc::{Cidr, IpAllocator, PortAllocator};
+use alloc::{IpAllocator, Ipv4Net, PortAllocator};
 use status::{ApiError, ApiResult};
 
 /// API server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Range ClusterIPs are allocated from.
-    pub service_cidr: Cidr,
+    pub service_cidr: Ipv4Net,
     /// Range NodePorts are allocated from.
     pub node_port_range: (u16, u16),
     /// Where clients reach this server (the `kubernetes` Service's endpoint).
@@ -222,7 +222,7 @@ impl ApiServer {
             .await?
             .is_none()
         {
-            let ip = self.config.service_cidr.first().to_string();
+            let ip = alloc::first_service_ip(self.config.service_cidr).to_string();
             let body = json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "kubernetes", "namespace": "default",
                     "labels": {"component": "apiserver", "provider": "kubernetes"}},

@@ -69,10 +69,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let api = apiserver::Config {
-        service_cidr: cli
-            .service_cidr
-            .parse()
-            .map_err(anyhow::Error::msg)
+        service_cidr: apiserver::alloc::parse_service_cidr(&cli.service_cidr)
             .context("--service-cidr")?,
         node_port_range: parse_range(&cli.service_node_port_range)?,
         advertise: cli.listen,
@@ -82,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
     let controllers = (!cli.no_controllers)
         .then(|| -> anyhow::Result<_> {
             Ok(sluice_controllers::Config {
-                cluster_cidr: cli.cluster_cidr.parse().context("--cluster-cidr")?,
+                cluster_cidr: sluice_k8s_values::cidr::parse(&cli.cluster_cidr)
+                    .context("--cluster-cidr")?,
                 node_cidr_mask_size: cli.node_cidr_mask_size,
                 ..sluice_controllers::Config::default()
             })

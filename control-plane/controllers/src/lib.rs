@@ -9,108 +9,27 @@
 #![deny(missing_docs)]
 
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::time::Duration;
+
+pub use sluice_k8s_values::Ipv4Net;
 
 pub mod common;
 pub mod deployment;
 pub mod endpoints;
-#[cfg(test)]
-mod fake;
 pub mod garbage_collector;
 pub mod kinds;
 pub mod namespace;
 pub mod node_ipam;
-pub mod quantity;
 pub mod replicaset;
 pub mod scheduler;
 pub mod serviceaccount;
 
-/// An IPv4 network in CIDR notation, e.g. `10.244.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Cidr {
-    /// The network address (host bits are zero).
-    pub addr: Ipv4Addr,
-    /// The prefix length, 0..=32.
-    pub prefix: u8,
-}
-
-/// Why a CIDR string did not parse.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid IPv4 CIDR {input:?}: {reason}")]
-pub struct CidrParseError {
-    /// The rejected text.
-    pub input: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-impl Ipv4Cidr {
-    /// Builds a CIDR, clearing host bits.
-    #[must_use]
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Self {
-        let prefix = prefix.min(32);
-        Self {
-            addr: Ipv4Addr::from(u32::from(addr) & Self::mask(prefix)),
-            prefix,
-        }
-    }
-
-    fn mask(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
-    }
-
-    /// First address as an integer.
-    #[must_use]
-    pub fn first(&self) -> u32 {
-        u32::from(self.addr)
-    }
-
-    /// Last address as an integer.
-    #[must_use]
-    pub fn last(&self) -> u32 {
-        self.first() | !Self::mask(self.prefix)
-    }
-
-    /// Whether the two networks share at least one address.
-    #[must_use]
-    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = CidrParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| CidrParseError {
-            input: s.to_string(),
-            reason,
-        };
-        let (addr, prefix) = s.trim().split_once('/').ok_or_else(|| err("missing '/'"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err("bad address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
-        if prefix > 32 {
-            return Err(err("prefix length above 32"));
-        }
-        Ok(Self::new(addr, prefix))
-    }
-}
-
-impl std::fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
 /// Settings shared by the scheduler and the controllers.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The pod network, carved into one range per node by node IPAM.
-    pub cluster_cidr: Ipv4Cidr,
+    /// The pod network, carved into one range per node by node IPAM (parse it with
+    /// [`sluice_k8s_values::cidr::parse`], which clears host bits).
+    pub cluster_cidr: Ipv4Net,
     /// Prefix length of each node's pod range (24 gives 254 pods per node).
     pub node_cidr_mask_size: u8,
     /// Pods whose `spec.schedulerName` equals this (or is empty) are scheduled by us.
@@ -122,7 +41,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            cluster_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16),
+            cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("16 <= 32"),
             node_cidr_mask_size: 24,
             scheduler_name: "default-scheduler".to_string(),
             resync: Duration::from_secs(300),
@@ -149,7 +68,9 @@ pub enum Error {
 /// # Errors
 /// Only an invalid [`Config`] (node mask shorter than the cluster prefix, or above 32).
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    if config.node_cidr_mask_size < config.cluster_cidr.prefix || config.node_cidr_mask_size > 32 {
+    if config.node_cidr_mask_size < config.cluster_cidr.prefix_len()
+        || config.node_cidr_mask_size > 32
+    {
         return Err(Error::InvalidConfig {
             reason: format!(
                 "node_cidr_mask_size {} does not fit cluster_cidr {}",

@@ -170,8 +170,8 @@ mod tests {
 
     #[tokio::test]
     async fn empties_then_finalizes() {
-        use crate::fake::Fake;
-        let fake = Fake::default();
+        use sluice_test_util::fake_api::FakeApi;
+        let fake = FakeApi::default();
         let ns = json!({ "metadata": { "name": "x", "deletionTimestamp": "2024-01-01T00:00:00Z" },
             "spec": { "finalizers": ["kubernetes"] }, "status": { "phase": "Terminating" } });
         fake.insert("api/v1/namespaces", ns.clone());

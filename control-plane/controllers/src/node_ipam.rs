@@ -11,7 +11,8 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use crate::Ipv4Cidr;
+use sluice_k8s_values::{Ipv4Net, cidr};
+
 use crate::common::{self, Backoffs};
 
 /// Why a node could not get a range.
@@ -21,7 +22,7 @@ pub enum IpamError {
     #[error("no free /{mask} left in {cluster}")]
     Exhausted {
         /// The cluster CIDR.
-        cluster: Ipv4Cidr,
+        cluster: Ipv4Net,
         /// The per-node prefix length.
         mask: u8,
     },
@@ -29,7 +30,7 @@ pub enum IpamError {
     #[error("node mask /{mask} does not fit in {cluster}")]
     BadMask {
         /// The cluster CIDR.
-        cluster: Ipv4Cidr,
+        cluster: Ipv4Net,
         /// The per-node prefix length.
         mask: u8,
     },
@@ -48,31 +49,23 @@ pub enum IpamError {
 ///
 /// # Errors
 /// [`IpamError::Exhausted`] when all are taken, [`IpamError::BadMask`] for an impossible mask.
-pub fn allocate(cluster: Ipv4Cidr, mask: u8, used: &[Ipv4Cidr]) -> Result<Ipv4Cidr, IpamError> {
-    if mask < cluster.prefix || mask > 32 {
-        return Err(IpamError::BadMask { cluster, mask });
-    }
-    let count: u64 = 1 << (mask - cluster.prefix);
-    let step: u64 = 1 << (32 - mask);
-    for i in 0..count {
-        let Ok(addr) = u32::try_from(u64::from(cluster.first()) + i * step) else {
-            break;
-        };
-        let candidate = Ipv4Cidr::new(addr.into(), mask);
-        if !used.iter().any(|u| u.overlaps(&candidate)) {
-            return Ok(candidate);
-        }
-    }
-    Err(IpamError::Exhausted { cluster, mask })
+pub fn allocate(cluster: Ipv4Net, mask: u8, used: &[Ipv4Net]) -> Result<Ipv4Net, IpamError> {
+    // `subnets` refuses a mask shorter than the cluster prefix or above 32.
+    let mut candidates = cluster
+        .subnets(mask)
+        .map_err(|_| IpamError::BadMask { cluster, mask })?;
+    candidates
+        .find(|candidate| !used.iter().any(|u| cidr::overlaps(*u, *candidate)))
+        .ok_or(IpamError::Exhausted { cluster, mask })
 }
 
-fn node_cidrs(node: &Node) -> Vec<Ipv4Cidr> {
+fn node_cidrs(node: &Node) -> Vec<Ipv4Net> {
     let spec = node.spec.as_ref();
     spec.and_then(|s| {
         s.pod_cidr
             .iter()
             .chain(s.pod_cidrs.iter().flatten())
-            .map(|c| c.parse().ok())
+            .map(|c| cidr::parse(c).ok())
             .collect::<Option<Vec<_>>>()
     })
     .unwrap_or_default()
@@ -81,10 +74,10 @@ fn node_cidrs(node: &Node) -> Vec<Ipv4Cidr> {
 struct Ctx {
     client: Client,
     nodes: Store<Node>,
-    cluster: Ipv4Cidr,
+    cluster: Ipv4Net,
     mask: u8,
     /// Ranges handed out by us that the cache may not show yet: node name -> range.
-    pending: Mutex<HashMap<String, Ipv4Cidr>>,
+    pending: Mutex<HashMap<String, Ipv4Net>>,
     backoffs: Backoffs,
 }
 
@@ -98,7 +91,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, IpamError> 
     if has {
         return Ok(Action::await_change());
     }
-    let mut used: Vec<Ipv4Cidr> = ctx
+    let mut used: Vec<Ipv4Net> = ctx
         .nodes
         .state()
         .iter()

@@ -11,19 +11,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Binding, Event, EventSource, Node, ObjectReference, Pod, PodCondition, Taint, Toleration,
+    Binding, Node, ObjectReference, Pod, PodCondition, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use crate::common::{self, Backoffs};
-use crate::quantity;
+use sluice_k8s_values::quantity;
 
 /// Why a scheduling attempt failed (not "no node fits": that is a normal outcome).
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +78,8 @@ fn container_requests(c: &k8s_openapi::api::core::v1::Container, non_zero: bool)
             .or_else(|| res.and_then(|r| r.limits.as_ref().and_then(|m| m.get(name))))
             .map(|q| q.0.clone())
     };
-    let cpu = get("cpu").and_then(|q| quantity::cpu_millis(&q).ok());
-    let memory = get("memory").and_then(|q| quantity::units(&q).ok());
+    let cpu = get("cpu").and_then(|q| quantity::milli_value(&q).ok());
+    let memory = get("memory").and_then(|q| quantity::value(&q).ok());
     if non_zero {
         Resources {
             cpu: cpu.unwrap_or(NON_ZERO_CPU),
@@ -175,13 +176,13 @@ fn allocatable<'a>(node: &'a Node, name: &str) -> Option<&'a str> {
 #[must_use]
 pub fn node_allocatable(node: &Node) -> (Resources, i64) {
     let cpu = allocatable(node, "cpu")
-        .and_then(|q| quantity::cpu_millis(q).ok())
+        .and_then(|q| quantity::milli_value(q).ok())
         .unwrap_or(i64::MAX);
     let memory = allocatable(node, "memory")
-        .and_then(|q| quantity::units(q).ok())
+        .and_then(|q| quantity::value(q).ok())
         .unwrap_or(i64::MAX);
     let pods = allocatable(node, "pods")
-        .and_then(|q| quantity::units(q).ok())
+        .and_then(|q| quantity::value(q).ok())
         .unwrap_or(110);
     (Resources { cpu, memory }, pods)
 }
@@ -346,8 +347,8 @@ struct Ctx {
     scheduler_name: String,
     /// pod uid -> (node, pod) for pods we bound but the cache still shows unbound.
     assumed: Mutex<HashMap<String, (String, Pod)>>,
-    /// pod uid -> (event name, message, count) of the last FailedScheduling event.
-    events: Mutex<HashMap<String, (String, String, i32)>>,
+    /// pod uid -> (message, the Recorder of its FailedScheduling series); see `record_event`.
+    events: Mutex<HashMap<String, (String, Recorder)>>,
     backoffs: Backoffs,
 }
 
@@ -518,65 +519,59 @@ async fn mark_unschedulable(api: &Api<Pod>, pod: &Pod, message: &str) -> Result<
     }
 }
 
+/// Records FailedScheduling through kube's [`Recorder`] (an `events.k8s.io/v1` Event).
+///
+/// A `Recorder` turns a repeat into a series of the first event (count and last time),
+/// keyed by type, action, reason and the regarding object but not the note, which stays
+/// the first one's (upstream's `events.k8s.io` semantics). A pod whose failure message
+/// changes must show the new message, so each pod keeps one `Recorder` per message: the
+/// same message bumps its series, a new message gets a fresh `Recorder` and so a new Event.
 async fn record_event(ctx: &Ctx, pod: &Pod, message: &str) -> Result<(), kube::Error> {
-    let ns = pod.namespace().unwrap_or_default();
-    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = pod.uid().unwrap_or_default();
-    let previous = lock(&ctx.events).get(&uid).cloned();
-    let now = common::now();
-    if let Some((event_name, last_message, count)) = previous.filter(|(_, m, _)| m == message) {
-        let patch = serde_json::json!({ "count": count + 1, "lastTimestamp": now });
-        match api
-            .patch(&event_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                lock(&ctx.events).insert(uid, (event_name, last_message, count + 1));
-                return Ok(());
-            }
-            Err(e) if common::is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let nanos = now.0.as_nanosecond();
-    let event_name = format!("{}.{:x}", pod.name_any(), nanos);
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(event_name.clone()),
-            namespace: Some(ns.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(pod.name_any()),
-            namespace: Some(ns),
-            uid: Some(uid.clone()),
-            resource_version: pod.resource_version(),
-            ..ObjectReference::default()
-        },
-        type_: Some("Warning".into()),
-        reason: Some("FailedScheduling".into()),
-        message: Some(message.to_string()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(ctx.scheduler_name.clone()),
-            host: None,
-        }),
-        reporting_component: Some(ctx.scheduler_name.clone()),
-        reporting_instance: Some(ctx.scheduler_name.clone()),
-        action: Some("Scheduling".into()),
-        ..Event::default()
+    let fresh = || {
+        Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: ctx.scheduler_name.clone(),
+                instance: None,
+            },
+        )
     };
-    match api.create(&PostParams::default(), &event).await {
-        Ok(_) => {}
-        Err(e) if common::is_conflict(&e) => {}
-        Err(e) => return Err(e),
+    let recorder = {
+        let mut events = lock(&ctx.events);
+        match events.get(&uid) {
+            Some((m, r)) if m == message => r.clone(),
+            _ => {
+                let r = fresh();
+                events.insert(uid.clone(), (message.to_string(), r.clone()));
+                r
+            }
+        }
+    };
+    let mut regarding = pod.object_ref(&());
+    // A series is keyed by the whole reference; the pod's resourceVersion moves with every
+    // status write and must not split it.
+    regarding.resource_version = None;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FailedScheduling".into(),
+        note: Some(message.to_string()),
+        action: "Scheduling".into(),
+        secondary: None,
+    };
+    let result = match recorder.publish(&event, &regarding).await {
+        // The series' Event is gone (deleted or expired): start a new one.
+        Err(e) if common::is_not_found(&e) => {
+            let r = fresh();
+            lock(&ctx.events).insert(uid, (message.to_string(), r.clone()));
+            r.publish(&event, &regarding).await
+        }
+        other => other,
+    };
+    match result {
+        Err(e) if common::is_conflict(&e) => Ok(()),
+        other => other,
     }
-    lock(&ctx.events).insert(uid, (event_name, message.to_string(), 1));
-    Ok(())
 }
 
 fn error_policy(pod: Arc<Pod>, err: &SchedulerError, ctx: Arc<Ctx>) -> Action {

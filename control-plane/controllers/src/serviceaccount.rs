@@ -115,8 +115,8 @@ mod tests {
 
     #[tokio::test]
     async fn creates_default_once() {
-        use crate::fake::Fake;
-        let fake = Fake::default();
+        use sluice_test_util::fake_api::FakeApi;
+        let fake = FakeApi::default();
         let ctx = Arc::new(Ctx {
             client: fake.client(),
             backoffs: Backoffs::default(),

@@ -4,58 +4,27 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// An IPv4 CIDR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// Network address.
-    pub addr: Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
+pub use sluice_k8s_values::Ipv4Net;
+use sluice_k8s_values::cidr::{self, CidrError};
+
+/// The API server's policy for `--service-cidr`: at least two usable addresses (a /30),
+/// since the network and broadcast addresses are never handed out.
+pub const SERVICE_CIDR_MAX_PREFIX: u8 = 30;
+
+/// Parses a Service range (`10.96.0.0/12`; host bits are cleared) and checks
+/// [`SERVICE_CIDR_MAX_PREFIX`].
+///
+/// # Errors
+/// Not a CIDR, or a prefix above /30.
+pub fn parse_service_cidr(s: &str) -> Result<Ipv4Net, CidrError> {
+    cidr::check_prefix(cidr::parse(s)?, SERVICE_CIDR_MAX_PREFIX)
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a CIDR (want a.b.c.d/n)"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        let prefix: u8 = p.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        if prefix > 30 {
-            return Err(format!("{s:?}: prefix must be at most /30"));
-        }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        Ok(Self {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Cidr {
-    fn size(self) -> u32 {
-        1u32 << (32 - u32::from(self.prefix))
-    }
-
-    /// Whether `ip` lies in this range.
-    #[must_use]
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
-        let base = u32::from(self.addr);
-        let x = u32::from(ip);
-        x >= base && x - base < self.size()
-    }
-
-    /// The first usable address (network + 1): upstream gives it to the `kubernetes` Service.
-    #[must_use]
-    pub fn first(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + 1)
-    }
+/// The first usable address of a Service range (network + 1): upstream gives it to the
+/// `kubernetes` Service.
+#[must_use]
+pub fn first_service_ip(range: Ipv4Net) -> Ipv4Addr {
+    cidr::nth(range, 1).unwrap_or_else(|| range.network())
 }
 
 /// Allocation failures.
@@ -86,7 +55,7 @@ pub enum AllocError {
 /// Service ClusterIPs.
 #[derive(Debug)]
 pub struct IpAllocator {
-    cidr: Cidr,
+    cidr: Ipv4Net,
     used: BTreeSet<u32>,
     next: u32,
 }
@@ -94,7 +63,7 @@ pub struct IpAllocator {
 impl IpAllocator {
     /// A new allocator over `cidr` (network and broadcast addresses excluded).
     #[must_use]
-    pub fn new(cidr: Cidr) -> Self {
+    pub fn new(cidr: Ipv4Net) -> Self {
         Self {
             cidr,
             used: BTreeSet::new(),
@@ -102,30 +71,37 @@ impl IpAllocator {
         }
     }
 
+    /// Addresses in the range, network and broadcast included (at most 2^32).
+    fn size(&self) -> u32 {
+        u32::try_from(cidr::size(self.cidr)).unwrap_or(u32::MAX)
+    }
+
     /// Allocate a specific IP.
     pub fn allocate(&mut self, ip: Ipv4Addr) -> Result<(), AllocError> {
-        let off = u32::from(ip).wrapping_sub(u32::from(self.cidr.addr));
-        if !self.cidr.contains(ip) || off == 0 || off == self.cidr.size() - 1 {
-            return Err(AllocError::OutOfRange {
+        match cidr::offset(self.cidr, ip) {
+            Some(off) if off != 0 && off != self.size() - 1 => {
+                if self.used.insert(off) {
+                    Ok(())
+                } else {
+                    Err(AllocError::InUse { what: "IP" })
+                }
+            }
+            _ => Err(AllocError::OutOfRange {
                 what: "IP",
                 range: self.cidr.to_string(),
-            });
+            }),
         }
-        if !self.used.insert(off) {
-            return Err(AllocError::InUse { what: "IP" });
-        }
-        Ok(())
     }
 
     /// Allocate the next free IP (round robin, so a released IP is not reused at once).
     pub fn allocate_next(&mut self) -> Result<Ipv4Addr, AllocError> {
-        let usable = self.cidr.size() - 2;
+        let usable = self.size().saturating_sub(2);
         for i in 0..usable {
             let off = (self.next - 1 + i) % usable + 1;
             if !self.used.contains(&off) {
                 self.used.insert(off);
                 self.next = off % usable + 1;
-                return Ok(Ipv4Addr::from(u32::from(self.cidr.addr) + off));
+                return cidr::nth(self.cidr, off).ok_or(AllocError::Full { what: "IP" });
             }
         }
         Err(AllocError::Full { what: "IP" })
@@ -133,9 +109,8 @@ impl IpAllocator {
 
     /// Release an IP (no-op if not allocated or outside the range).
     pub fn release(&mut self, ip: Ipv4Addr) {
-        if self.cidr.contains(ip) {
-            self.used
-                .remove(&(u32::from(ip) - u32::from(self.cidr.addr)));
+        if let Some(off) = cidr::offset(self.cidr, ip) {
+            self.used.remove(&off);
         }
     }
 }
@@ -204,16 +179,19 @@ mod tests {
 
     #[test]
     fn ips_skip_network_broadcast_and_used() {
-        let c: Cidr = "10.96.0.0/29".parse().unwrap();
+        let c = parse_service_cidr("10.96.0.0/29").unwrap();
         let mut a = IpAllocator::new(c);
-        a.allocate(c.first()).unwrap();
-        assert_eq!(a.allocate(c.first()), Err(AllocError::InUse { what: "IP" }));
+        a.allocate(first_service_ip(c)).unwrap();
+        assert_eq!(
+            a.allocate(first_service_ip(c)),
+            Err(AllocError::InUse { what: "IP" })
+        );
         assert!(a.allocate("10.96.0.0".parse().unwrap()).is_err());
         assert!(a.allocate("10.96.0.7".parse().unwrap()).is_err());
         assert!(a.allocate("10.97.0.1".parse().unwrap()).is_err());
         let got: Vec<_> = (0..5).map(|_| a.allocate_next().unwrap()).collect();
         assert_eq!(got.len(), 5);
-        assert!(!got.contains(&c.first()));
+        assert!(!got.contains(&first_service_ip(c)));
         assert_eq!(a.allocate_next(), Err(AllocError::Full { what: "IP" }));
         a.release(got[2]);
         assert_eq!(a.allocate_next().unwrap(), got[2]);
@@ -234,9 +212,11 @@ mod tests {
 
     #[test]
     fn cidr_parse() {
-        let c: Cidr = "10.96.1.7/12".parse().unwrap();
+        let c = parse_service_cidr("10.96.1.7/12").unwrap();
         assert_eq!(c.to_string(), "10.96.0.0/12");
-        assert!("10.0.0.0".parse::<Cidr>().is_err());
-        assert!("10.0.0.0/31".parse::<Cidr>().is_err());
+        assert_eq!(first_service_ip(c), Ipv4Addr::new(10, 96, 0, 1));
+        assert!(parse_service_cidr("10.0.0.0").is_err());
+        assert!(parse_service_cidr("10.0.0.0/30").is_ok());
+        assert!(parse_service_cidr("10.0.0.0/31").is_err());
     }
 }

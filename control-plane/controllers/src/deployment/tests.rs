@@ -282,18 +282,18 @@ mod glue {
     use super::super::{Ctx, HASH_LABEL, REVISION, compute_hash, reconcile};
     use super::{deployment, template};
     use crate::common::Backoffs;
-    use crate::fake::Fake;
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use serde_json::json;
+    use sluice_test_util::fake_api::FakeApi;
 
     const DEPLOY: &str = "apis/apps/v1/namespaces/default/deployments";
     const RS: &str = "apis/apps/v1/namespaces/default/replicasets";
 
-    fn current(fake: &Fake) -> Arc<Deployment> {
+    fn current(fake: &FakeApi) -> Arc<Deployment> {
         Arc::new(serde_json::from_value(fake.get(&format!("{DEPLOY}/web")).unwrap()).unwrap())
     }
 
-    fn make_available(fake: &Fake) {
+    fn make_available(fake: &FakeApi) {
         for rs in fake.list(RS) {
             let rs: ReplicaSet = serde_json::from_value(rs).unwrap();
             let n = rs.spec.unwrap().replicas.unwrap();
@@ -306,7 +306,7 @@ mod glue {
 
     #[tokio::test]
     async fn rollout_end_to_end() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         fake.insert(
             DEPLOY,
             serde_json::to_value(deployment(3, json!({}))).unwrap(),

@@ -234,12 +234,12 @@ mod glue {
     use super::super::{Ctx, reconcile};
     use super::{pod, service};
     use crate::common::Backoffs;
-    use crate::fake::Fake;
     use serde_json::json;
+    use sluice_test_util::fake_api::FakeApi;
 
     #[tokio::test]
     async fn writes_once_then_idles() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let svc = service(json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
         fake.insert(
             "api/v1/namespaces/default/services",
@@ -282,11 +282,7 @@ mod glue {
             "no-op reconcile writes nothing"
         );
 
-        fake.0
-            .lock()
-            .unwrap()
-            .objects
-            .remove("api/v1/namespaces/default/pods/b");
+        fake.remove("api/v1/namespaces/default/pods/b");
         reconcile(Arc::new(svc), ctx).await.unwrap();
         let writes = fake.take_writes();
         assert_eq!(writes.len(), 2, "{writes:?}");

@@ -121,7 +121,7 @@ mod glue {
 
     use super::super::{FOREGROUND, Gc, Kind};
     use crate::common::test_store;
-    use crate::fake::Fake;
+    use sluice_test_util::fake_api::FakeApi;
 
     const PODS: &str = "api/v1/namespaces/default/pods";
     const RS: &str = "apis/apps/v1/namespaces/default/replicasets";
@@ -142,7 +142,7 @@ mod glue {
             "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": owner_uid, "controller": true }] } })
     }
 
-    fn gc(fake: &Fake, cached: &[Value]) -> Gc {
+    fn gc(fake: &FakeApi, cached: &[Value]) -> Gc {
         let ars = [
             ApiResource::erase::<Pod>(&()),
             ApiResource::erase::<ReplicaSet>(&()),
@@ -169,7 +169,7 @@ mod glue {
 
     #[tokio::test]
     async fn collects_orphans_but_not_on_a_stale_cache() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let live_rs = rs("web", "u-web", json!({}));
         let reused_rs = rs("web2", "u-new", json!({}));
         let objects = [
@@ -204,7 +204,7 @@ mod glue {
 
     #[tokio::test]
     async fn foreground_then_finalizer() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let owner = rs(
             "fg",
             "u-fg",
@@ -231,7 +231,7 @@ mod glue {
 
     #[tokio::test]
     async fn orphan_finalizer_detaches() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let owner = rs(
             "o",
             "u-o",

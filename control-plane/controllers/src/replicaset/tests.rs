@@ -179,19 +179,19 @@ mod glue {
     use super::super::{Ctx, reconcile};
     use super::rs;
     use crate::common::Backoffs;
-    use crate::fake::Fake;
     use k8s_openapi::api::apps::v1::ReplicaSet;
+    use sluice_test_util::fake_api::FakeApi;
 
     const RS: &str = "apis/apps/v1/namespaces/ns/replicasets";
     const PODS: &str = "api/v1/namespaces/ns/pods";
 
-    fn current(fake: &Fake) -> Arc<ReplicaSet> {
+    fn current(fake: &FakeApi) -> Arc<ReplicaSet> {
         Arc::new(serde_json::from_value(fake.get(&format!("{RS}/web-abc")).unwrap()).unwrap())
     }
 
     #[tokio::test]
     async fn creates_idles_and_scales_down() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         fake.insert(RS, serde_json::to_value(rs(3, 0)).unwrap());
         let ctx = Arc::new(Ctx {
             client: fake.client(),

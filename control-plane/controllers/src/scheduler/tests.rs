@@ -324,12 +324,13 @@ mod glue {
     use super::super::{Ctx, reconcile};
     use super::{node, pod};
     use crate::common::{Backoffs, test_store};
-    use crate::fake::Fake;
+    use sluice_test_util::fake_api::FakeApi;
 
     const PODS: &str = "api/v1/namespaces/default/pods";
+    const EVENTS: &str = "apis/events.k8s.io/v1/namespaces/default/events";
 
     fn ctx(
-        fake: &Fake,
+        fake: &FakeApi,
         nodes: Vec<k8s_openapi::api::core::v1::Node>,
         pods: Vec<k8s_openapi::api::core::v1::Pod>,
     ) -> Arc<Ctx> {
@@ -346,7 +347,7 @@ mod glue {
 
     #[tokio::test]
     async fn binds_then_remembers() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let p = pod("600m", "1Mi");
         fake.insert(PODS, serde_json::to_value(&p).unwrap());
         let ctx = ctx(&fake, vec![node("n1", "1", "1Gi", "110")], vec![p.clone()]);
@@ -374,16 +375,21 @@ mod glue {
             q["status"]["conditions"][0]["message"],
             "0/1 nodes are available: 1 Insufficient cpu."
         );
-        let events = fake.list("api/v1/namespaces/default/events");
+        let events = fake.list(EVENTS);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["reason"], "FailedScheduling");
         assert_eq!(events[0]["type"], "Warning");
-        assert_eq!(events[0]["involvedObject"]["name"], "q");
+        assert_eq!(events[0]["regarding"]["name"], "q");
+        assert_eq!(
+            events[0]["note"],
+            "0/1 nodes are available: 1 Insufficient cpu."
+        );
+        assert_eq!(events[0]["reportingController"], "default-scheduler");
     }
 
     #[tokio::test]
     async fn repeated_failure_bumps_the_event() {
-        let fake = Fake::default();
+        let fake = FakeApi::default();
         let p = pod("2", "1Mi");
         fake.insert(PODS, serde_json::to_value(&p).unwrap());
         let ctx = ctx(&fake, vec![node("n1", "1", "1Gi", "110")], vec![p.clone()]);
@@ -398,7 +404,37 @@ mod glue {
             1,
             "condition unchanged, event patched: {writes:?}"
         );
-        let events = fake.list("api/v1/namespaces/default/events");
-        assert_eq!(events[0]["count"], 2);
+        let events = fake.list(EVENTS);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["series"]["count"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_message_starts_a_new_event() {
+        let fake = FakeApi::default();
+        let p = pod("2", "1Mi");
+        fake.insert(PODS, serde_json::to_value(&p).unwrap());
+        let ctx = ctx(&fake, vec![node("n1", "1", "1Gi", "110")], vec![p.clone()]);
+        reconcile(Arc::new(p.clone()), ctx.clone()).await.unwrap();
+        // The same pod now fits the node's cpu but not its labels.
+        let mut picky = pod("1m", "1Mi");
+        picky.spec.as_mut().unwrap().node_selector = Some(std::collections::BTreeMap::from([(
+            "disk".to_string(),
+            "ssd".to_string(),
+        )]));
+        reconcile(Arc::new(picky), ctx).await.unwrap();
+        let mut notes: Vec<String> = fake
+            .list(EVENTS)
+            .iter()
+            .map(|e| e["note"].as_str().unwrap().to_owned())
+            .collect();
+        notes.sort();
+        assert_eq!(
+            notes,
+            [
+                "0/1 nodes are available: 1 Insufficient cpu.",
+                "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            ]
+        );
     }
 }
