@@ -66,10 +66,11 @@ mod result;
 use std::{fs, net::Ipv4Addr, path::Path};
 
 use serde_json::{Value, json};
+use sluice_k8s_values::Ipv4Net;
 
 pub use config::{
-    Attachment, DEFAULT_DATA_DIR, DEFAULT_MTU, Env, Ipv4Net, LATEST_VERSION, NetConf,
-    SUPPORTED_VERSIONS, Verb,
+    Attachment, CONFLIST_FILE, DEFAULT_DATA_DIR, DEFAULT_MTU, Env, LATEST_VERSION, NETWORK_NAME,
+    NetConf, Network, POD_CIDR_MAX_PREFIX, SUPPORTED_VERSIONS, Verb, parse_pod_cidr,
 };
 pub use error::CniError;
 pub use ipam::{Locked, Owner, Pool};
@@ -347,12 +348,17 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             env.ifname
         )));
     };
-    let (ip, _) = parse_cidr_addr(&ipc.address).ok_or_else(|| {
-        fail(format!(
-            "prevResult address {:?} is not IPv4 CIDR",
-            ipc.address
-        ))
-    })?;
+    // An interface address: host bits are the point, so no truncation.
+    let ip = ipc
+        .address
+        .parse::<Ipv4Net>()
+        .map(|a| a.addr())
+        .map_err(|_| {
+            fail(format!(
+                "prevResult address {:?} is not IPv4 CIDR",
+                ipc.address
+            ))
+        })?;
 
     let ns = link::Netns::open(netns_path(env)?)?;
     // Container side: link, MAC, address, routes.
@@ -465,11 +471,6 @@ fn normalise_dst(dst: &str) -> String {
     } else {
         format!("{dst}/32")
     }
-}
-
-fn parse_cidr_addr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, l) = s.split_once('/')?;
-    Some((a.parse().ok()?, l.parse().ok().filter(|l| *l <= 32)?))
 }
 
 fn gc(conf: &NetConf) -> Result<(), CniError> {

@@ -16,8 +16,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Resource;
 use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
+use sluice_k8s_values::Ipv4Net;
 use sluice_proto::runtime::v1 as cri;
 use tokio::sync::watch;
 
@@ -98,14 +101,50 @@ pub fn rfc3339_from_nanos(ns: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// Post a pod event from this kubelet (best effort).
-pub(crate) async fn event(client: &kube::Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
-    let host = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default();
-    pods::post_event(client, pod, ty, reason, message, "kubelet", &host).await;
+/// The kubelet's event recorder: one per agent, shared by the pod workers, so repeats
+/// become a series of one Event (kube's [`Recorder`], `events.k8s.io/v1`).
+#[must_use]
+pub fn recorder(client: &kube::Client, cfg: &Config) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "kubelet".into(),
+            instance: Some(cfg.node_name.clone()),
+        },
+    )
+}
+
+/// Records an event about `pod`, or about one of its containers, through `recorder`
+/// (best effort: a failure is logged, not returned).
+///
+/// The `Recorder` folds a repeat into a series of the first Event, keyed by type, `action`,
+/// reason and the regarding object but not the note. So the regarding object names the
+/// container (`spec.containers{name}`, as upstream's kubelet does) and `action` the
+/// operation (`PullImage`, `ProbeLiveness`, ...): only the same outcome of the same
+/// operation on the same container folds into one series.
+pub(crate) async fn event(
+    recorder: &Recorder,
+    pod: &Pod,
+    container: Option<&str>,
+    type_: EventType,
+    action: &str,
+    reason: &str,
+    note: &str,
+) {
+    let mut regarding = pod.object_ref(&());
+    // The pod's resourceVersion moves with every status write; it must not split a series.
+    regarding.resource_version = None;
+    regarding.field_path = container.map(|c| format!("spec.containers{{{c}}}"));
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &regarding).await {
+        tracing::debug!(pod = %pods::name_of(pod), reason, error = %e, "recording an event");
+    }
 }
 
 /// DNS for pods: the host's resolv.conf (there is no cluster DNS add-on yet).
@@ -170,14 +209,10 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
                     tracing::warn!(error = %e, %range, "installing the unreachable route");
                 }
             }
-            match node::write_cni_config(&cfg.cni_conf_dir, cidr, &cfg.cni_data_dir) {
-                Ok(changed) => {
-                    if changed {
-                        tracing::info!(%cidr, dir = %cfg.cni_conf_dir.display(), "wrote CNI config");
-                    }
-                    cni_ok = true;
-                }
-                Err(e) => tracing::warn!(error = %e, "writing CNI config"),
+            // Parsed as the plugin will: a conflist it refuses must not make the node Ready.
+            match crate::cni::parse_pod_cidr(cidr) {
+                Ok(net) => cni_ok = write_cni_config(&cfg, net),
+                Err(e) => tracing::warn!(error = %e, %cidr, "the Node's podCIDR cannot be used"),
             }
         }
         let (rt, net, msg) = node::runtime_ready(&mut cri).await;
@@ -201,6 +236,22 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
             Duration::from_secs(10)
         })
         .await;
+    }
+}
+
+/// Writes the conflist for `pod_cidr`; whether it is in place.
+fn write_cni_config(cfg: &Config, pod_cidr: Ipv4Net) -> bool {
+    match node::write_cni_config(&cfg.cni_conf_dir, pod_cidr, &cfg.cni_data_dir) {
+        Ok(changed) => {
+            if changed {
+                tracing::info!(%pod_cidr, dir = %cfg.cni_conf_dir.display(), "wrote CNI config");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "writing CNI config");
+            false
+        }
     }
 }
 
@@ -272,6 +323,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
     tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
     tokio::spawn(heartbeat(cfg.clone(), client.clone(), cri.clone()));
 
+    let recorder = recorder(&client, &cfg);
     let pods: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
     let mut events = watcher(pods, wc).boxed();
@@ -295,7 +347,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
                         if let Some(seen) = relist.as_mut() {
                             seen.push(pod.metadata.uid.clone().unwrap_or_default());
                         }
-                        deliver(&cfg, &client, &cri, &mut workers, pod);
+                        deliver(&cfg, &client, &recorder, &cri, &mut workers, pod);
                     }
                     Ok(watcher::Event::InitDone) => {
                         listed = true;
@@ -307,7 +359,9 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
                             }
                         }
                     }
-                    Ok(watcher::Event::Apply(pod)) => deliver(&cfg, &client, &cri, &mut workers, pod),
+                    Ok(watcher::Event::Apply(pod)) => {
+                        deliver(&cfg, &client, &recorder, &cri, &mut workers, pod);
+                    }
                     Ok(watcher::Event::Delete(pod)) => {
                         if let Some(tx) = workers.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
                             let _ = tx.send(None);
@@ -326,6 +380,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
 fn deliver(
     cfg: &Arc<Config>,
     client: &kube::Client,
+    recorder: &Recorder,
     cri: &sluice_proto::Clients,
     workers: &mut HashMap<String, watch::Sender<Option<Pod>>>,
     pod: Pod,
@@ -342,7 +397,13 @@ fn deliver(
         return;
     }
     let (tx, rx) = watch::channel(Some(pod));
-    let worker = pods::Worker::new(uid.clone(), cfg.clone(), client.clone(), cri.clone());
+    let worker = pods::Worker::new(
+        uid.clone(),
+        cfg.clone(),
+        client.clone(),
+        recorder.clone(),
+        cri.clone(),
+    );
     tokio::spawn(worker.run(rx));
     workers.insert(uid, tx);
 }

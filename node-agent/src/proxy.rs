@@ -80,6 +80,9 @@ pub enum ProxyError {
 pub struct Progress {
     /// Number of successful applies so far; 0 until the first.
     pub generation: u64,
+    /// Passes that were due but applied nothing because a store had not completed its
+    /// initial list yet (what "nothing is applied before both stores listed" looks like).
+    pub held_back: u64,
     /// When the last successful apply finished.
     pub applied_at: Option<Instant>,
     /// Frontends in the last applied state.
@@ -235,7 +238,9 @@ pub async fn run<D: DatapathOps + Send + 'static>(
             }
             () = sleep_until(due) => {
                 due = None;
-                if services_listed && slices_listed && !proxy.sync(&services, &slices) {
+                if !(services_listed && slices_listed) {
+                    proxy.progress.send_modify(|p| p.held_back += 1);
+                } else if !proxy.sync(&services, &slices) {
                     due = Some(Instant::now() + opts.retry);
                 }
             }

@@ -1,14 +1,13 @@
 //! The plugin's inputs: the `CNI_*` environment and the network config on stdin.
 
 use std::{
-    fmt,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    str::FromStr,
 };
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+use sluice_k8s_values::{Ipv4Net, cidr};
 
 use super::CniError;
 
@@ -20,6 +19,13 @@ pub const LATEST_VERSION: &str = "1.1.0";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/sluice/cni";
 /// Default `mtu`.
 pub const DEFAULT_MTU: u32 = 1500;
+/// The plugin's policy for `podCIDR`: at least one pod address besides the network,
+/// gateway and broadcast addresses (a /30).
+pub const POD_CIDR_MAX_PREFIX: u8 = 30;
+/// The conflist the node agent writes into the runtime's CNI conf dir.
+pub const CONFLIST_FILE: &str = "10-sluice.conflist";
+/// The network's name in that conflist (also its IPAM directory under `dataDir`).
+pub const NETWORK_NAME: &str = "sluice";
 
 /// A CNI verb (`CNI_COMMAND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,76 +169,6 @@ fn validate_ifname(name: &str) -> Result<(), CniError> {
     }
 }
 
-/// An IPv4 prefix such as `10.244.0.0/24` (host bits must be zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    len: u8,
-}
-
-impl Ipv4Net {
-    /// The network address.
-    #[must_use]
-    pub fn network(self) -> Ipv4Addr {
-        self.addr
-    }
-
-    /// The prefix length.
-    #[must_use]
-    pub fn prefix_len(self) -> u8 {
-        self.len
-    }
-
-    fn mask(self) -> u32 {
-        if self.len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.len))
-        }
-    }
-
-    /// The broadcast (last) address.
-    #[must_use]
-    pub fn broadcast(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    /// Whether `ip` lies in this prefix.
-    #[must_use]
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not an IPv4 CIDR (a.b.c.d/n)"))?;
-        let addr: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{s:?}: {addr:?} is not an IPv4 address"))?;
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("{s:?}: prefix length must be 0..=32"))?;
-        let net = Self { addr, len };
-        if u32::from(addr) & !net.mask() != 0 {
-            return Err(format!("{s:?} has host bits set"));
-        }
-        Ok(net)
-    }
-}
-
 /// One entry of `cni.dev/valid-attachments` (GC).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 pub struct Attachment {
@@ -330,17 +266,11 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let (cni_version, doc) = decode_versioned(stdin)?;
     let raw: RawConf = serde_json::from_value(doc).map_err(|e| CniError::config(format!("{e}")))?;
     validate_name(&raw.name)?;
-    let pod_cidr: Ipv4Net = raw
-        .pod_cidr
-        .as_deref()
-        .ok_or_else(|| CniError::config("podCIDR is required"))?
-        .parse()
-        .map_err(|e| CniError::config(format!("podCIDR: {e}")))?;
-    if pod_cidr.prefix_len() > 30 {
-        return Err(CniError::config(format!(
-            "podCIDR {pod_cidr} is too small (the longest prefix is /30)"
-        )));
-    }
+    let pod_cidr = parse_pod_cidr(
+        raw.pod_cidr
+            .as_deref()
+            .ok_or_else(|| CniError::config("podCIDR is required"))?,
+    )?;
     let gateway = match raw.gateway.as_deref() {
         Some(g) => {
             let g: Ipv4Addr = g
@@ -351,14 +281,15 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
                     "gateway {g} is not a unicast address"
                 )));
             }
-            if pod_cidr.contains(g) && (g == pod_cidr.network() || g == pod_cidr.broadcast()) {
+            if pod_cidr.contains(&g) && (g == pod_cidr.network() || g == pod_cidr.broadcast()) {
                 return Err(CniError::config(format!(
                     "gateway {g} is the network or broadcast address of {pod_cidr}"
                 )));
             }
             g
         }
-        None => Ipv4Addr::from(u32::from(pod_cidr.network()) + 1),
+        // A /30 or larger always has a first host address.
+        None => cidr::nth(pod_cidr, 1).unwrap_or(pod_cidr.network()),
     };
     let mtu = raw.mtu.unwrap_or(DEFAULT_MTU);
     if !(68..=65_535).contains(&mtu) {
@@ -383,6 +314,80 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         prev_result: raw.prev_result,
         valid_attachments: raw.valid_attachments,
     })
+}
+
+/// Parses a `podCIDR` as the plugin accepts it: a network (host bits zero, so the config
+/// names it exactly) of at most [`POD_CIDR_MAX_PREFIX`].
+///
+/// # Errors
+/// [`CniError::InvalidConfig`] (code 7).
+pub fn parse_pod_cidr(s: &str) -> Result<Ipv4Net, CniError> {
+    cidr::parse_network(s)
+        .and_then(|net| cidr::check_prefix(net, POD_CIDR_MAX_PREFIX))
+        .map_err(|e| CniError::config(format!("podCIDR: {e}")))
+}
+
+/// One node's sluice network, rendered as the conflist the runtime reads ([`Network::conflist`])
+/// and as the config the runtime hands the plugin from it ([`Network::plugin_config`]).
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// `name` of the list (default [`NETWORK_NAME`]).
+    pub name: String,
+    /// `cniVersion` of the list (default 1.0.0, what containerd 1.6 speaks).
+    pub cni_version: String,
+    /// The node's pod range.
+    pub pod_cidr: Ipv4Net,
+    /// The plugin's `dataDir`.
+    pub data_dir: PathBuf,
+    /// The plugin's `mtu`; `None` leaves the plugin's default.
+    pub mtu: Option<u32>,
+}
+
+impl Network {
+    /// The network for `pod_cidr` with its IPAM state under `data_dir`.
+    #[must_use]
+    pub fn new(pod_cidr: Ipv4Net, data_dir: &Path) -> Self {
+        Self {
+            name: NETWORK_NAME.to_owned(),
+            cni_version: "1.0.0".to_owned(),
+            pod_cidr,
+            data_dir: data_dir.to_path_buf(),
+            mtu: None,
+        }
+    }
+
+    /// The sluice plugin's entry in the list.
+    fn plugin(&self) -> Value {
+        let mut plugin = json!({
+            "type": "sluice-cni",
+            "podCIDR": self.pod_cidr.to_string(),
+            "dataDir": self.data_dir,
+        });
+        if let Some(mtu) = self.mtu {
+            plugin["mtu"] = json!(mtu);
+        }
+        plugin
+    }
+
+    /// The conflist: the sluice plugin, then `loopback`.
+    #[must_use]
+    pub fn conflist(&self) -> Value {
+        json!({
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "plugins": [self.plugin(), {"type": "loopback"}],
+        })
+    }
+
+    /// What a runtime (libcni) passes the sluice plugin from [`Network::conflist`]: the
+    /// plugin's entry with the list's `cniVersion` and `name` copied in.
+    #[must_use]
+    pub fn plugin_config(&self) -> Value {
+        let mut conf = self.plugin();
+        conf["cniVersion"] = json!(self.cni_version);
+        conf["name"] = json!(self.name);
+        conf
+    }
 }
 
 /// The spec: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`; it also names a directory.

@@ -16,11 +16,9 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use sluice_k8s_values::Ipv4Net;
 
-use super::{
-    CniError,
-    config::{Attachment, Ipv4Net},
-};
+use super::{CniError, config::Attachment};
 
 const STATE_FILE: &str = "allocations.json";
 const LOCK_FILE: &str = "lock";
@@ -260,7 +258,7 @@ mod tests {
         Pool::new(
             dir.to_path_buf(),
             cidr,
-            Ipv4Addr::from(u32::from(cidr.network()) + 1),
+            sluice_k8s_values::cidr::nth(cidr, 1).unwrap(),
         )
     }
 

@@ -112,3 +112,30 @@ fn legacy_results_carry_ip_version() {
     );
     assert_eq!(r.for_version("1.0.0").ips[0].version, None);
 }
+
+#[test]
+fn the_rendered_config_is_what_the_plugin_accepts() {
+    let net = Network {
+        mtu: Some(1400),
+        ..Network::new(
+            parse_pod_cidr("10.9.0.0/24").unwrap(),
+            Path::new("/var/lib/x"),
+        )
+    };
+    let list = net.conflist();
+    assert_eq!(list["cniVersion"], "1.0.0");
+    assert_eq!(list["name"], NETWORK_NAME);
+    assert_eq!(list["plugins"][0]["type"], "sluice-cni");
+    assert_eq!(list["plugins"][1]["type"], "loopback");
+    let conf = config::parse(net.plugin_config().to_string().as_bytes()).unwrap();
+    assert_eq!(conf.pod_cidr.to_string(), "10.9.0.0/24");
+    assert_eq!(conf.name, NETWORK_NAME);
+    assert_eq!(conf.cni_version, "1.0.0");
+    assert_eq!(conf.mtu, 1400);
+    assert_eq!(conf.data_dir, Path::new("/var/lib/x"));
+    assert_eq!(conf.gateway, Ipv4Addr::new(10, 9, 0, 1));
+    // The plugin's podCIDR policy: a network, at most a /30.
+    assert!(parse_pod_cidr("10.9.0.0/30").is_ok());
+    assert!(parse_pod_cidr("10.9.0.0/31").is_err());
+    assert!(parse_pod_cidr("10.9.0.1/24").is_err());
+}

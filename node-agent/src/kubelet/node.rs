@@ -10,7 +10,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice_proto::runtime::v1 as cri;
 
+use sluice_k8s_values::Ipv4Net;
+
 use super::{Config, KubeletError, now};
+use crate::cni;
 
 /// Machine capacity as the Node reports it.
 #[must_use]
@@ -136,22 +139,19 @@ pub fn ensure_unreachable_route(cidr: &str) -> std::io::Result<()> {
 }
 
 /// Write the CNI conflist for this node's podCIDR (atomically; only when it changes).
-pub fn write_cni_config(conf_dir: &Path, pod_cidr: &str, data_dir: &Path) -> std::io::Result<bool> {
+pub fn write_cni_config(
+    conf_dir: &Path,
+    pod_cidr: Ipv4Net,
+    data_dir: &Path,
+) -> std::io::Result<bool> {
     std::fs::create_dir_all(conf_dir)?;
-    let path = conf_dir.join("10-sluice.conflist");
-    let body = serde_json::to_string_pretty(&json!({
-        "cniVersion": "1.0.0",
-        "name": "sluice",
-        "plugins": [
-            {"type": "sluice-cni", "podCIDR": pod_cidr, "dataDir": data_dir.display().to_string()},
-            {"type": "loopback"},
-        ],
-    }))
-    .map_err(std::io::Error::other)?;
+    let path = conf_dir.join(cni::CONFLIST_FILE);
+    let body = serde_json::to_string_pretty(&cni::Network::new(pod_cidr, data_dir).conflist())
+        .map_err(std::io::Error::other)?;
     if std::fs::read_to_string(&path).is_ok_and(|old| old == body) {
         return Ok(false);
     }
-    let tmp = conf_dir.join(".10-sluice.conflist.tmp");
+    let tmp = conf_dir.join(format!(".{}.tmp", cni::CONFLIST_FILE));
     std::fs::write(&tmp, &body)?;
     std::fs::rename(&tmp, &path)?;
     Ok(true)
@@ -263,14 +263,18 @@ mod tests {
     fn cni_config_is_written_once_per_change() {
         let d = std::env::temp_dir().join(format!("sluice-cni-conf-{}", std::process::id()));
         let data = Path::new("/var/lib/sluice/cni");
-        assert!(write_cni_config(&d, "10.244.0.0/24", data).unwrap());
-        assert!(!write_cni_config(&d, "10.244.0.0/24", data).unwrap());
-        assert!(write_cni_config(&d, "10.244.1.0/24", data).unwrap());
+        let net = |s: &str| cni::parse_pod_cidr(s).unwrap();
+        assert!(write_cni_config(&d, net("10.244.0.0/24"), data).unwrap());
+        assert!(!write_cni_config(&d, net("10.244.0.0/24"), data).unwrap());
+        assert!(write_cni_config(&d, net("10.244.1.0/24"), data).unwrap());
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(d.join("10-sluice.conflist")).unwrap())
                 .unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
+        assert_eq!(v["name"], "sluice");
+        assert_eq!(v["plugins"][0]["type"], "sluice-cni");
         assert_eq!(v["plugins"][0]["podCIDR"], "10.244.1.0/24");
+        assert_eq!(v["plugins"][0]["dataDir"], "/var/lib/sluice/cni");
         assert_eq!(v["plugins"][1]["type"], "loopback");
         let _ = std::fs::remove_dir_all(d);
     }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{EventType, Recorder};
 use serde_json::{Value, json};
 use sluice_proto::runtime::v1 as cri;
 use tokio::sync::watch;
@@ -49,6 +50,7 @@ pub struct Worker {
     uid: String,
     cfg: std::sync::Arc<Config>,
     client: kube::Client,
+    recorder: Recorder,
     cri: sluice_proto::Clients,
     memo: HashMap<String, Memo>,
     start_time: Option<String>,
@@ -79,17 +81,19 @@ fn grace_of(pod: &Pod) -> i64 {
 }
 
 impl Worker {
-    /// A worker for one pod.
+    /// A worker for one pod; `recorder` is the kubelet's (see [`super::recorder`]).
     pub fn new(
         uid: String,
         cfg: std::sync::Arc<Config>,
         client: kube::Client,
+        recorder: Recorder,
         cri: sluice_proto::Clients,
     ) -> Self {
         Self {
             uid,
             cfg,
             client,
+            recorder,
             cri,
             memo: HashMap::new(),
             start_time: None,
@@ -97,6 +101,19 @@ impl Worker {
             sandbox_error: None,
             acted: false,
         }
+    }
+
+    /// Records an event about the pod or one of its containers (see [`super::event`]).
+    async fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        type_: EventType,
+        action: &str,
+        reason: &str,
+        note: &str,
+    ) {
+        super::event(&self.recorder, pod, container, type_, action, reason, note).await;
     }
 
     /// Run until the pod is gone and its runtime objects are removed.
@@ -285,8 +302,15 @@ impl Worker {
             Err(e) => {
                 let msg = format!("Failed to create pod sandbox: {}", e.message());
                 if self.sandbox_error.as_deref() != Some(msg.as_str()) {
-                    super::event(&self.client, pod, "Warning", "FailedCreatePodSandBox", &msg)
-                        .await;
+                    self.event(
+                        pod,
+                        None,
+                        EventType::Warning,
+                        "CreatePodSandbox",
+                        "FailedCreatePodSandBox",
+                        &msg,
+                    )
+                    .await;
                 }
                 self.sandbox_error = Some(msg);
             }
@@ -393,10 +417,11 @@ impl Worker {
             .await
         {
             Ok(_) => {
-                super::event(
-                    &self.client,
+                self.event(
                     pod,
-                    "Normal",
+                    Some(&c.name),
+                    EventType::Normal,
+                    "PullImage",
                     "Pulled",
                     &format!("Successfully pulled image \"{image}\""),
                 )
@@ -405,7 +430,15 @@ impl Worker {
             }
             Err(e) => {
                 let msg = format!("Failed to pull image \"{image}\": {}", e.message());
-                super::event(&self.client, pod, "Warning", "Failed", &msg).await;
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    EventType::Warning,
+                    "PullImage",
+                    "Failed",
+                    &msg,
+                )
+                .await;
                 Err(("ErrImagePull".into(), msg))
             }
         }
@@ -476,10 +509,11 @@ impl Worker {
         {
             Ok(_) => {
                 self.memo.entry(c.name.clone()).or_default().waiting = None;
-                super::event(
-                    &self.client,
+                self.event(
                     pod,
-                    "Normal",
+                    Some(&c.name),
+                    EventType::Normal,
+                    "StartContainer",
                     "Started",
                     &format!("Started container {}", c.name),
                 )
@@ -495,10 +529,11 @@ impl Worker {
     /// A container could not be created or started: say so in an event and in its
     /// waiting state.
     async fn container_failed(&mut self, pod: &Pod, container: &str, reason: &str, message: &str) {
-        super::event(
-            &self.client,
+        self.event(
             pod,
-            "Warning",
+            Some(container),
+            EventType::Warning,
+            "StartContainer",
             "Failed",
             &format!("Error: {message}"),
         )
@@ -619,7 +654,15 @@ impl Worker {
                     name_of(pod)
                 );
                 memo.waiting = Some(("CrashLoopBackOff".into(), msg.clone()));
-                super::event(&self.client, pod, "Warning", "BackOff", &msg).await;
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    EventType::Warning,
+                    "RestartContainer",
+                    "BackOff",
+                    &msg,
+                )
+                .await;
             }
             Some(t) if now < t => {}
             Some(_) => {
@@ -686,10 +729,11 @@ impl Worker {
                         || memo.readiness_ok.is_none()
                     {
                         if memo.readiness_ok != Some(false) {
-                            super::event(
-                                &self.client,
+                            self.event(
                                 pod,
-                                "Warning",
+                                Some(&c.name),
+                                EventType::Warning,
+                                "ProbeReadiness",
                                 "Unhealthy",
                                 &format!("Readiness probe failed: {why}"),
                             )
@@ -712,18 +756,20 @@ impl Worker {
                     memo.liveness_failures += 1;
                     if memo.liveness_failures >= p.failure_threshold.unwrap_or(3) {
                         memo.liveness_failures = 0;
-                        super::event(
-                            &self.client,
+                        self.event(
                             pod,
-                            "Warning",
+                            Some(&c.name),
+                            EventType::Warning,
+                            "ProbeLiveness",
                             "Unhealthy",
                             &format!("Liveness probe failed: {why}"),
                         )
                         .await;
-                        super::event(
-                            &self.client,
+                        self.event(
                             pod,
-                            "Normal",
+                            Some(&c.name),
+                            EventType::Normal,
+                            "KillContainer",
                             "Killing",
                             &format!(
                                 "Container {} failed liveness probe, will be restarted",
@@ -991,36 +1037,6 @@ pub(super) fn name_of(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.name.as_deref().unwrap_or_default()
     )
-}
-
-/// Post an event about a pod (best effort).
-pub(super) async fn post_event(
-    client: &kube::Client,
-    pod: &Pod,
-    ty: &str,
-    reason: &str,
-    message: &str,
-    component: &str,
-    host: &str,
-) {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let t = now();
-    let ev = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{}.", pod.metadata.name.as_deref().unwrap_or("pod")), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": pod.metadata.name, "uid": pod.metadata.uid},
-        "reason": reason, "message": message, "type": ty, "count": 1,
-        "firstTimestamp": t, "lastTimestamp": t,
-        "source": {"component": component, "host": host}, "reportingComponent": component, "reportingInstance": host,
-    });
-    if let Ok(ev) = serde_json::from_value(ev) {
-        let _ = api.create(&PostParams::default(), &ev).await;
-    }
 }
 
 #[cfg(test)]

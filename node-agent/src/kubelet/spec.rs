@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
+use sluice_k8s_values::quantity;
 use sluice_proto::runtime::v1 as cri;
 
 /// Label keys the kubelet puts on sandboxes and containers (upstream's names).
@@ -20,36 +21,15 @@ pub const LABEL_MANAGED: &str = "io.sluice.managed";
 /// Default CFS period (µs).
 const CPU_PERIOD: i64 = 100_000;
 
-/// Parse a Kubernetes quantity into an integer in the given scale: `milli` for CPU
-/// (millicores), bytes otherwise. Returns `None` on malformed input.
-#[must_use]
-pub fn parse_quantity(q: &str, milli: bool) -> Option<i64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "m" => 0.001,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    let v = value * mult * if milli { 1000.0 } else { 1.0 };
-    if !v.is_finite() || v < 0.0 {
-        return None;
-    }
-    // Round up, as upstream does for fractional values.
-    #[allow(clippy::cast_possible_truncation)]
-    Some(v.ceil() as i64)
+/// A CPU quantity in millicores (upstream's `MilliValue`); `None` when malformed or
+/// negative, which the runtime then treats as unset.
+fn cpu_millis(q: &str) -> Option<i64> {
+    quantity::milli_value(q).ok().filter(|m| *m >= 0)
+}
+
+/// A quantity in its base unit, e.g. bytes (upstream's `Value`); `None` as [`cpu_millis`].
+fn base_units(q: &str) -> Option<i64> {
+    quantity::value(q).ok().filter(|v| *v >= 0)
 }
 
 /// CPU requests/limits and memory limits as the runtime wants them.
@@ -66,9 +46,9 @@ pub fn linux_resources(c: &Container) -> cri::LinuxContainerResources {
     };
     let cpu_request = get("requests", "cpu")
         .or_else(|| get("limits", "cpu"))
-        .and_then(|q| parse_quantity(&q, true));
-    let cpu_limit = get("limits", "cpu").and_then(|q| parse_quantity(&q, true));
-    let mem_limit = get("limits", "memory").and_then(|q| parse_quantity(&q, false));
+        .and_then(|q| cpu_millis(&q));
+    let cpu_limit = get("limits", "cpu").and_then(|q| cpu_millis(&q));
+    let mem_limit = get("limits", "memory").and_then(|q| base_units(&q));
     // cpu.shares = millicores * 1024 / 1000, at least 2 (upstream MilliCPUToShares).
     let shares = cpu_request.map_or(2, |m| (m * 1024 / 1000).max(2));
     let quota = cpu_limit.map_or(0, |m| (m * CPU_PERIOD / 1000).max(1000));
@@ -354,12 +334,8 @@ fn resource_field(c: &Container, resource: &str) -> String {
     let q = m
         .and_then(|m| m.get(name).map(|q| q.0.clone()))
         .unwrap_or_default();
-    match name {
-        "cpu" => {
-            parse_quantity(&q, true).map_or_else(String::new, |m| ((m + 999) / 1000).to_string())
-        }
-        _ => parse_quantity(&q, false).map_or_else(String::new, |b| b.to_string()),
-    }
+    // Divisor 1: whole cores (rounded up) for cpu, bytes for memory.
+    base_units(&q).map_or_else(String::new, |v| v.to_string())
 }
 
 /// Expand `$(NAME)` against earlier variables; `$$` escapes.
@@ -496,14 +472,22 @@ mod tests {
 
     #[test]
     fn quantities() {
-        assert_eq!(parse_quantity("250m", true), Some(250));
-        assert_eq!(parse_quantity("1", true), Some(1000));
-        assert_eq!(parse_quantity("0.5", true), Some(500));
-        assert_eq!(parse_quantity("128Mi", false), Some(134_217_728));
-        assert_eq!(parse_quantity("1G", false), Some(1_000_000_000));
-        assert_eq!(parse_quantity("1e3", false), Some(1000));
-        assert_eq!(parse_quantity("12x", false), None);
-        assert_eq!(parse_quantity("-1", false), None);
+        assert_eq!(cpu_millis("250m"), Some(250));
+        assert_eq!(cpu_millis("1"), Some(1000));
+        assert_eq!(cpu_millis("0.5"), Some(500));
+        assert_eq!(
+            cpu_millis("500000u"),
+            Some(500),
+            "the old f64 parser refused u"
+        );
+        assert_eq!(cpu_millis("1n"), Some(1), "and n");
+        assert_eq!(base_units("128Mi"), Some(134_217_728));
+        assert_eq!(base_units("1G"), Some(1_000_000_000));
+        assert_eq!(base_units("1e3"), Some(1000));
+        assert_eq!(base_units("1Pi"), Some(1 << 50), "and Pi");
+        assert_eq!(base_units("12x"), None);
+        assert_eq!(base_units("-1"), None, "a negative limit is no limit");
+        assert_eq!(cpu_millis("-1"), None);
     }
 
     #[test]
