@@ -2,6 +2,7 @@
 //! the local images, the control plane, the node agent), in a temporary state dir, stopped
 //! with SIGINT like a user's Ctrl-C.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -99,7 +100,7 @@ impl Cluster {
                 ),
             }
             assert!(
-                started.elapsed() < Duration::from_secs(240),
+                started.elapsed() < Duration::from_mins(4),
                 "cluster not ready in 240 s:\n{}",
                 cluster.logs()
             );
@@ -114,19 +115,26 @@ impl Cluster {
     }
 
     /// containerd's socket (from the config `up` generated).
+    ///
+    /// # Panics
+    /// When the config cannot be read or names no socket.
     #[must_use]
     pub fn containerd_socket(&self) -> PathBuf {
-        let config = std::fs::read_to_string(self.state.path().join("containerd/config.toml"))
-            .unwrap_or_default();
-        let line = config
+        let path = self.state.path().join("containerd/config.toml");
+        let config = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        config
             .lines()
             .find(|l| l.trim_start().starts_with("address = \"/"))
-            .unwrap_or_default();
-        PathBuf::from(line.split('"').nth(1).unwrap_or_default())
+            .and_then(|l| l.split('"').nth(1))
+            .map_or_else(
+                || panic!("no socket address in {}:\n{config}", path.display()),
+                PathBuf::from,
+            )
     }
 
     /// Run a command inside a pod's first container (through containerd, as `kubectl exec` would
-    /// through the kubelet); returns (exit success, stdout).
+    /// through the kubelet); returns (exit success, stdout). `ctr`'s stderr goes to ours.
     pub fn exec_in_pod(&self, pod: &str, cmd: &[&str]) -> (bool, String) {
         let out = self.kubectl_ok(&[
             "get",
@@ -136,6 +144,7 @@ impl Cluster {
             "jsonpath={.status.containerStatuses[0].containerID}",
         ]);
         let id = out.trim().trim_start_matches("containerd://").to_string();
+        assert!(!id.is_empty(), "pod {pod} has no container id yet");
         let exec_id = format!("e2e-{}", rand::random::<u32>());
         let out = Command::new("ctr")
             .arg("--address")
@@ -143,8 +152,9 @@ impl Cluster {
             .args(["-n", "k8s.io", "tasks", "exec", "--exec-id", &exec_id, &id])
             .args(cmd)
             .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
             .output()
-            .expect("ctr tasks exec");
+            .expect("run ctr tasks exec");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -154,14 +164,7 @@ impl Cluster {
     /// Pids of processes whose command line mentions this cluster's state dir and `needle`.
     #[must_use]
     pub fn pids_of(&self, needle: &str) -> Vec<u32> {
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("{needle}.*{}", self.state.path().display())])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        pgrep(&format!("{needle}.*{}", self.state.path().display()))
     }
 
     /// What `up` printed plus the daemons' logs (for failure messages).
@@ -176,7 +179,7 @@ impl Cluster {
             let p = self.state.path().join(f);
             if let Ok(text) = std::fs::read_to_string(&p) {
                 let tail: Vec<&str> = text.lines().rev().take(60).collect();
-                s.push_str(&format!("\n--- {} (last 60 lines) ---\n", p.display()));
+                let _ = writeln!(s, "\n--- {} (last 60 lines) ---", p.display());
                 s.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
             }
         }
@@ -186,8 +189,7 @@ impl Cluster {
     /// kubectl against the cluster.
     #[must_use]
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        let kubectl = std::env::var("SLUICE_KUBECTL").unwrap_or_else(|_| "kubectl".into());
-        Command::new(kubectl)
+        Command::new(crate::kubectl_program())
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.state.path().join("kube-cache"))
@@ -220,6 +222,10 @@ impl Cluster {
     }
 
     /// A kube-rs client.
+    #[expect(
+        clippy::unused_async,
+        reason = "callers (tests and benchmarks) await it, as they would a real connect"
+    )]
     pub async fn client(&self) -> kube::Client {
         let uri: http::Uri = format!("http://{}", self.addr).parse().expect("uri");
         kube::Client::try_from(kube::Config::new(uri)).expect("client")
@@ -248,6 +254,58 @@ impl Cluster {
         let _ = child.wait();
         false
     }
+}
+
+/// Pids of processes whose full command line matches `pattern` (`pgrep -f`).
+///
+/// # Panics
+/// When pgrep fails (it exits 1 for "no process", which is not a failure).
+#[must_use]
+pub fn pgrep(pattern: &str) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("run pgrep");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "pgrep -f {pattern} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("pgrep printed {l:?}: {e}"))
+        })
+        .collect()
+}
+
+/// The tools a test that starts a [`Cluster`] needs besides root: what `xtask up` runs
+/// (containerd, runc, the image tools, kubectl, `ip`) and what the cluster helpers run.
+pub const CLUSTER_TOOLS: &[&str] = &[
+    "containerd",
+    "ctr",
+    "runc",
+    "umoci",
+    "tar",
+    // The images' contents, as xtask/src/images.rs names them.
+    "/bin/busybox",
+    "/usr/bin/catatonit",
+    "kubectl",
+    "ip",
+    "pgrep",
+    "kill",
+];
+
+/// `test` starts a [`Cluster`] (plus `extra` tools): fails under CI when it cannot, else
+/// reports the test as skipped (the test must then return).
+#[must_use]
+pub fn require_cluster(test: &str, extra: &[&str]) -> bool {
+    let tools: Vec<&str> = CLUSTER_TOOLS.iter().chain(extra).copied().collect();
+    sluice_test_util::require_root_and_tools(test, &tools)
+        && (crate::kubectl_program() == "kubectl" || crate::require_kubectl(test))
 }
 
 impl Drop for Cluster {

@@ -146,8 +146,7 @@ impl ControlPlane {
     /// A `kubectl` command pointed at this server, with its own cache dir.
     #[must_use]
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let kubectl = std::env::var("SLUICE_KUBECTL").unwrap_or_else(|_| "kubectl".into());
-        let mut c = Command::new(kubectl);
+        let mut c = Command::new(crate::kubectl_program());
         c.args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
@@ -195,6 +194,10 @@ impl ControlPlane {
     }
 
     /// A kube-rs client for this server.
+    #[expect(
+        clippy::unused_async,
+        reason = "callers (tests and benchmarks) await it, as they would a real connect"
+    )]
     pub async fn client(&self) -> kube::Client {
         let uri: http::Uri = format!("http://{}", self.addr).parse().expect("uri");
         kube::Client::try_from(kube::Config::new(uri)).expect("kube client")

@@ -45,6 +45,24 @@ pub fn bin_dir() -> std::path::PathBuf {
     }
 }
 
+/// The kubectl the tests run: `SLUICE_KUBECTL`, else `kubectl` on `PATH`.
+#[must_use]
+pub fn kubectl_program() -> String {
+    std::env::var("SLUICE_KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+/// `test` drives [`kubectl_program`]: fails under CI when it is missing,
+/// else reports the test as skipped (the test must then return).
+#[must_use]
+pub fn require_kubectl(test: &str) -> bool {
+    let kubectl = kubectl_program();
+    sluice_test_util::require(
+        test,
+        sluice_test_util::has_tool(&kubectl),
+        &format!("kubectl (`{kubectl}`, set SLUICE_KUBECTL to another one)"),
+    )
+}
+
 /// Path of a workspace binary; panics with the command to build it if missing.
 #[must_use]
 pub fn bin(name: &str) -> std::path::PathBuf {

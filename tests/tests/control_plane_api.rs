@@ -30,10 +30,14 @@ fn status_of(reply: &sluice_tests::http::Reply) -> (u16, String, String) {
     )
 }
 
+/// The number of `ConfigMaps` in `default`; a failed list fails the test (it is no "none").
 async fn count_configmaps(cp: &ControlPlane) -> usize {
-    cp.http("GET", CM, "application/json", b"").await.json()["items"]
+    let r = cp.http("GET", CM, "application/json", b"").await;
+    assert_eq!(r.code, 200, "list configmaps: {}", r.body);
+    r.json()["items"]
         .as_array()
-        .map_or(0, Vec::len)
+        .unwrap_or_else(|| panic!("a list without items: {}", r.body))
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +421,8 @@ async fn objects_survive_kill_9_and_versions_keep_rising() {
             .unwrap();
     }
     cp.restart().await;
-    let list = cp.http("GET", CM, "application/json", b"").await.json();
-    let names: Vec<&str> = list["items"]
+    let listed = cp.http("GET", CM, "application/json", b"").await.json();
+    let names: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()
         .iter()

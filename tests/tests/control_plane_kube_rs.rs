@@ -1,6 +1,6 @@
 //! The Deployment flows through kube-rs typed clients (create, rollout, scale subresource,
 //! image change, foreground/background delete), the scheduler's fit rules and its
-//! FailedScheduling events, and node IPAM, against the real control plane binary.
+//! `FailedScheduling` events, and node IPAM, against the real control plane binary.
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ async fn deployment_lifecycle_through_kube_rs() {
         .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
-    wait_for("rollout of 2", Duration::from_secs(60), || async {
+    wait_for("rollout of 2", Duration::from_mins(1), || async {
         rolled_out(&deps, "api", 2).await.then_some(())
     })
     .await;
@@ -66,7 +66,7 @@ async fn deployment_lifecycle_through_kube_rs() {
     .await
     .unwrap();
     assert_eq!(deps.get("api").await.unwrap().metadata.generation, Some(2));
-    wait_for("rollout of 4", Duration::from_secs(60), || async {
+    wait_for("rollout of 4", Duration::from_mins(1), || async {
         rolled_out(&deps, "api", 4).await.then_some(())
     })
     .await;
@@ -126,7 +126,7 @@ async fn deployment_lifecycle_through_kube_rs() {
         .unwrap();
     wait_for(
         "foreground delete to finish",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || async {
             let gone = deps.get_opt("api").await.ok()?.is_none();
             let rs_left = rss
@@ -150,7 +150,7 @@ async fn deployment_lifecycle_through_kube_rs() {
     deps.create(&PostParams::default(), &deployment("orphaned", 1, "img:1"))
         .await
         .unwrap();
-    wait_for("rollout of orphaned", Duration::from_secs(60), || async {
+    wait_for("rollout of orphaned", Duration::from_mins(1), || async {
         rolled_out(&deps, "orphaned", 1).await.then_some(())
     })
     .await;
@@ -177,6 +177,11 @@ async fn deployment_lifecycle_through_kube_rs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
+    if !sluice_tests::require_kubectl(
+        "scheduler_fits_resources_selectors_taints_and_reports_failures",
+    ) {
+        return;
+    }
     let cp = ControlPlane::start(&[]).await;
     let client = cp.client().await;
     let _kubelet = fake_kubelet::start(client.clone(), "node-a").await;
@@ -204,9 +209,16 @@ async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
         }
         serde_json::from_value(p).unwrap()
     };
+    // Where the pod is bound; an API error fails the test (it is no "not bound").
     let bound = |name: &'static str| {
         let pods = pods.clone();
-        async move { pods.get(name).await.ok()?.spec?.node_name }
+        async move {
+            pods.get(name)
+                .await
+                .unwrap_or_else(|e| panic!("get pod {name}: {e}"))
+                .spec?
+                .node_name
+        }
     };
 
     // Too big for a 4-CPU node.
@@ -291,7 +303,33 @@ async fn scheduler_fits_resources_selectors_taints_and_reports_failures() {
         .await
         .unwrap();
     pods.create(&PostParams::default(), &pod("late", json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}))).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait for the scheduler's verdict on the pod (bound, or PodScheduled=False with its
+    // reason), then check it is the cordon that kept the pod off.
+    let verdict = wait_for(
+        "the scheduler to decide on late",
+        Duration::from_secs(30),
+        || async {
+            let p = pods.get("late").await.ok()?;
+            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                return Some(Err(node));
+            }
+            p.status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+                .map(|c| Ok((c.reason, c.message)))
+        },
+    )
+    .await;
+    let (reason, message) = verdict
+        .unwrap_or_else(|node| panic!("late was bound to {node} while the node was cordoned"));
+    assert_eq!(reason.as_deref(), Some("Unschedulable"));
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("0/1 nodes are available") && m.contains("unschedulable")),
+        "{message:?}"
+    );
     assert_eq!(bound("late").await, None);
     nodes
         .patch(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_tests::cluster::Cluster;
+use sluice_tests::cluster::{self, Cluster};
 use sluice_tests::wait_for;
 
 const WEB: &str = r"
@@ -62,11 +62,7 @@ fn json(out: &str) -> Value {
 }
 
 fn host_veths() -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
+    sluice_test_util::stdout(std::process::Command::new("ip").args(["-o", "link", "show"]))
         .lines()
         .filter_map(|l| {
             l.split(": ")
@@ -91,6 +87,9 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_on_containerd_with_sluice_cni() {
+    if !cluster::require_cluster("pods_run_on_containerd_with_sluice_cni", &[]) {
+        return;
+    }
     let veths_before = host_veths();
     let mut cluster = Cluster::start();
     let nodes = json(&cluster.kubectl_ok(&["get", "nodes", "-o", "json"]));
@@ -153,7 +152,7 @@ async fn pods_run_on_containerd_with_sluice_cni() {
 
     // Liveness failures restart the container; readiness failures keep the pod unready.
     cluster.apply(PROBES);
-    wait_for("liveness restarts", Duration::from_secs(120), || async {
+    wait_for("liveness restarts", Duration::from_mins(2), || async {
         let p = json(&cluster.kubectl_ok(&["get", "pod", "liveness", "-o", "json"]));
         (p["status"]["containerStatuses"][0]["restartCount"]
             .as_i64()
@@ -176,7 +175,7 @@ async fn pods_run_on_containerd_with_sluice_cni() {
     );
     wait_for(
         "unready pod running but not ready",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || async {
             let p = json(&cluster.kubectl_ok(&["get", "pod", "unready", "-o", "json"]));
             let running = p["status"]["phase"] == "Running";
@@ -192,7 +191,7 @@ async fn pods_run_on_containerd_with_sluice_cni() {
     // Delete: containers stopped, sandboxes and veths removed, IPs freed, objects gone.
     cluster.kubectl_ok(&["delete", "deployment", "web", "--timeout=120s"]);
     cluster.kubectl_ok(&["delete", "pod", "liveness", "unready", "--timeout=120s"]);
-    wait_for("all pods gone", Duration::from_secs(120), || async {
+    wait_for("all pods gone", Duration::from_mins(2), || async {
         cluster
             .kubectl_ok(&["get", "pods", "-o", "name"])
             .trim()
@@ -200,7 +199,7 @@ async fn pods_run_on_containerd_with_sluice_cni() {
             .then_some(())
     })
     .await;
-    wait_for("veths removed", Duration::from_secs(60), || async {
+    wait_for("veths removed", Duration::from_mins(1), || async {
         let now: Vec<String> = host_veths()
             .into_iter()
             .filter(|v| !veths_before.contains(v))
@@ -218,7 +217,8 @@ async fn pods_run_on_containerd_with_sluice_cni() {
         cluster.state().display()
     );
     for a in alloc {
-        let text = std::fs::read_to_string(&a).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&a).unwrap_or_else(|e| panic!("read {}: {e}", a.display()));
         for p in &pods {
             let ip = p["status"]["podIP"].as_str().expect("ip");
             assert!(
@@ -240,27 +240,27 @@ async fn pods_run_on_containerd_with_sluice_cni() {
         .filter(|v| !veths_before.contains(v))
         .collect();
     assert!(leftover.is_empty(), "veths left behind: {leftover:?}");
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", &cluster.state().display().to_string()])
-        .output()
-        .expect("pgrep");
-    assert!(
-        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
-        "processes left behind: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    let left = cluster::pgrep(&cluster.state().display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
+/// Every file under `dir`; a directory that vanishes meanwhile (containerd is still running)
+/// is skipped, any other error fails the test.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => panic!("read dir {}: {e}", dir.display()),
+    };
+    for e in entries {
+        let p = e
+            .unwrap_or_else(|e| panic!("read dir {}: {e}", dir.display()))
+            .path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
         }
     }
     out

@@ -1,5 +1,5 @@
 //! End to end for the eBPF service proxy on a cluster started as `cargo xtask up` starts it:
-//! ClusterIP traffic from the host and from inside a pod reaches every ready backend,
+//! `ClusterIP` traffic from the host and from inside a pod reaches every ready backend,
 //! scaling keeps every request succeeding, a deleted Service leaves no map entry, and a node
 //! agent restart under load drops no request. No iptables or nftables rule is involved.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_tests::cluster::Cluster;
+use sluice_tests::cluster::{self, Cluster};
 use sluice_tests::wait_for;
 
 const APP: &str = r"
@@ -73,43 +73,60 @@ fn ready_endpoints(cluster: &Cluster) -> usize {
         .count()
 }
 
+/// The VIPs (first 4 key bytes) in the pinned service map; panics when bpftool fails or
+/// prints anything but a list of entries with byte keys.
 fn pinned_service_keys(node: &str) -> Vec<[u8; 4]> {
-    let out = std::process::Command::new("bpftool")
-        .args([
-            "-j",
-            "map",
-            "dump",
-            "pinned",
-            &format!("/sys/fs/bpf/sluice/{node}/sluice_svc_v1"),
-        ])
-        .output()
-        .expect("bpftool");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let out = sluice_test_util::stdout(std::process::Command::new("bpftool").args([
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        &format!("/sys/fs/bpf/sluice/{node}/sluice_svc_v1"),
+    ]));
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {out}"));
     v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let key = e["key"].as_array()?;
-            let b = |i: usize| -> Option<u8> {
-                u8::from_str_radix(key.get(i)?.as_str()?.trim_start_matches("0x"), 16).ok()
-            };
-            Some([b(0)?, b(1)?, b(2)?, b(3)?])
+        .unwrap_or_else(|| panic!("bpftool printed no list of entries: {out}"))
+        .iter()
+        .map(|e| {
+            std::array::from_fn(|i| {
+                e["key"][i]
+                    .as_str()
+                    .and_then(|t| u8::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                    .unwrap_or_else(|| panic!("unexpected map entry: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// The iptables rules (`iptables-save`), without comments (they carry a timestamp) and
+/// without the chains' packet counters: what differs only when a rule or chain does.
+fn iptables_rules() -> Vec<String> {
+    sluice_test_util::stdout(&mut std::process::Command::new("iptables-save"))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.strip_prefix(':') {
+            Some(chain) => format!(":{}", chain.rsplit_once(" [").map_or(chain, |(c, _)| c)),
+            None => l.to_owned(),
         })
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_ip_services_through_ebpf() {
+    if !cluster::require_cluster(
+        "cluster_ip_services_through_ebpf",
+        &["bpftool", "iptables-save"],
+    ) {
+        return;
+    }
     let cluster = Cluster::start();
     let node = cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
-    let rules_before = std::process::Command::new("iptables-save")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
+    let rules_before = iptables_rules();
 
     cluster.apply(APP);
     cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
-    wait_for("2 ready endpoints", Duration::from_secs(60), || async {
+    wait_for("2 ready endpoints", Duration::from_mins(1), || async {
         (ready_endpoints(&cluster) == 2).then_some(())
     })
     .await;
@@ -171,11 +188,11 @@ async fn cluster_ip_services_through_ebpf() {
 
     // Scale to 1: once the endpoints follow, every request succeeds (and reaches the survivor).
     cluster.kubectl_ok(&["scale", "deployment/web", "--replicas=1"]);
-    wait_for("1 ready endpoint", Duration::from_secs(60), || async {
+    wait_for("1 ready endpoint", Duration::from_mins(1), || async {
         (ready_endpoints(&cluster) == 1).then_some(())
     })
     .await;
-    let survivor = wait_for("one pod left", Duration::from_secs(60), || async {
+    let survivor = wait_for("one pod left", Duration::from_mins(1), || async {
         let names = cluster.kubectl_ok(&[
             "get",
             "pods",
@@ -227,9 +244,7 @@ async fn cluster_ip_services_through_ebpf() {
     let agents = cluster.pids_of("sluice-node-agent");
     assert!(!agents.is_empty(), "no node agent running");
     for pid in &agents {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        sluice_test_util::run(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]));
     }
     wait_for("a new node agent", Duration::from_secs(30), || async {
         let now = cluster.pids_of("sluice-node-agent");
@@ -255,18 +270,14 @@ async fn cluster_ip_services_through_ebpf() {
     .await;
 
     // No iptables rule was created for Services.
-    let rules_after = std::process::Command::new("iptables-save")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&rules_after);
+    let rules_after = iptables_rules();
     assert!(
-        !text.contains(&vip),
-        "an iptables rule mentions the ClusterIP:\n{text}"
+        !rules_after.iter().any(|r| r.contains(&vip)),
+        "an iptables rule mentions the ClusterIP:\n{}",
+        rules_after.join("\n")
     );
     assert_eq!(
-        rules_before.len(),
-        rules_after.len(),
+        rules_before, rules_after,
         "iptables rules changed during the test"
     );
 }
