@@ -30,9 +30,9 @@ use status::{ApiError, ApiResult};
 /// API server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Range ClusterIPs are allocated from.
+    /// Range `ClusterIPs` are allocated from.
     pub service_cidr: Ipv4Net,
-    /// Range NodePorts are allocated from.
+    /// Range `NodePorts` are allocated from.
     pub node_port_range: (u16, u16),
     /// Where clients reach this server (the `kubernetes` Service's endpoint).
     pub advertise: SocketAddr,
@@ -48,8 +48,8 @@ impl Default for Config {
             service_cidr: "10.96.0.0/12".parse().expect("valid default"),
             node_port_range: (30000, 32767),
             advertise: SocketAddr::from(([127, 0, 0, 1], 6443)),
-            min_request_timeout: Duration::from_secs(1800),
-            bookmark_interval: Duration::from_secs(60),
+            min_request_timeout: Duration::from_mins(30),
+            bookmark_interval: Duration::from_mins(1),
         }
     }
 }
@@ -119,8 +119,7 @@ pub(crate) fn now() -> String {
     let ts = k8s_openapi::jiff::Timestamp::now();
     let secs = ts.as_second();
     k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ts.to_string())
+        .map_or_else(|_| ts.to_string(), |t| t.to_string())
 }
 
 /// The object JSON as clients see it: the stored bytes with `resourceVersion` set.

@@ -23,10 +23,10 @@ struct Cli {
     /// Write a kubeconfig for kubectl here.
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
-    /// ClusterIP range.
+    /// `ClusterIP` range.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
-    /// NodePort range, `lo-hi`.
+    /// `NodePort` range, `lo-hi`.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
     /// Pod network, carved into per-node podCIDRs.

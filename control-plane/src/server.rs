@@ -127,7 +127,7 @@ pub async fn start_with_store(opts: Options, store: Arc<dyn Store>) -> Result<Ru
         let client = kube::Client::try_from(kube::Config::new(uri))
             .map_err(|e| Error::Client(e.to_string()))?;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = sluice_controllers::run(client, cfg).await {
+            if let Err(e) = Box::pin(sluice_controllers::run(client, cfg)).await {
                 tracing::error!(error = %e, "controllers stopped");
             }
         }));

@@ -536,14 +536,14 @@ fn validate_service(obj: &Value, node_ports: (u16, u16), causes: &mut Vec<Cause>
                     format!("{path}.targetPort"),
                     &p["targetPort"],
                     "must be between 1 and 65535, inclusive",
-                ))
+                ));
             }
             Value::String(s) if !is_dns1123_label(s) || s.len() > 15 => {
                 causes.push(Cause::invalid(
                     format!("{path}.targetPort"),
                     &p["targetPort"],
                     "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-                ))
+                ));
             }
             _ => {}
         }
@@ -559,7 +559,7 @@ fn validate_service(obj: &Value, node_ports: (u16, u16), causes: &mut Vec<Cause>
     }
 }
 
-/// Validate an object that has been defaulted; `node_ports` is the NodePort range.
+/// Validate an object that has been defaulted; `node_ports` is the `NodePort` range.
 #[must_use]
 pub fn validate(kind: &str, obj: &Value, node_ports: (u16, u16)) -> Vec<Cause> {
     let mut causes = Vec::new();

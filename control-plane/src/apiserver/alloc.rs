@@ -1,4 +1,4 @@
-//! ClusterIP and NodePort allocation. The allocated sets are derived from the stored
+//! `ClusterIP` and `NodePort` allocation. The allocated sets are derived from the stored
 //! Services at start-up and kept in memory; the store stays the source of truth.
 
 use std::collections::BTreeSet;
@@ -52,7 +52,7 @@ pub enum AllocError {
     },
 }
 
-/// Service ClusterIPs.
+/// Service `ClusterIPs`.
 #[derive(Debug)]
 pub struct IpAllocator {
     cidr: Ipv4Net,
@@ -115,7 +115,7 @@ impl IpAllocator {
     }
 }
 
-/// NodePorts.
+/// `NodePorts`.
 #[derive(Debug)]
 pub struct PortAllocator {
     range: (u16, u16),

@@ -1,5 +1,5 @@
 //! `/version`, discovery (`/api`, `/apis`, per group-version resource lists) and the
-//! OpenAPI v3 documents kubectl reads to decide on server-side field validation.
+//! `OpenAPI` v3 documents kubectl reads to decide on server-side field validation.
 
 use std::net::SocketAddr;
 
@@ -168,7 +168,7 @@ pub(super) fn openapi_index() -> Value {
     json!({"paths": paths})
 }
 
-/// A per-group-version OpenAPI v3 document. It lists every object path with its PATCH
+/// A per-group-version `OpenAPI` v3 document. It lists every object path with its PATCH
 /// operation, tagged with `x-kubernetes-group-version-kind` and the `fieldValidation`
 /// parameter, which is how kubectl learns that this server validates fields itself.
 /// Strategic merge patch is accepted but not advertised here: advertising it would make

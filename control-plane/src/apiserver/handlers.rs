@@ -48,7 +48,7 @@ pub(super) async fn serve(
             match (sub, m) {
                 (None | Some(Subresource::Status), &Method::GET) => {
                     let (v, _) = srv.get(r, ns, &name).await?;
-                    Ok(render_one(req, r, v))
+                    Ok(render_one(req, r, &v))
                 }
                 (Some(Subresource::Scale), &Method::GET) => {
                     let (v, _) = srv.get(r, ns, &name).await?;
@@ -58,7 +58,7 @@ pub(super) async fn serve(
                     srv.write_scale(req, r, ns, &name).await
                 }
                 (Some(Subresource::Binding), &Method::POST) => srv.bind(req, r, ns, &name).await,
-                (None | Some(Subresource::Status) | Some(Subresource::Finalize), &Method::PUT) => {
+                (None | Some(Subresource::Status | Subresource::Finalize), &Method::PUT) => {
                     let (v, warnings) = srv.update(req, r, ns, &name, sub).await?;
                     Ok(with_warnings(json_response(200, &v), &warnings))
                 }
@@ -92,16 +92,16 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     resp
 }
 
-fn render_one(req: &Req, r: &Resource, v: Value) -> Response {
+fn render_one(req: &Req, r: &Resource, v: &Value) -> Response {
     if req.wants_metadata_only() {
-        json_response(200, &partial_metadata(&v))
+        json_response(200, &partial_metadata(v))
     } else if req.wants_table() {
         json_response(
             200,
-            &table::table(r, std::slice::from_ref(&v), true, req, None, None),
+            &table::table(r, std::slice::from_ref(v), true, req, None, None),
         )
     } else {
-        json_response(200, &v)
+        json_response(200, v)
     }
 }
 
@@ -512,7 +512,7 @@ impl ApiServer {
         }
     }
 
-    /// Allocate the ClusterIP and NodePorts a Service needs; returns what was newly taken.
+    /// Allocate the `ClusterIP` and `NodePorts` a Service needs; returns what was newly taken.
     fn allocate_service(
         &self,
         obj: &mut Value,
@@ -1057,10 +1057,10 @@ impl ApiServer {
                 .collect();
             match opts.propagation.as_deref() {
                 Some("Orphan") if !finalizers.iter().any(|f| f == FINALIZER_ORPHAN) => {
-                    finalizers.push(FINALIZER_ORPHAN.into())
+                    finalizers.push(FINALIZER_ORPHAN.into());
                 }
                 Some("Foreground") if !finalizers.iter().any(|f| f == FINALIZER_FOREGROUND) => {
-                    finalizers.push(FINALIZER_FOREGROUND.into())
+                    finalizers.push(FINALIZER_FOREGROUND.into());
                 }
                 _ => {}
             }
@@ -1123,8 +1123,7 @@ impl ApiServer {
                     let ts = if grace > 0 {
                         let t = k8s_openapi::jiff::Timestamp::now().as_second() + grace;
                         k8s_openapi::jiff::Timestamp::from_second(t)
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|_| now())
+                            .map_or_else(|_| now(), |t| t.to_string())
                     } else {
                         now()
                     };

@@ -91,7 +91,7 @@ pub struct Details {
     pub name: Option<String>,
     /// details.group
     pub group: Option<String>,
-    /// details.kind (the resource plural, as upstream does for NotFound).
+    /// details.kind (the resource plural, as upstream does for `NotFound`).
     pub kind: Option<String>,
     /// details.causes
     pub causes: Vec<Cause>,
@@ -130,7 +130,7 @@ impl ApiError {
         }
     }
 
-    /// 404 NotFound for an object.
+    /// 404 `NotFound` for an object.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self::new(
             404,
@@ -149,7 +149,7 @@ impl ApiError {
         )
     }
 
-    /// 409 AlreadyExists.
+    /// 409 `AlreadyExists`.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         Self::new(
             409,
@@ -209,7 +209,7 @@ impl ApiError {
         e
     }
 
-    /// 400 BadRequest.
+    /// 400 `BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }
@@ -219,17 +219,17 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
-    /// 405 MethodNotAllowed.
+    /// 405 `MethodNotAllowed`.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }
 
-    /// 406 NotAcceptable.
+    /// 406 `NotAcceptable`.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)
     }
 
-    /// 415 UnsupportedMediaType.
+    /// 415 `UnsupportedMediaType`.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)
     }
@@ -239,7 +239,7 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    /// 500 InternalError.
+    /// 500 `InternalError`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }

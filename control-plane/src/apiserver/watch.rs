@@ -77,16 +77,15 @@ pub(super) async fn serve(
     let bookmarks = req.q("allowWatchBookmarks") == Some("true");
     let send_initial = req.q("sendInitialEvents") == Some("true");
     let rv = req.q("resourceVersion");
-    let timeout = match req.q("timeoutSeconds") {
-        Some(t) => Duration::from_secs(
+    let timeout = if let Some(t) = req.q("timeoutSeconds") {
+        Duration::from_secs(
             t.parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-        ),
-        None => {
-            let min = srv.config.min_request_timeout.as_millis().max(1);
-            let ms = rand::rng().random_range(min..=min * 2);
-            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-        }
+        )
+    } else {
+        let min = srv.config.min_request_timeout.as_millis().max(1);
+        let ms = rand::rng().random_range(min..=min * 2);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     };
     let start_rv: Option<i64> = match rv {
         None | Some("0") => None,
