@@ -28,7 +28,7 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     api_code(err) == Some(404)
 }
 
-/// 409 Conflict / AlreadyExists.
+/// 409 Conflict / `AlreadyExists`.
 #[must_use]
 pub fn is_conflict(err: &kube::Error) -> bool {
     api_code(err) == Some(409)
@@ -142,9 +142,8 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
 #[must_use]
 pub fn pod_is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     match pod_ready_since(pod) {
-        None => false,
         Some(_) if min_ready_seconds <= 0 => true,
-        Some(None) => false,
+        None | Some(None) => false,
         Some(Some(since)) => since.as_second() + i64::from(min_ready_seconds) <= now.as_second(),
     }
 }

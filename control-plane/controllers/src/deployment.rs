@@ -1,8 +1,8 @@
-//! The Deployment controller: one ReplicaSet per pod template, rolled with RollingUpdate or
+//! The Deployment controller: one `ReplicaSet` per pod template, rolled with `RollingUpdate` or
 //! Recreate, status shaped for `kubectl rollout status`.
 //!
 //! The step math (`new_rs_replicas`, `scale_down_old`, `rolling_step`) follows upstream's
-//! `rolling.go` and is unit-tested as a table. ReplicaSets are listed from the API server on
+//! `rolling.go` and is unit-tested as a table. `ReplicaSets` are listed from the API server on
 //! each reconcile, so the controller never acts on a stale view of its own writes.
 
 use std::collections::BTreeMap;
@@ -22,13 +22,13 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::common::{self, Backoffs};
 
-/// Label added to a ReplicaSet's selector, template and pods.
+/// Label added to a `ReplicaSet`'s selector, template and pods.
 pub const HASH_LABEL: &str = "pod-template-hash";
-/// Revision annotation on ReplicaSets and the Deployment.
+/// Revision annotation on `ReplicaSets` and the Deployment.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
-/// `spec.replicas` of the Deployment when the ReplicaSet was last scaled.
+/// `spec.replicas` of the Deployment when the `ReplicaSet` was last scaled.
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
-/// `spec.replicas + maxSurge` when the ReplicaSet was last scaled.
+/// `spec.replicas + maxSurge` when the `ReplicaSet` was last scaled.
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
 /// Why a Deployment reconcile failed.
@@ -148,7 +148,7 @@ pub fn resolve_fenceposts(
     }
 }
 
-/// Spec and available counts of one ReplicaSet, for the step math.
+/// Spec and available counts of one `ReplicaSet`, for the step math.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RsCounts {
     /// `spec.replicas`.
@@ -157,7 +157,7 @@ pub struct RsCounts {
     pub available: i32,
 }
 
-/// Upstream `NewRSNewReplicas` for RollingUpdate: how big the new ReplicaSet may be now.
+/// Upstream `NewRSNewReplicas` for `RollingUpdate`: how big the new `ReplicaSet` may be now.
 #[must_use]
 pub fn new_rs_replicas(replicas: i32, max_surge: i32, new_spec: i32, all_spec: i32) -> i32 {
     if new_spec > replicas {
@@ -172,7 +172,7 @@ pub fn new_rs_replicas(replicas: i32, max_surge: i32, new_spec: i32, all_spec: i
 }
 
 /// Upstream `reconcileOldReplicaSets` (cleanupUnhealthyReplicas then
-/// scaleDownOldReplicaSetsForRollingUpdate): new sizes of the old ReplicaSets, oldest first.
+/// scaleDownOldReplicaSetsForRollingUpdate): new sizes of the old `ReplicaSets`, oldest first.
 #[must_use]
 pub fn scale_down_old(
     replicas: i32,
@@ -227,7 +227,7 @@ pub fn scale_down_old(
     sizes
 }
 
-/// One RollingUpdate pass: the new ReplicaSet moves first; only when it is where it should be
+/// One `RollingUpdate` pass: the new `ReplicaSet` moves first; only when it is where it should be
 /// do the old ones shrink. Returns `(new size, old sizes)`.
 #[must_use]
 pub fn rolling_step(
@@ -263,7 +263,7 @@ fn counts(rs: &ReplicaSet) -> RsCounts {
     }
 }
 
-/// The ReplicaSet a deployment's current template runs in (without its generated fields).
+/// The `ReplicaSet` a deployment's current template runs in (without its generated fields).
 #[must_use]
 pub fn new_replica_set(d: &Deployment, hash: &str, replicas: i32, revision: i64) -> ReplicaSet {
     let spec = d.spec.clone().unwrap_or_default();
@@ -445,7 +445,7 @@ fn status_changed(old: Option<&DeploymentStatus>, new: &DeploymentStatus) -> boo
     strip(old) != strip(new)
 }
 
-/// Old ReplicaSets to delete beyond `revisionHistoryLimit` (only empty ones, oldest first).
+/// Old `ReplicaSets` to delete beyond `revisionHistoryLimit` (only empty ones, oldest first).
 #[must_use]
 pub fn history_to_delete<'a>(olds: &[&'a ReplicaSet], limit: i32) -> Vec<&'a ReplicaSet> {
     let mut empty: Vec<&ReplicaSet> = olds
@@ -655,16 +655,16 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Deployme
                 let old_counts: Vec<RsCounts> = olds.iter().map(|rs| counts(rs)).collect();
                 let (want_new, want_olds) =
                     rolling_step(replicas, surge, unavailable, new_counts, &old_counts);
-                if want_new != new_counts.spec {
-                    pass.scale(new_rs.as_ref().unwrap_or(&rs), want_new).await?;
-                    changed = true;
-                } else {
+                if want_new == new_counts.spec {
                     for (rs, size) in olds.iter().zip(want_olds) {
                         if size != counts(rs).spec {
                             pass.scale(rs, size).await?;
                             changed = true;
                         }
                     }
+                } else {
+                    pass.scale(new_rs.as_ref().unwrap_or(&rs), want_new).await?;
+                    changed = true;
                 }
             }
         }
@@ -729,6 +729,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Deployme
     Ok(Action::requeue(ctx.resync))
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(d: Arc<Deployment>, err: &DeploymentError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(d.as_ref(), err, &ctx.backoffs, "deployment")
 }

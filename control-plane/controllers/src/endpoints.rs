@@ -1,4 +1,4 @@
-//! The endpoints controller: EndpointSlices (discovery.k8s.io/v1) and the legacy v1 Endpoints
+//! The endpoints controller: `EndpointSlices` (discovery.k8s.io/v1) and the legacy v1 Endpoints
 //! for every Service with a selector.
 //!
 //! `desired_slices` / `desired_endpoints` are pure functions of (service, pods); `plan_slices`
@@ -47,7 +47,7 @@ pub enum EndpointsError {
     },
 }
 
-/// The content of one EndpointSlice: a port set and the endpoints that serve it.
+/// The content of one `EndpointSlice`: a port set and the endpoints that serve it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DesiredSlice {
     /// Ports, in the Service's order.
@@ -65,7 +65,7 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
 }
 
 /// Whether the controller manages this Service at all (it has a non-empty selector and is not
-/// an ExternalName service).
+/// an `ExternalName` service).
 #[must_use]
 pub fn manages(svc: &Service) -> bool {
     selector(svc).is_some()
@@ -497,6 +497,10 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Endpoints
     Ok(Action::requeue(ctx.resync))
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(svc: Arc<Service>, err: &EndpointsError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(svc.as_ref(), err, &ctx.backoffs, "endpoints")
 }

@@ -44,7 +44,7 @@ impl Default for Config {
             cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("16 <= 32"),
             node_cidr_mask_size: 24,
             scheduler_name: "default-scheduler".to_string(),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         }
     }
 }

@@ -123,6 +123,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Namespac
     Ok(Action::await_change())
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(ns: Arc<Namespace>, err: &NamespaceError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(ns.as_ref(), err, &ctx.backoffs, "namespace")
 }

@@ -136,6 +136,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, IpamError> 
     Ok(Action::await_change())
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(node: Arc<Node>, err: &IpamError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(node.as_ref(), err, &ctx.backoffs, "node-ipam")
 }

@@ -1,5 +1,5 @@
-//! The ReplicaSet controller: keeps `spec.replicas` pods that match the selector and are
-//! controlled by the ReplicaSet, and reports counts in the status subresource.
+//! The `ReplicaSet` controller: keeps `spec.replicas` pods that match the selector and are
+//! controlled by the `ReplicaSet`, and reports counts in the status subresource.
 //!
 //! Pods are listed from the API server on each reconcile (not from a cache), so a pod created
 //! a moment ago is always seen and no "expectations" bookkeeping is needed.
@@ -23,7 +23,7 @@ use crate::common::{self, Backoffs};
 /// At most this many pods are created or deleted per reconcile; the rest follow on requeue.
 pub const BURST: usize = 100;
 
-/// Why a ReplicaSet reconcile failed.
+/// Why a `ReplicaSet` reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaSetError {
     /// An API call failed.
@@ -39,7 +39,7 @@ pub enum ReplicaSetError {
     },
 }
 
-/// The pod a ReplicaSet creates: its template, `generateName: <rs>-`, and a controller ref.
+/// The pod a `ReplicaSet` creates: its template, `generateName: <rs>-`, and a controller ref.
 #[must_use]
 pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
     let template = rs
@@ -80,7 +80,9 @@ fn deletion_key(pod: &Pod) -> impl Ord {
     };
     let ready = common::pod_ready_since(pod);
     let is_ready = ready.is_some();
-    let ready_since = ready.flatten().map_or(i64::MIN, |t| t.as_second());
+    let ready_since = ready
+        .flatten()
+        .map_or(i64::MIN, k8s_openapi::jiff::Timestamp::as_second);
     let restarts: i32 = pod
         .status
         .as_ref()
@@ -111,7 +113,7 @@ pub fn pods_to_delete<'a>(pods: &[&'a Pod], n: usize) -> Vec<&'a Pod> {
     sorted
 }
 
-/// Pods that count toward the ReplicaSet: not being deleted and not terminal.
+/// Pods that count toward the `ReplicaSet`: not being deleted and not terminal.
 #[must_use]
 pub fn is_active(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none() && !common::pod_is_terminal(pod)
@@ -267,11 +269,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Replica
     Ok(Action::requeue(recheck.unwrap_or(ctx.resync)))
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(rs: Arc<ReplicaSet>, err: &ReplicaSetError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(rs.as_ref(), err, &ctx.backoffs, "replicaset")
 }
 
-/// Runs the ReplicaSet controller until dropped.
+/// Runs the `ReplicaSet` controller until dropped.
 pub async fn run(client: Client, config: crate::Config) {
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),

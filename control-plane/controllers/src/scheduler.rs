@@ -1,7 +1,7 @@
 //! The scheduler: binds each pending pod to a node that fits it, least-allocated first.
 //!
-//! Filters follow upstream's default profile (NodeUnschedulable, TaintToleration, NodeAffinity
-//! for `spec.nodeSelector`, NodeResourcesFit) and the failure message has upstream's shape, e.g.
+//! Filters follow upstream's default profile (`NodeUnschedulable`, `TaintToleration`, `NodeAffinity`
+//! for `spec.nodeSelector`, `NodeResourcesFit`) and the failure message has upstream's shape, e.g.
 //! `0/1 nodes are available: 1 Insufficient cpu.` Pods are scheduled one at a time; bound but not
 //! yet observed pods are remembered ("assumed") so a stale cache cannot overcommit a node.
 
@@ -264,7 +264,7 @@ pub fn score(pod: &Pod, node: &Node, usage: &NodeUsage) -> i64 {
         let free = i128::from(alloc - used) * 100 / i128::from(alloc);
         i64::try_from(free).unwrap_or(0)
     };
-    (part(alloc.cpu, want.cpu) + part(alloc.memory, want.memory)) / 2
+    i64::midpoint(part(alloc.cpu, want.cpu), part(alloc.memory, want.memory))
 }
 
 /// The upstream-style message for a pod no node accepted.
@@ -286,10 +286,10 @@ pub fn failure_message(total_nodes: usize, reasons: &[Vec<String>]) -> String {
 ///
 /// # Errors
 /// The `FailedScheduling` message when no node fits.
-pub fn select_node<R: Rng + ?Sized>(
+pub fn select_node<R: Rng + ?Sized, S: std::hash::BuildHasher>(
     pod: &Pod,
     nodes: &[Arc<Node>],
-    usage: &HashMap<String, NodeUsage>,
+    usage: &HashMap<String, NodeUsage, S>,
     rng: &mut R,
 ) -> Result<String, String> {
     let mut reasons = Vec::new();
@@ -299,17 +299,16 @@ pub fn select_node<R: Rng + ?Sized>(
     for node in nodes {
         let name = node.metadata.name.as_deref().unwrap_or("");
         let u = usage.get(name).unwrap_or(&none);
-        match filter(pod, node, u) {
-            Err(r) => reasons.push(r),
-            Ok(()) => {
-                let s = score(pod, node, u);
-                if s > best_score {
-                    best_score = s;
-                    best.clear();
-                }
-                if s == best_score {
-                    best.push(name);
-                }
+        if let Err(r) = filter(pod, node, u) {
+            reasons.push(r);
+        } else {
+            let s = score(pod, node, u);
+            if s > best_score {
+                best_score = s;
+                best.clear();
+            }
+            if s == best_score {
+                best.push(name);
             }
         }
     }
@@ -347,7 +346,7 @@ struct Ctx {
     scheduler_name: String,
     /// pod uid -> (node, pod) for pods we bound but the cache still shows unbound.
     assumed: Mutex<HashMap<String, (String, Pod)>>,
-    /// pod uid -> (message, the Recorder of its FailedScheduling series); see `record_event`.
+    /// pod uid -> (message, the Recorder of its `FailedScheduling` series); see `record_event`.
     events: Mutex<HashMap<String, (String, Recorder)>>,
     backoffs: Backoffs,
 }
@@ -519,7 +518,7 @@ async fn mark_unschedulable(api: &Api<Pod>, pod: &Pod, message: &str) -> Result<
     }
 }
 
-/// Records FailedScheduling through kube's [`Recorder`] (an `events.k8s.io/v1` Event).
+/// Records `FailedScheduling` through kube's [`Recorder`] (an `events.k8s.io/v1` Event).
 ///
 /// A `Recorder` turns a repeat into a series of the first event (count and last time),
 /// keyed by type, action, reason and the regarding object but not the note, which stays
@@ -574,6 +573,10 @@ async fn record_event(ctx: &Ctx, pod: &Pod, message: &str) -> Result<(), kube::E
     }
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(pod: Arc<Pod>, err: &SchedulerError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(pod.as_ref(), err, &ctx.backoffs, "scheduler")
 }

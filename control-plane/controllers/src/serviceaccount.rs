@@ -1,4 +1,4 @@
-//! The service account controller: a `default` ServiceAccount in every namespace that is not
+//! The service account controller: a `default` `ServiceAccount` in every namespace that is not
 //! terminating.
 
 use std::sync::Arc;
@@ -68,6 +68,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, ServiceA
     Ok(Action::requeue(ctx.resync))
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "kube's Controller::run passes the object and the context by value"
+)]
 fn error_policy(ns: Arc<Namespace>, err: &ServiceAccountError, ctx: Arc<Ctx>) -> Action {
     common::error_policy(ns.as_ref(), err, &ctx.backoffs, "serviceaccount")
 }
@@ -120,7 +124,7 @@ mod tests {
         let ctx = Arc::new(Ctx {
             client: fake.client(),
             backoffs: Backoffs::default(),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         });
         let ns: Namespace =
             serde_json::from_value(serde_json::json!({ "metadata": { "name": "team" } })).unwrap();

@@ -13,7 +13,7 @@ fn template(image: &str) -> PodTemplateSpec {
     .unwrap()
 }
 
-fn deployment(replicas: i32, strategy: serde_json::Value) -> Deployment {
+fn deployment(replicas: i32, strategy: &serde_json::Value) -> Deployment {
     serde_json::from_value(json!({
         "metadata": { "name": "web", "namespace": "default", "uid": "d-uid", "generation": 2 },
         "spec": {
@@ -75,7 +75,7 @@ fn fencepost_rounding() {
         resolve_fenceposts(Some(&IntOrString::Int(2)), Some(&pct("0%")), 3),
         (2, 0)
     );
-    let d = deployment(4, json!({ "type": "Recreate" }));
+    let d = deployment(4, &json!({ "type": "Recreate" }));
     assert_eq!(fenceposts(&d), (0, 0));
 }
 
@@ -145,7 +145,7 @@ fn rollout_converges() {
 
 #[test]
 fn new_replica_set_shape() {
-    let d = deployment(3, json!({ "type": "RollingUpdate" }));
+    let d = deployment(3, &json!({ "type": "RollingUpdate" }));
     let rs = new_replica_set(&d, "abc", 1, 4);
     assert_eq!(rs.metadata.name.as_deref(), Some("web-abc"));
     let ann = rs.metadata.annotations.as_ref().unwrap();
@@ -187,7 +187,7 @@ fn rs_with(name: &str, spec: i32, replicas: i32, available: i32, rev: i32) -> Re
 
 #[test]
 fn status_for_rollout_status() {
-    let d = deployment(3, json!({}));
+    let d = deployment(3, &json!({}));
     let new = rs_with("web-new", 3, 3, 3, 2);
     let old = rs_with("web-old", 0, 0, 0, 1);
     let s = compute_status(&d, Some(&new), &[&old, &new], false);
@@ -250,7 +250,7 @@ fn status_for_rollout_status() {
 
 #[test]
 fn unchanged_status_is_not_rewritten() {
-    let mut d = deployment(3, json!({}));
+    let mut d = deployment(3, &json!({}));
     let new = rs_with("web-new", 3, 3, 3, 2);
     let s = compute_status(&d, Some(&new), &[&new], false);
     d.status = Some(s.clone());
@@ -309,12 +309,12 @@ mod glue {
         let fake = FakeApi::default();
         fake.insert(
             DEPLOY,
-            serde_json::to_value(deployment(3, json!({}))).unwrap(),
+            serde_json::to_value(deployment(3, &json!({}))).unwrap(),
         );
         let ctx = Arc::new(Ctx {
             client: fake.client(),
             backoffs: Backoffs::default(),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         });
         reconcile(current(&fake), ctx.clone()).await.unwrap();
         let hash = compute_hash(&template("nginx:1"), None);

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 
-fn service(ports: serde_json::Value) -> Service {
+fn service(ports: &serde_json::Value) -> Service {
     serde_json::from_value(json!({
         "metadata": { "name": "web", "namespace": "default", "uid": "svc-uid", "labels": { "team": "a" } },
         "spec": { "selector": { "app": "web" }, "ports": ports }
@@ -36,7 +36,7 @@ fn cond(e: &Endpoint) -> (Option<bool>, Option<bool>, Option<bool>) {
 
 #[test]
 fn int_target_port_ready_and_not_ready() {
-    let svc = service(json!([{ "name": "web", "port": 80, "targetPort": 8080 }]));
+    let svc = service(&json!([{ "name": "web", "port": 80, "targetPort": 8080 }]));
     let pods = vec![
         pod("b", Some("10.0.0.2"), false, None),
         pod("a", Some("10.0.0.1"), true, None),
@@ -88,7 +88,7 @@ fn int_target_port_ready_and_not_ready() {
 
 #[test]
 fn named_ports_group_pods() {
-    let svc = service(json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
+    let svc = service(&json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
     let pods = vec![
         pod("a", Some("10.0.0.1"), true, Some(8080)),
         pod("b", Some("10.0.0.2"), true, Some(9090)),
@@ -122,7 +122,7 @@ fn named_ports_group_pods() {
 
 #[test]
 fn terminating_and_terminal_pods() {
-    let svc = service(json!([{ "port": 80 }]));
+    let svc = service(&json!([{ "port": 80 }]));
     let mut going = pod("a", Some("10.0.0.1"), true, None);
     going.metadata.deletion_timestamp = Some(crate::common::now());
     let mut done = pod("b", Some("10.0.0.2"), false, None);
@@ -151,28 +151,28 @@ fn terminating_and_terminal_pods() {
 
 #[test]
 fn no_pods_leaves_a_placeholder() {
-    let svc = service(json!([{ "port": 80 }]));
+    let svc = service(&json!([{ "port": 80 }]));
     assert_eq!(desired_slices(&svc, &[]), vec![DesiredSlice::default()]);
     assert!(desired_endpoints(&svc, &[]).subsets.is_none());
 }
 
 #[test]
 fn services_without_selector_are_ignored() {
-    let mut svc = service(json!([{ "port": 80 }]));
+    let mut svc = service(&json!([{ "port": 80 }]));
     assert!(manages(&svc));
     svc.spec.as_mut().unwrap().selector = None;
     assert!(!manages(&svc));
 }
 
 fn existing(name: &str, content: &DesiredSlice) -> EndpointSlice {
-    let mut s = slice_object(&service(json!([])), content.clone());
+    let mut s = slice_object(&service(&json!([])), content.clone());
     s.metadata.name = Some(name.into());
     s
 }
 
 #[test]
 fn plan_is_idempotent_and_minimal() {
-    let svc = service(json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
+    let svc = service(&json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
     let pods = vec![
         pod("a", Some("10.0.0.1"), true, Some(8080)),
         pod("b", Some("10.0.0.2"), true, Some(9090)),
@@ -213,7 +213,7 @@ fn plan_is_idempotent_and_minimal() {
 
 #[test]
 fn slice_metadata() {
-    let svc = service(json!([{ "port": 80 }]));
+    let svc = service(&json!([{ "port": 80 }]));
     let s = slice_object(&svc, DesiredSlice::default());
     assert_eq!(s.metadata.generate_name.as_deref(), Some("web-"));
     assert_eq!(s.address_type, "IPv4");
@@ -240,7 +240,7 @@ mod glue {
     #[tokio::test]
     async fn writes_once_then_idles() {
         let fake = FakeApi::default();
-        let svc = service(json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
+        let svc = service(&json!([{ "name": "http", "port": 80, "targetPort": "http" }]));
         fake.insert(
             "api/v1/namespaces/default/services",
             serde_json::to_value(&svc).unwrap(),
@@ -257,7 +257,7 @@ mod glue {
         let ctx = Arc::new(Ctx {
             client: fake.client(),
             backoffs: Backoffs::default(),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         });
         reconcile(Arc::new(svc.clone()), ctx.clone()).await.unwrap();
         let slices = fake.list("apis/discovery.k8s.io/v1/namespaces/default/endpointslices");

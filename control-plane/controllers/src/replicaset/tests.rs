@@ -196,7 +196,7 @@ mod glue {
         let ctx = Arc::new(Ctx {
             client: fake.client(),
             backoffs: Backoffs::default(),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         });
         reconcile(current(&fake), ctx.clone()).await.unwrap();
         let pods = fake.list(PODS);

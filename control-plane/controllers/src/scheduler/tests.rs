@@ -261,7 +261,7 @@ fn least_allocated_wins() {
             &node("x", "1", "1Gi", "1"),
             &NodeUsage::default()
         ),
-        (90 + 80) / 2
+        i64::midpoint(90, 80)
     );
     assert_eq!(
         score(
