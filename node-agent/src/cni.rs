@@ -439,11 +439,11 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         return Err(fail(format!("host veth {host} is down")));
     }
     let hr = link::json(None, &["route", "show", "exact", &format!("{ip}/32")])?;
-    let routed = hr.as_array().is_some_and(|rs| {
+    let host_routed = hr.as_array().is_some_and(|rs| {
         rs.iter()
             .any(|r| r.get("dev").and_then(Value::as_str) == Some(host.as_str()))
     });
-    if !routed {
+    if !host_routed {
         return Err(fail(format!("host route {ip}/32 dev {host} is missing")));
     }
     // IPAM agrees.

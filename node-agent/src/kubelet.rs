@@ -29,11 +29,11 @@ use tokio::sync::watch;
 pub struct Config {
     /// This node's name.
     pub node_name: String,
-    /// This node's InternalIP.
+    /// This node's `InternalIP`.
     pub node_ip: String,
     /// The CRI socket (containerd).
     pub cri_socket: PathBuf,
-    /// Where the CNI conflist is written (containerd's CNI conf_dir).
+    /// Where the CNI conflist is written (containerd's CNI `conf_dir`).
     pub cni_conf_dir: PathBuf,
     /// The CNI plugin's state (IPAM) directory.
     pub cni_data_dir: PathBuf,
@@ -41,7 +41,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// DNS settings given to pod sandboxes.
     pub dns: cri::DnsConfig,
-    /// The cluster's Service range: made unreachable on the node so a ClusterIP the eBPF
+    /// The cluster's Service range: made unreachable on the node so a `ClusterIP` the eBPF
     /// hooks do not translate fails fast instead of leaving through the default route.
     pub service_cidr: Option<String>,
 }
@@ -97,8 +97,7 @@ pub fn now() -> String {
 #[must_use]
 pub fn rfc3339_from_nanos(ns: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(ns / 1_000_000_000)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+        .map_or_else(|_| "1970-01-01T00:00:00Z".into(), |t| t.to_string())
 }
 
 /// The kubelet's event recorder: one per agent, shared by the pod workers, so repeats

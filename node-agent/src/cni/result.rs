@@ -77,7 +77,7 @@ impl CniResult {
         for ip in &mut self.ips {
             ip.version = legacy.then(|| "4".to_owned());
         }
-        self.cni_version = version.to_owned();
+        version.clone_into(&mut self.cni_version);
         self
     }
 }

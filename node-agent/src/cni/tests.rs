@@ -25,13 +25,13 @@ fn host_veth_names_are_stable_and_short() {
 
 #[test]
 fn error_codes_for_bad_input() {
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u64);
     let add = [
         ("CNI_COMMAND", "ADD"),
         ("CNI_CONTAINERID", "c1"),
         ("CNI_NETNS", "/var/run/netns/x"),
         ("CNI_IFNAME", "eth0"),
     ];
-    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u64);
     let cases: Vec<Case> = vec![
         (vec![], CONF, 4),
         (vec![("CNI_COMMAND", "FROB")], CONF, 4),

@@ -219,32 +219,26 @@ pub async fn post_status(
 /// Create or renew this node's Lease.
 pub async fn renew_lease(leases: &Api<Lease>, cfg: &Config) -> Result<(), KubeletError> {
     let t = k8s_openapi::jiff::Timestamp::now().to_string();
-    match leases.get_opt(&cfg.node_name).await? {
-        None => {
-            let lease: Lease = serde_json::from_value(json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": cfg.node_name, "namespace": "kube-node-lease"},
-                "spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": 40, "renewTime": t},
-            }))
-            .map_err(|e| KubeletError::Internal(e.to_string()))?;
-            match leases.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Some(_) => {
-            leases
-                .patch(
-                    &cfg.node_name,
-                    &PatchParams::default(),
-                    &Patch::Merge(
-                        json!({"spec": {"renewTime": t, "holderIdentity": cfg.node_name}}),
-                    ),
-                )
-                .await?;
-            Ok(())
-        }
+    if leases.get_opt(&cfg.node_name).await?.is_some() {
+        leases
+            .patch(
+                &cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"renewTime": t, "holderIdentity": cfg.node_name}})),
+            )
+            .await?;
+        return Ok(());
+    }
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": cfg.node_name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": 40, "renewTime": t},
+    }))
+    .map_err(|e| KubeletError::Internal(e.to_string()))?;
+    match leases.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

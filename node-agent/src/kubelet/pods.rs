@@ -20,8 +20,8 @@ use super::{Config, KubeletError, now, rfc3339_from_nanos};
 
 /// Back-off after a container exits: 10 s doubling to 300 s; reset after 10 min of running.
 const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
+const BACKOFF_MAX: Duration = Duration::from_mins(5);
+const BACKOFF_RESET: Duration = Duration::from_mins(10);
 const TICK: Duration = Duration::from_millis(500);
 
 /// Which probe of a container.
@@ -129,7 +129,8 @@ impl Worker {
                     }
                     return;
                 }
-                Some(pod) => match self.step(&pod).await {
+                // Boxed: a step's future is large (CRI requests and responses).
+                Some(pod) => match Box::pin(self.step(&pod)).await {
                     Ok(true) => return,
                     Ok(false) => {}
                     Err(e) => tracing::warn!(pod = %name_of(&pod), error = %e, "pod sync failed"),
@@ -268,7 +269,7 @@ impl Worker {
         }
         if let Some(sb) = rt.sandbox.clone() {
             self.acted = false;
-            self.sync_containers(pod, &sb, &rt).await?;
+            Box::pin(self.sync_containers(pod, &sb, &rt)).await?;
             // In steady state nothing changed: report from what we just observed.
             if self.acted {
                 rt = self.observe(&uid).await?;
@@ -905,7 +906,7 @@ impl Worker {
         let Some(s) = self.status_of(&cur.id).await else {
             return v;
         };
-        v.image_id = s.image_ref.clone();
+        v.image_id.clone_from(&s.image_ref);
         if s.state == cri::ContainerState::ContainerRunning as i32 {
             v.state = State::Running {
                 started_at: rfc3339_from_nanos(s.started_at),

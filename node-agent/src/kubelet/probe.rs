@@ -1,4 +1,4 @@
-//! Container probes: exec (through the runtime's ExecSync), HTTP GET and TCP connect.
+//! Container probes: exec (through the runtime's `ExecSync`), HTTP GET and TCP connect.
 
 use std::time::Duration;
 

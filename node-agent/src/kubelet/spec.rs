@@ -2,6 +2,7 @@
 //! environment, and resources mapped to `LinuxContainerResources`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use sluice_k8s_values::quantity;
@@ -62,7 +63,7 @@ pub fn linux_resources(c: &Container) -> cri::LinuxContainerResources {
     }
 }
 
-/// The QoS class directory under `/kubepods` (cgroupfs driver layout).
+/// The `QoS` class directory under `/kubepods` (`cgroupfs` driver layout).
 #[must_use]
 pub fn cgroup_parent(pod: &Pod) -> String {
     let qos = pod
@@ -190,7 +191,7 @@ pub fn sandbox_config(
 /// Values an env `valueFrom` can name, resolved by the caller from the API.
 #[derive(Debug, Default, Clone)]
 pub struct EnvSources {
-    /// ConfigMaps of the pod's namespace, by name.
+    /// `ConfigMaps` of the pod's namespace, by name.
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Secrets of the pod's namespace (decoded), by name.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
@@ -236,8 +237,7 @@ fn field_ref(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, EnvError
         "metadata.uid" => m.uid.clone().unwrap_or_default(),
         "spec.nodeName" => spec.node_name.unwrap_or_default(),
         "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
-        "status.podIP" => src.pod_ip.clone(),
-        "status.podIPs" => src.pod_ip.clone(),
+        "status.podIP" | "status.podIPs" => src.pod_ip.clone(),
         "status.hostIP" | "status.hostIPs" => src.host_ip.clone(),
         other => return Err(EnvError(format!("unsupported fieldRef {other:?}"))),
     })
@@ -354,7 +354,9 @@ fn expand(v: &str, vars: &[(String, String)]) -> String {
             let name = &inner[..end];
             match vars.iter().find(|(n, _)| n == name) {
                 Some((_, val)) => out.push_str(val),
-                None => out.push_str(&format!("$({name})")),
+                None => {
+                    let _ = write!(out, "$({name})");
+                }
             }
             rest = &inner[end + 1..];
         } else {

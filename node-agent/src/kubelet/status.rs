@@ -136,9 +136,8 @@ pub fn phase(
         "Running"
     } else if stopped > 0 {
         match restart_policy {
-            "Always" => "Running",
             "OnFailure" if succeeded == stopped => "Succeeded",
-            "OnFailure" => "Running",
+            "Always" | "OnFailure" => "Running",
             _ if succeeded == stopped => "Succeeded",
             _ => "Failed",
         }
@@ -185,7 +184,7 @@ pub struct Observed {
 }
 
 /// The full `.status`; `previous` is the pod's current status (for condition transition times
-/// and the scheduler's PodScheduled condition).
+/// and the scheduler's `PodScheduled` condition).
 #[must_use]
 pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
     let prev_conds = &previous["conditions"];

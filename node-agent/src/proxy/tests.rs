@@ -92,7 +92,7 @@ fn frontend(octets: [u8; 4], port: u16) -> ServiceKey {
 
 const SERVICES: &str = "api/v1/namespaces/default/services";
 const SLICES: &str = "apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
-/// What the proxy lists: EndpointSlices of all namespaces.
+/// What the proxy lists: `EndpointSlices` of all namespaces.
 const ALL_SLICES: &str = "apis/discovery.k8s.io/v1/endpointslices";
 
 #[tokio::test]
