@@ -25,6 +25,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use sluice_node_agent::cni::Network;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-cni");
 const CIDR: &str = "10.213.0.0/24";
@@ -144,15 +145,14 @@ impl Node {
         }
     }
 
+    /// The plugin's config as the runtime passes it from the agent's conflist.
     fn conf(&self) -> Value {
-        json!({
-            "cniVersion": self.version,
-            "name": "sluice",
-            "type": "sluice-cni",
-            "podCIDR": self.cidr,
-            "dataDir": self.data.path(),
-            "mtu": 1500,
-        })
+        Network {
+            cni_version: self.version.into(),
+            mtu: Some(1500),
+            ..Network::new(self.cidr.parse().expect("a CIDR"), self.data.path())
+        }
+        .plugin_config()
     }
 
     fn run(&self, env: &[(&str, &str)], stdin: &[u8]) -> Reply {

@@ -35,9 +35,10 @@ use anyhow::{Context, Result, bail};
 pub const K8S_NAMESPACE: &str = "k8s.io";
 /// The sandbox image built by `images.rs`.
 pub const DEFAULT_SANDBOX_IMAGE: &str = "localhost/sluice/pause:1";
-/// The CNI network name (the conflist's `name`).
+/// The CNI network name (the conflist's `name`): the node agent's `cni::NETWORK_NAME`,
+/// repeated because xtask builds the node agent and so cannot depend on it.
 pub const CNI_NETWORK: &str = "sluice";
-/// The conflist file name in the CNI conf dir.
+/// The conflist file name in the CNI conf dir: the node agent's `cni::CONFLIST_FILE`.
 pub const CNI_CONFLIST: &str = "10-sluice.conflist";
 /// Where Debian's containernetworking-plugins live.
 pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
@@ -54,8 +55,11 @@ pub struct Config {
     /// CNI directories: `bin/`, `conf/` and `data/` (the plugin's `dataDir`).
     /// Default: `<dir>/cni`.
     pub cni_dir: PathBuf,
-    /// The node's pod CIDR, written into the conflist. `None`: write no
-    /// conflist (someone else will, e.g. the node agent once it knows it).
+    /// Ignored. containerd starts (and its CRI plugin loads) without a CNI
+    /// config, and the node agent writes the conflist into
+    /// [`Containerd::cni_conf_dir`] from the podCIDR the control plane assigns,
+    /// as a kubelet does, so xtask renders none. Kept only until `up` stops
+    /// setting it (then remove both).
     pub pod_cidr: Option<String>,
     /// The sluice CNI plugin binary, symlinked into the CNI bin dir as
     /// `sluice-cni` when it exists.
@@ -105,8 +109,7 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Writes the config (and the CNI conflist when `pod_cidr` is set),
-    /// starts containerd as a child in its own process group (a terminal's
+    /// Writes the config, starts containerd as a child in its own process group (a terminal's
     /// Ctrl-C must not reach it before our ordered stop) and waits until it
     /// answers `ctr version` with a healthy CRI plugin.
     pub fn start(mut cfg: Config) -> Result<Self> {
@@ -132,9 +135,6 @@ impl Containerd {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         containerd.link_cni_plugins()?;
-        if let Some(cidr) = containerd.cfg.pod_cidr.clone() {
-            containerd.write_cni_conf(&cidr)?;
-        }
         if containerd.socket.exists() {
             if containerd.answers() {
                 containerd.adopt_orphan()?;
@@ -220,15 +220,6 @@ impl Containerd {
             .args(["--namespace", K8S_NAMESPACE, "--timeout", "120s"])
             .stdin(Stdio::null());
         cmd
-    }
-
-    /// Writes the CNI conflist for `pod_cidr` (containerd reloads it on change).
-    pub fn write_cni_conf(&self, pod_cidr: &str) -> Result<()> {
-        let path = self.cni_conf_dir().join(CNI_CONFLIST);
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, conflist(pod_cidr, &self.cni_data_dir()))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Tears everything down (see the module docs). Errors of single steps
@@ -616,30 +607,6 @@ fn socket_path(dir: &Path) -> PathBuf {
         .join("containerd.sock")
 }
 
-/// The conflist for `pod_cidr`: the sluice plugin, then loopback.
-pub fn conflist(pod_cidr: &str, data_dir: &Path) -> String {
-    format!(
-        r#"{{
-  "cniVersion": "1.0.0",
-  "name": {name},
-  "plugins": [
-    {{
-      "type": "sluice-cni",
-      "podCIDR": {cidr},
-      "dataDir": {data}
-    }},
-    {{
-      "type": "loopback"
-    }}
-  ]
-}}
-"#,
-        name = json_quote(CNI_NETWORK),
-        cidr = json_quote(pod_cidr),
-        data = json_quote(&data_dir.to_string_lossy()),
-    )
-}
-
 fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     if fs::read_link(link).is_ok_and(|current| current == target) {
         return Ok(());
@@ -922,9 +889,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conflist_round_trips_through_the_plugin_splitter() {
-        let text = conflist("10.244.0.0/24", Path::new("/x/cni/data"));
-        let plugins = conflist_plugins(&text).expect("plugins");
+    fn splits_the_plugins_of_a_conflist() {
+        // What the node agent writes (`cni::Network::conflist`, pretty-printed).
+        let text = r#"{
+  "cniVersion": "1.0.0",
+  "name": "sluice",
+  "plugins": [
+    {
+      "type": "sluice-cni",
+      "podCIDR": "10.244.0.0/24",
+      "dataDir": "/x/cni/data"
+    },
+    {
+      "type": "loopback"
+    }
+  ]
+}"#;
+        let plugins = conflist_plugins(text).expect("plugins");
         assert_eq!(plugins.len(), 2);
         assert_eq!(
             json_string_field(&plugins[0], "type").as_deref(),

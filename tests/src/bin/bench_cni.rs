@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+use sluice_node_agent::cni::{self, Network};
 
 const INNER: &str = "--inner";
 
@@ -187,10 +188,15 @@ fn run_inner(cycles: usize) -> Result<()> {
         Plugin {
             label: "sluice-cni",
             binary: sluice.clone(),
-            conf: json!({
-                "cniVersion": "1.0.0", "name": "bench-sluice", "type": "sluice-cni",
-                "podCIDR": "10.213.1.0/24", "dataDir": data.path().join("sluice"), "mtu": 1500,
-            }),
+            conf: Network {
+                name: "bench-sluice".into(),
+                mtu: Some(1500),
+                ..Network::new(
+                    cni::parse_pod_cidr("10.213.1.0/24")?,
+                    &data.path().join("sluice"),
+                )
+            }
+            .plugin_config(),
             add: Vec::new(),
             del: Vec::new(),
         },
