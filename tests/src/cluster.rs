@@ -5,55 +5,49 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A running `xtask up`.
-pub struct Cluster {
-    child: Option<Child>,
-    state: TempDir,
-    /// The kubeconfig `up` printed.
-    pub kubeconfig: PathBuf,
-    /// API address.
-    pub addr: String,
+/// An `xtask up` process and everything it has printed so far.
+pub struct Up {
+    child: Child,
     output: mpsc::Receiver<String>,
-    lines: Vec<String>,
+    /// Every line `up` printed (stdout and stderr), in arrival order.
+    pub lines: Vec<String>,
 }
 
-impl Cluster {
-    /// Start `xtask up --dev --skip-build` (the debug binaries must be built) and wait for
-    /// the `export KUBECONFIG=` line, which `up` prints once the node is Ready.
-    pub fn start() -> Self {
-        Self::start_with(true)
-    }
+/// How `up`'s start-up ended.
+pub enum Outcome {
+    /// It printed the `export KUBECONFIG=` line: the cluster is up.
+    Ready {
+        /// The kubeconfig it named.
+        kubeconfig: PathBuf,
+    },
+    /// It exited first.
+    Exited(ExitStatus),
+}
 
-    /// Start with the debug (`dev`) or release binaries.
-    pub fn start_with(dev: bool) -> Self {
-        let state = tempfile::Builder::new()
-            .prefix("sluice-e2e-")
-            .tempdir()
-            .expect("state dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port");
-        let addr = format!("127.0.0.1:{port}");
+impl Up {
+    /// Spawns `xtask up <args> --listen <listen> --state-dir <state>` with `envs`.
+    ///
+    /// # Panics
+    /// When xtask cannot be started.
+    pub fn spawn(args: &[&str], listen: &str, state: &Path, envs: &[(&str, &Path)]) -> Self {
         // xtask itself is always a debug build (`cargo xtask` runs it from target/debug).
         let xtask = crate::bin_dir()
             .parent()
             .map(|t| t.join("debug").join("xtask"))
             .filter(|p| p.exists())
             .unwrap_or_else(|| crate::bin("xtask"));
-        let mut args = vec!["up", "--skip-build", "--listen", &addr, "--state-dir"];
-        if dev {
-            args.insert(1, "--dev");
-        }
         let mut child = Command::new(xtask)
-            .args(&args)
-            .arg(state.path())
+            .arg("up")
+            .args(args)
+            .args(["--listen", listen, "--state-dir"])
+            .arg(state)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -73,37 +67,145 @@ impl Cluster {
                 }
             });
         }
+        Self {
+            child,
+            output: rx,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads `up`'s output until it reports the cluster up or exits.
+    ///
+    /// # Panics
+    /// When it does neither within `limit`.
+    pub fn outcome(&mut self, limit: Duration) -> Outcome {
+        let started = Instant::now();
+        loop {
+            match self.output.recv_timeout(Duration::from_millis(500)) {
+                Ok(line) => {
+                    eprintln!("[xtask up] {line}");
+                    let kubeconfig = line
+                        .trim()
+                        .strip_prefix("export KUBECONFIG=")
+                        .map(PathBuf::from);
+                    self.lines.push(line);
+                    if let Some(kubeconfig) = kubeconfig {
+                        return Outcome::Ready { kubeconfig };
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Outcome::Exited(self.child.wait().expect("wait for xtask up"));
+                }
+            }
+            assert!(
+                started.elapsed() < limit,
+                "xtask up neither came up nor exited within {limit:?}:\n{}",
+                self.lines.join("\n")
+            );
+        }
+    }
+
+    /// SIGINT, as Ctrl-C would, and `up`'s exit status (`None`: it did not stop within 90 s
+    /// and was killed).
+    ///
+    /// # Panics
+    /// When `kill` fails (unless already unwinding).
+    pub fn interrupt(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        // Not while unwinding: a second panic would abort the test binary.
+        assert!(
+            std::thread::panicking() || sent.as_ref().is_ok_and(ExitStatus::success),
+            "kill -INT {}: {sent:?}",
+            self.child.id()
+        );
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(90) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                while let Ok(line) = self.output.try_recv() {
+                    eprintln!("[xtask up] {line}");
+                    self.lines.push(line);
+                }
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.interrupt();
+    }
+}
+
+/// A free loopback address for an API server.
+///
+/// # Panics
+/// When no port can be bound.
+#[must_use]
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    format!("127.0.0.1:{port}")
+}
+
+/// A running `xtask up`.
+pub struct Cluster {
+    up: Option<Up>,
+    state: TempDir,
+    /// The kubeconfig `up` printed.
+    pub kubeconfig: PathBuf,
+    /// API address.
+    pub addr: String,
+}
+
+impl Cluster {
+    /// Start `xtask up --dev --skip-build` (the debug binaries must be built) and wait for
+    /// the `export KUBECONFIG=` line, which `up` prints once the node is Ready.
+    pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Start with the debug (`dev`) or release binaries.
+    pub fn start_with(dev: bool) -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("sluice-e2e-")
+            .tempdir()
+            .expect("state dir");
+        let addr = free_addr();
+        let args: &[&str] = if dev {
+            &["--dev", "--skip-build"]
+        } else {
+            &["--skip-build"]
+        };
         let mut cluster = Self {
-            child: Some(child),
+            up: Some(Up::spawn(args, &addr, state.path(), &[])),
             kubeconfig: PathBuf::new(),
             state,
             addr,
-            output: rx,
-            lines: Vec::new(),
         };
-        let started = Instant::now();
-        loop {
-            match cluster.output.recv_timeout(Duration::from_secs(1)) {
-                Ok(line) => {
-                    eprintln!("[xtask up] {line}");
-                    if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
-                        cluster.kubeconfig = PathBuf::from(path);
-                        cluster.lines.push(line);
-                        break;
-                    }
-                    cluster.lines.push(line);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
-                    "xtask up exited before the cluster was ready:\n{}",
-                    cluster.logs()
-                ),
-            }
-            assert!(
-                started.elapsed() < Duration::from_mins(4),
-                "cluster not ready in 240 s:\n{}",
+        let outcome = cluster
+            .up
+            .as_mut()
+            .expect("up")
+            .outcome(Duration::from_mins(4));
+        match outcome {
+            Outcome::Ready { kubeconfig } => cluster.kubeconfig = kubeconfig,
+            Outcome::Exited(status) => panic!(
+                "xtask up exited ({status}) before the cluster was ready:\n{}",
                 cluster.logs()
-            );
+            ),
         }
         cluster
     }
@@ -170,7 +272,11 @@ impl Cluster {
     /// What `up` printed plus the daemons' logs (for failure messages).
     #[must_use]
     pub fn logs(&self) -> String {
-        let mut s = self.lines.join("\n");
+        let mut s = self
+            .up
+            .as_ref()
+            .map(|up| up.lines.join("\n"))
+            .unwrap_or_default();
         for f in [
             "control-plane.log",
             "node-agent.log",
@@ -233,26 +339,9 @@ impl Cluster {
 
     /// SIGINT, as Ctrl-C would, and wait for `up` to exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(90) {
-            if let Ok(Some(status)) = child.try_wait() {
-                while let Ok(line) = self.output.try_recv() {
-                    eprintln!("[xtask up] {line}");
-                    self.lines.push(line);
-                }
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.up
+            .as_mut()
+            .is_none_or(|up| up.interrupt().is_some_and(|status| status.success()))
     }
 }
 

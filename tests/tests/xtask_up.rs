@@ -5,141 +5,22 @@
 //! The two tests share the host's node name (and so its pin directory and cgroup hooks), so
 //! they run one at a time.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use sluice_tests::cluster::{Outcome, Up, free_addr, require_cluster};
 
 /// One `up` at a time: both tests would register the same Node and pins.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-const TOOLS: &[&str] = &["containerd", "runc", "kubectl", "ip", "umoci"];
-
-/// A running (or finished) `xtask up`, with everything it printed.
-struct Up {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-/// How `up` ended its start-up: it printed the `export KUBECONFIG=` line, or it exited.
-enum Outcome {
-    Ready { kubeconfig: String },
-    Exited(ExitStatus),
-}
-
-impl Up {
-    fn start(args: &[&str], state: &Path, bpf_dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut child = Command::new(sluice_tests::bin("xtask"))
-            .arg("up")
-            .args(args)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--state-dir")
-            .arg(state)
-            .env("SLUICE_BPF_DIR", bpf_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xtask up");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads `up`'s output until it reports the cluster up or exits (bounded by `limit`).
-    fn outcome(&mut self, limit: Duration) -> Outcome {
-        let started = Instant::now();
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(500)) {
-                Ok(line) => {
-                    eprintln!("[xtask up] {line}");
-                    let kubeconfig = line
-                        .trim()
-                        .strip_prefix("export KUBECONFIG=")
-                        .map(str::to_owned);
-                    self.seen.push(line);
-                    if let Some(kubeconfig) = kubeconfig {
-                        return Outcome::Ready { kubeconfig };
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().expect("wait for xtask up");
-                    return Outcome::Exited(status);
-                }
-            }
-            assert!(
-                started.elapsed() < limit,
-                "xtask up neither came up nor exited within {limit:?}:\n{}",
-                self.output()
-            );
-        }
-    }
-
-    fn output(&self) -> String {
-        self.seen.join("\n")
-    }
-
-    /// SIGINT (Ctrl-C) and the exit status.
-    fn interrupt(&mut self) -> ExitStatus {
-        sluice_test_util::run(Command::new("kill").args(["-INT", &self.child.id().to_string()]));
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                while let Ok(line) = self.lines.try_recv() {
-                    eprintln!("[xtask up] {line}");
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "xtask up did not stop after SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.interrupt();
-        }
-    }
-}
-
-fn kubectl(kubeconfig: &str, args: &[&str]) -> String {
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     sluice_test_util::stdout(
-        Command::new("kubectl")
+        Command::new(sluice_tests::kubectl_program())
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env(
-                "KUBECACHEDIR",
-                Path::new(kubeconfig).with_file_name("kube-cache"),
-            ),
+            .env("KUBECACHEDIR", kubeconfig.with_file_name("kube-cache")),
     )
 }
 
@@ -152,9 +33,9 @@ fn hostname() -> String {
 
 #[test]
 fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
-    if !sluice_test_util::require_root_and_tools(
+    if !require_cluster(
         "up_builds_a_missing_ebpf_object_then_reaches_a_ready_node",
-        TOOLS,
+        &[],
     ) {
         return;
     }
@@ -170,22 +51,27 @@ fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
     assert!(!bpf_dir.exists());
     // Not --skip-build: `up` must build what is missing (cargo finds the workspace
     // binaries fresh, as `cargo xtask test` built them).
-    let mut up = Up::start(&["--dev"], &tmp.path().join("state"), &bpf_dir);
+    let mut up = Up::spawn(
+        &["--dev"],
+        &free_addr(),
+        &tmp.path().join("state"),
+        &[("SLUICE_BPF_DIR", &bpf_dir)],
+    );
     let kubeconfig = match up.outcome(Duration::from_mins(10)) {
         Outcome::Ready { kubeconfig } => kubeconfig,
-        Outcome::Exited(status) => panic!("xtask up exited ({status}):\n{}", up.output()),
+        Outcome::Exited(status) => panic!("xtask up exited ({status}):\n{}", up.lines.join("\n")),
     };
     let object = bpf_dir.join("sluice-sock");
     assert!(
         object.is_file(),
         "up reported the cluster up without building {}:\n{}",
         object.display(),
-        up.output()
+        up.lines.join("\n")
     );
     assert!(
-        up.seen.iter().any(|l| l.contains("[build-ebpf] wrote")),
+        up.lines.iter().any(|l| l.contains("[build-ebpf] wrote")),
         "no build progress printed:\n{}",
-        up.output()
+        up.lines.join("\n")
     );
     let ready = kubectl(
         &kubeconfig,
@@ -200,17 +86,17 @@ fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
     assert_eq!(ready.trim(), "True");
     let status = up.interrupt();
     assert!(
-        status.success(),
-        "Ctrl-C is a clean stop: {status}\n{}",
-        up.output()
+        status.is_some_and(|s| s.success()),
+        "Ctrl-C is a clean stop: {status:?}\n{}",
+        up.lines.join("\n")
     );
 }
 
 #[test]
 fn up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready() {
-    if !sluice_test_util::require_root_and_tools(
+    if !require_cluster(
         "up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready",
-        TOOLS,
+        &[],
     ) {
         return;
     }
@@ -229,17 +115,22 @@ fn up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready() {
     std::fs::create_dir_all(&bpf_dir).expect("bpf dir");
     std::fs::write(bpf_dir.join("sluice-sock"), b"not an ELF object").expect("bad object");
 
-    let mut up = Up::start(&["--dev", "--skip-build"], &state, &bpf_dir);
+    let mut up = Up::spawn(
+        &["--dev", "--skip-build"],
+        &free_addr(),
+        &state,
+        &[("SLUICE_BPF_DIR", &bpf_dir)],
+    );
     match up.outcome(Duration::from_mins(5)) {
         Outcome::Ready { .. } => panic!(
             "xtask up reported the cluster up while its node agent could not start:\n{}",
-            up.output()
+            up.lines.join("\n")
         ),
         Outcome::Exited(status) => {
-            assert!(!status.success(), "up must fail:\n{}", up.output());
+            assert!(!status.success(), "up must fail:\n{}", up.lines.join("\n"));
         }
     }
-    let output = up.output();
+    let output = up.lines.join("\n");
     assert!(
         output.contains("node agent exited 5 times"),
         "the failure names the crash loop:\n{output}"
@@ -263,27 +154,22 @@ fn up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready() {
 /// before `up` starts.
 fn seed_ready_node(state: &Path, node: &str) {
     std::fs::create_dir_all(state.join("store")).expect("store dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
     let kubeconfig = state.join("seed-kubeconfig");
     let mut control_plane = Command::new(sluice_tests::bin("sluice-control-plane"))
         .arg("--data-dir")
         .arg(state.join("store"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &free_addr()])
         .arg("--kubeconfig-out")
         .arg(&kubeconfig)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the control plane");
-    let kc = kubeconfig.to_str().expect("utf-8 path").to_owned();
     let deadline = Instant::now() + Duration::from_mins(1);
     while !(kubeconfig.exists()
-        && Command::new("kubectl")
+        && Command::new(sluice_tests::kubectl_program())
             .args(["get", "--raw", "/readyz"])
-            .env("KUBECONFIG", &kc)
+            .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -300,7 +186,7 @@ fn seed_ready_node(state: &Path, node: &str) {
     )
     .expect("node manifest");
     kubectl(
-        &kc,
+        &kubeconfig,
         &["create", "-f", manifest.to_str().expect("utf-8 path")],
     );
     let heartbeat = "2026-01-01T00:00:00Z";
@@ -310,7 +196,7 @@ fn seed_ready_node(state: &Path, node: &str) {
         "lastHeartbeatTime": heartbeat, "lastTransitionTime": heartbeat,
     }]}});
     kubectl(
-        &kc,
+        &kubeconfig,
         &[
             "patch",
             "node",
@@ -322,7 +208,7 @@ fn seed_ready_node(state: &Path, node: &str) {
         ],
     );
     let ready = kubectl(
-        &kc,
+        &kubeconfig,
         &[
             "get",
             "node",

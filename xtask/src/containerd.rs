@@ -55,12 +55,6 @@ pub struct Config {
     /// CNI directories: `bin/`, `conf/` and `data/` (the plugin's `dataDir`).
     /// Default: `<dir>/cni`.
     pub cni_dir: PathBuf,
-    /// Ignored. containerd starts (and its CRI plugin loads) without a CNI
-    /// config, and the node agent writes the conflist into
-    /// [`Containerd::cni_conf_dir`] from the podCIDR the control plane assigns,
-    /// as a kubelet does, so xtask renders none. Kept only until `up` stops
-    /// setting it (then remove both).
-    pub pod_cidr: Option<String>,
     /// The sluice CNI plugin binary, symlinked into the CNI bin dir as
     /// `sluice-cni` when it exists.
     pub cni_plugin: Option<PathBuf>,
@@ -87,7 +81,6 @@ impl Config {
         Self {
             cni_dir: dir.join("cni"),
             dir,
-            pod_cidr: None,
             cni_plugin: None,
             sandbox_image: DEFAULT_SANDBOX_IMAGE.to_owned(),
             containerd: PathBuf::from("containerd"),
@@ -502,19 +495,18 @@ disabled_plugins = [
         }
     }
 
-    fn cni_del(&self, id: &str, netns: &str, plugin: &str) -> Result<()> {
-        let kind = json_string_field(plugin, "type").context("plugin without a type")?;
-        let binary = self.cni_bin_dir().join(&kind);
+    fn cni_del(&self, id: &str, netns: &str, plugin: &serde_json::Value) -> Result<()> {
+        let kind = plugin["type"].as_str().context("plugin without a type")?;
+        let binary = self.cni_bin_dir().join(kind);
         if !binary.exists() {
             return Ok(());
         }
         // The runtime config libcni hands each plugin: the list's name and
         // version injected into the plugin's own object.
-        let body = plugin.trim().trim_start_matches('{');
-        let stdin = format!(
-            "{{\"cniVersion\":\"1.0.0\",\"name\":{},{body}",
-            json_quote(CNI_NETWORK)
-        );
+        let mut config = plugin.clone();
+        config["cniVersion"] = "1.0.0".into();
+        config["name"] = CNI_NETWORK.into();
+        let stdin = config.to_string();
         let mut child = Command::new(&binary)
             .env("CNI_COMMAND", "DEL")
             .env("CNI_CONTAINERID", id)
@@ -777,92 +769,24 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// The `path` of the `network` namespace in an OCI spec (pretty JSON).
 fn network_namespace_path(spec: &str) -> Option<String> {
-    let at = spec.find("\"type\": \"network\"")?;
-    // The namespace object around `at`: from its `{` to its `}`.
-    let start = spec[..at].rfind('{')?;
-    let end = at + spec[at..].find('}')?;
-    json_string_field(&spec[start..=end], "path")
+    let spec: serde_json::Value = serde_json::from_str(spec).ok()?;
+    spec["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|ns| ns["type"] == "network")?["path"]
+        .as_str()
+        .map(str::to_owned)
 }
 
-/// The string value of `"field"` in a flat JSON object (no nested objects
-/// carrying the same key).
-fn json_string_field(object: &str, field: &str) -> Option<String> {
-    let key = format!("\"{field}\"");
-    let after = &object[object.find(&key)? + key.len()..];
-    let after = after.trim_start().strip_prefix(':')?.trim_start();
-    let after = after.strip_prefix('"')?;
-    let mut value = String::new();
-    let mut chars = after.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
+/// The objects of a conflist's `plugins` array.
+fn conflist_plugins(conflist: &str) -> Option<Vec<serde_json::Value>> {
+    let conflist: serde_json::Value = serde_json::from_str(conflist).ok()?;
+    conflist["plugins"].as_array().cloned()
 }
 
-/// The objects of a conflist's `plugins` array, as JSON text.
-fn conflist_plugins(conflist: &str) -> Option<Vec<String>> {
-    let key = conflist.find("\"plugins\"")?;
-    let open = key + conflist[key..].find('[')?;
-    let mut plugins = Vec::new();
-    let mut depth = 0usize;
-    let mut start = None;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in conflist[open + 1..].char_indices() {
-        let i = open + 1 + i;
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '{' | '[' => {
-                if depth == 0 {
-                    start = Some(i);
-                }
-                depth += 1;
-            }
-            '}' | ']' if depth == 0 => return Some(plugins),
-            '}' | ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    plugins.push(conflist[start?..=i].to_owned());
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn json_quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A TOML basic string (the same escapes as JSON for what we write).
+/// A TOML basic string: JSON's string escapes are TOML's.
 fn toml_str(text: &str) -> String {
-    json_quote(text)
+    serde_json::Value::from(text).to_string()
 }
 
 fn toml_path(path: &Path) -> String {
@@ -878,7 +802,7 @@ fn quiet(cmd: &mut Command) -> Option<String> {
 }
 
 /// The last `lines` lines of a file.
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -907,18 +831,10 @@ mod tests {
 }"#;
         let plugins = conflist_plugins(text).expect("plugins");
         assert_eq!(plugins.len(), 2);
-        assert_eq!(
-            json_string_field(&plugins[0], "type").as_deref(),
-            Some("sluice-cni")
-        );
-        assert_eq!(
-            json_string_field(&plugins[0], "podCIDR").as_deref(),
-            Some("10.244.0.0/24")
-        );
-        assert_eq!(
-            json_string_field(&plugins[1], "type").as_deref(),
-            Some("loopback")
-        );
+        assert_eq!(plugins[0]["type"], "sluice-cni");
+        assert_eq!(plugins[0]["podCIDR"], "10.244.0.0/24");
+        assert_eq!(plugins[1]["type"], "loopback");
+        assert_eq!(toml_str("a\"b\\c"), r#""a\"b\\c""#);
     }
 
     #[test]
@@ -936,7 +852,7 @@ mod tests {
             network_namespace_path(spec).as_deref(),
             Some("/s/netns/cni-1")
         );
-        let without = r#"{"namespaces": [{"type": "network"}]}"#;
+        let without = r#"{"linux": {"namespaces": [{"type": "network"}]}}"#;
         assert_eq!(network_namespace_path(without), None);
     }
 

@@ -42,9 +42,6 @@ pub struct Options {
     /// Where the cluster keeps its state (relative paths: to the workspace root).
     #[arg(long, default_value = ".state/cluster")]
     pub state_dir: PathBuf,
-    /// This node's pod CIDR, written into the CNI conflist.
-    #[arg(long, default_value = "10.244.0.0/24")]
-    pub pod_cidr: String,
     /// Rebuild and re-import the local images.
     #[arg(long)]
     pub force_images: bool,
@@ -182,7 +179,6 @@ fn state_dir(opts: &Options) -> Result<PathBuf> {
 fn start_containerd(opts: &Options, state: &Path) -> Result<Containerd> {
     let mut cfg = containerd::Config::new(state.join("containerd"));
     cfg.cni_dir = state.join("cni");
-    cfg.pod_cidr = Some(opts.pod_cidr.clone());
     cfg.cni_plugin = Some(opts.bin_dir().join("sluice-cni"));
     images::PAUSE.clone_into(&mut cfg.sandbox_image);
     cfg.die_with_parent = true;
@@ -614,17 +610,10 @@ fn state_log(respawn: Option<&Respawn>) -> String {
     respawn.map(|r| log_tail(&r.log)).unwrap_or_default()
 }
 
-/// "; the last lines of <log>:\n..." (or just where the log is when it cannot be read).
+/// "; the last lines of <log>:" and those lines, for an error message.
 fn log_tail(log: &Path) -> String {
-    const LINES: usize = 15;
-    match fs::read_to_string(log) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(LINES)..].join("\n    ");
-            format!("; the last lines of {}:\n    {tail}", log.display())
-        }
-        Err(_) => format!("; see {}", log.display()),
-    }
+    let tail = containerd::tail(log, 15).replace('\n', "\n    ");
+    format!("; the last lines of {}:\n    {tail}", log.display())
 }
 
 #[cfg(test)]
