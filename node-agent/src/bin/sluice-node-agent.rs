@@ -15,7 +15,7 @@ struct Cli {
     /// Node name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
-    /// Node InternalIP (default: the first global IPv4 address).
+    /// Node `InternalIP` (default: the first global IPv4 address).
     #[arg(long)]
     node_ip: Option<String>,
     /// kubeconfig for the API server.
@@ -24,7 +24,7 @@ struct Cli {
     /// containerd's CRI socket.
     #[arg(long, default_value = sluice_proto::CONTAINERD_SOCKET)]
     cri_socket: PathBuf,
-    /// Where to write the CNI conflist (containerd's CNI conf_dir).
+    /// Where to write the CNI conflist (containerd's CNI `conf_dir`).
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: PathBuf,
     /// Where containerd finds CNI plugins (informational; containerd's config decides).
@@ -45,7 +45,7 @@ struct Cli {
     /// The cgroup2 directory whose sockets (and all below it) get the Service hooks.
     #[arg(long, default_value = datapath::DEFAULT_CGROUP_ROOT)]
     cgroup_root: PathBuf,
-    /// The cluster's Service range (routed nowhere on the node, so untranslated ClusterIPs fail fast).
+    /// The cluster's Service range (routed nowhere on the node, so untranslated `ClusterIPs` fail fast).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
     /// Run without the eBPF service proxy.

@@ -1,6 +1,11 @@
 //! `cargo xtask bench api`: latency (p50/p99) and throughput of create, get, list and
 //! watch fan-out with N concurrent kube-rs clients against the real control plane binary,
 //! and its resident memory with many pods stored. Numbers, not assertions.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    reason = "statistics for display: counts, sizes and percentile indexes are far below 2^52 and never negative"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,25 +225,23 @@ async fn main() {
         have + more,
         rss as f64 / 1024.0,
         rss.saturating_sub(rss_idle) as f64 / (have + more) as f64,
-        store_bytes as f64 / 1048576.0,
+        store_bytes as f64 / 1_048_576.0,
         more,
         wall.as_secs_f64()
     );
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| {
-                    let m = e.metadata().ok();
-                    if m.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-                        walk_size(&e.path())
-                    } else {
-                        m.map_or(0, |m| m.len())
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(p).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| {
+                let m = e.metadata().ok();
+                if m.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                    walk_size(&e.path())
+                } else {
+                    m.map_or(0, |m| m.len())
+                }
+            })
+            .sum()
+    })
 }

@@ -58,7 +58,7 @@ async fn phase(api: &Api<Pod>, names: &[String], burst: bool) -> Vec<Duration> {
     let mut created: HashMap<String, Instant> = HashMap::new();
     let mut done: HashMap<String, Duration> = HashMap::new();
     let mut next = 0;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_mins(10);
     while done.len() < names.len() && Instant::now() < deadline {
         while next < names.len() && (burst || done.len() == next) {
             created.insert(names[next].clone(), Instant::now());
@@ -67,8 +67,7 @@ async fn phase(api: &Api<Pod>, names: &[String], burst: bool) -> Vec<Duration> {
                 .expect("create");
             next += 1;
         }
-        let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(60), stream.next()).await
-        else {
+        let Ok(Some(ev)) = tokio::time::timeout(Duration::from_mins(1), stream.next()).await else {
             break;
         };
         if let Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev {
@@ -114,12 +113,11 @@ async fn main() {
             )
             .await;
         let wait = Instant::now();
-        while wait.elapsed() < Duration::from_secs(120) {
+        while wait.elapsed() < Duration::from_mins(2) {
             if api
                 .list(&ListParams::default().labels("bench=startup"))
                 .await
-                .map(|l| l.items.is_empty())
-                .unwrap_or(false)
+                .is_ok_and(|l| l.items.is_empty())
             {
                 break;
             }
