@@ -2,9 +2,12 @@
 //! them to a cgroup with pinned links (so hooks outlive the agent), and typed
 //! operations on the service, backend and reverse-NAT maps.
 //!
-//! This is the only module that uses aya. Callers program services through
-//! [`DatapathOps`], implemented by the kernel-backed [`Datapath`] and by
-//! [`FakeDatapath`] (in memory, no root needed).
+//! This is the only module that uses aya. [`DatapathOps`] is one map entry
+//! at a time, implemented by the kernel-backed [`Datapath`] and by
+//! [`FakeDatapath`] (in memory, no root needed). Whole services are written
+//! by one path only, the service proxy's
+//! [`Reconciler`](crate::proxy::Reconciler), which owns the write order;
+//! the agent, the kernel tests and the service benchmark all go through it.
 //!
 //! Map layouts, names and byte order come from `sluice_ebpf_common`; see its
 //! docs for the slot scheme (slot 0 = frontend with the backend count, slots
@@ -136,12 +139,6 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
-    /// A service has more backends than a slot number can name.
-    #[error("service has {count} backends; at most {max} fit", max = u16::MAX)]
-    TooManyBackends {
-        /// How many were asked for.
-        count: usize,
-    },
 }
 
 /// Typed operations on the datapath maps, one map entry at a time.
@@ -207,66 +204,4 @@ pub trait DatapathOps {
     /// # Errors
     /// [`DatapathError::Map`] when the map cannot be read.
     fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError>;
-}
-
-/// Programs a whole service: its backend slots, then its frontend, then
-/// removes slots past the new count.
-///
-/// The order is make-before-break: a concurrent connect sees either the old
-/// count with valid old slots, or the new count with valid new slots. The
-/// backends named by `backend_ids` must already be in the backends map.
-///
-/// # Errors
-/// [`DatapathError::TooManyBackends`] past `u16::MAX` backends; map errors
-/// from `ops`.
-pub fn program_service<D: DatapathOps + ?Sized>(
-    ops: &mut D,
-    frontend: ServiceKey,
-    flags: u16,
-    rev_nat_id: u16,
-    backend_ids: &[u32],
-) -> Result<(), DatapathError> {
-    let frontend = frontend.with_slot(0);
-    let count = u16::try_from(backend_ids.len()).map_err(|_| DatapathError::TooManyBackends {
-        count: backend_ids.len(),
-    })?;
-    let old_count = ops
-        .services()?
-        .into_iter()
-        .find(|(key, _)| *key == frontend)
-        .map_or(0, |(_, value)| value.count);
-    for (slot, id) in (1..=count).zip(backend_ids) {
-        ops.upsert_service(
-            frontend.with_slot(slot),
-            ServiceValue::backend_slot(*id, rev_nat_id),
-        )?;
-    }
-    ops.upsert_service(frontend, ServiceValue::frontend(count, flags, rev_nat_id))?;
-    for slot in count.saturating_add(1)..=old_count {
-        ops.remove_service(&frontend.with_slot(slot))?;
-    }
-    Ok(())
-}
-
-/// Removes a whole service: the frontend first (so no connect picks a slot
-/// any more), then every slot of it.
-///
-/// # Errors
-/// Map errors from `ops`.
-pub fn remove_service_entries<D: DatapathOps + ?Sized>(
-    ops: &mut D,
-    frontend: ServiceKey,
-) -> Result<(), DatapathError> {
-    let frontend = frontend.with_slot(0);
-    ops.remove_service(&frontend)?;
-    let stale: Vec<ServiceKey> = ops
-        .services()?
-        .into_iter()
-        .map(|(key, _)| key)
-        .filter(|key| key.with_slot(0) == frontend)
-        .collect();
-    for key in stale {
-        ops.remove_service(&key)?;
-    }
-    Ok(())
 }

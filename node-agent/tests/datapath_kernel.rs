@@ -2,7 +2,7 @@
 //! (connect4, sendmsg4, recvmsg4, getpeername4) passes the verifier, its
 //! maps pin and survive a reload, `connect4` rewrites a real connect to a
 //! service VIP, and a service without backends is refused with ECONNREFUSED.
-//! The netns tests send TCP and UDP through a ClusterIP to a server in
+//! The netns tests send TCP and UDP through a `ClusterIP` to a server in
 //! another network namespace across a veth pair, and check restart safety:
 //! pinned hooks outlive the `Datapath`, a reload swaps programs with no
 //! window, and teardown leaves nothing.
@@ -11,8 +11,14 @@
 //! `sluice_ebpf`) through the task `Datapath::load` spawns in a tokio
 //! runtime.
 //!
+//! Services are programmed the way the agent programs them: a [`Desired`]
+//! state applied by the proxy's [`Reconciler`]. Only the log test writes raw
+//! map entries, to fake the half-written states the reconciler never leaves.
+//!
 //! The object comes from `SLUICE_BPF_OBJ` (set by `cargo xtask test`), else
-//! from `target/bpf/sluice-sock` (written by `cargo xtask build-ebpf`).
+//! from `target/bpf/sluice-sock` (written by `cargo xtask build-ebpf`). A test
+//! that lacks root, a tool or the object is skipped, or fails under CI (see
+//! `sluice_test_util`); every shell-out a check depends on is checked.
 //!
 //! Socket tests run their client in a child process (this test binary again,
 //! running the ignored `connect_helper` test) that moves itself into a fresh
@@ -24,13 +30,13 @@
 
 use std::{
     fs::File,
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::{
-        Arc, Mutex, Once, PoisonError,
+        Arc, Condvar, Mutex, Once, PoisonError,
         atomic::{AtomicBool, AtomicU32, Ordering},
         mpsc,
     },
@@ -40,8 +46,11 @@ use std::{
 
 use sluice_node_agent::datapath::{
     BACKENDS_MAP, BPF_LOG_TARGET, BackendKey, BackendValue, Be16, Be32, Datapath, DatapathOps,
-    ObjectSource, PROTO_TCP, PROTO_UDP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP,
-    SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, hooks, program_service, unpin,
+    ObjectSource, PROTO_TCP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP, SOCK_REV_NAT_MAP,
+    ServiceKey, ServiceValue, hooks, unpin,
+};
+use sluice_node_agent::proxy::{
+    Backend, Desired, Frontend, FrontendSpec, Protocol, Reconciler, ServicePortName, Stats,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -55,9 +64,9 @@ const LOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 const BACKEND_PORT: u16 = 18_080;
 const HELPER_ENV: &str = "SLUICE_CONNECT_HELPER";
 
-/// The netns tests' ClusterIP (TCP port 80, UDP port 53).
+/// The netns tests' `ClusterIP` (TCP port 80, UDP port 53).
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 7, 7);
-/// A ClusterIP whose service has no backends (TCP 80, UDP 53).
+/// A `ClusterIP` whose service has no backends (TCP 80, UDP 53).
 const EMPTY_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 7, 8);
 /// An address that is no service.
 const NOT_A_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 7, 9);
@@ -68,24 +77,37 @@ const UDP_PORT: u16 = 53;
 const SERVER_TCP_PORT: u16 = 8080;
 const SERVER_UDP_PORT: u16 = 5353;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+/// The helper's line once its loop connects (see `netns_hooks_survive_agent_restart`).
+const LOOP_READY: &str = "tcp-loop: connecting through the hooks";
+/// Connects the loop makes before it says [`LOOP_READY`].
+const LOOP_CONNECTS_BEFORE: u32 = 5;
+/// Connects the loop makes after it learnt that the program swap is done.
+const LOOP_CONNECTS_AFTER: u32 = 20;
+/// What the test writes to the loop's stdin once the swap is done.
+const LOOP_SWAPPED: &str = "swapped";
 
-/// Returns false (after saying why) when the test cannot run here.
-fn can_run(test: &str) -> bool {
-    if is_root() {
-        true
-    } else {
-        println!("skipping {test}: needs root (loads eBPF programs, makes cgroups)");
-        false
+/// The eBPF object, when `test` can run here: it needs root (it loads eBPF
+/// programs and makes cgroups), every tool in `tools`, and the object. When
+/// not, the test is skipped (and must return), or fails under CI.
+fn preconditions(test: &str, tools: &[&str]) -> Option<PathBuf> {
+    if !sluice_test_util::require_root_and_tools(test, tools) {
+        return None;
     }
+    let object = object_path();
+    if !sluice_test_util::require(
+        test,
+        object.is_file(),
+        "the eBPF object (SLUICE_BPF_OBJ, or target/bpf/sluice-sock from `cargo xtask build-ebpf`)",
+    ) {
+        return None;
+    }
+    Some(object)
 }
 
 fn object_path() -> PathBuf {
     if let Some(path) = std::env::var_os("SLUICE_BPF_OBJ") {
         let path = PathBuf::from(path);
+        // Named explicitly, so a wrong path is a mistake, not a missing tool.
         assert!(
             path.is_file(),
             "SLUICE_BPF_OBJ={} does not exist: run `cargo xtask build-ebpf`",
@@ -93,13 +115,50 @@ fn object_path() -> PathBuf {
         );
         return path;
     }
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bpf/sluice-sock");
-    assert!(
-        default.is_file(),
-        "no eBPF object: set SLUICE_BPF_OBJ or run `cargo xtask build-ebpf` (writes {})",
-        default.display()
-    );
-    default
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bpf/sluice-sock")
+}
+
+/// One service port: `(vip, port, protocol, backends as (address, port))`.
+type ServicePort<'a> = (Ipv4Addr, u16, Protocol, &'a [(Ipv4Addr, u16)]);
+
+/// A desired state of one service port per entry, as the agent's
+/// `desired()` would compute it from the equivalent API objects.
+fn state(services: &[ServicePort<'_>]) -> Desired {
+    let mut desired = Desired::default();
+    for (vip, port, protocol, backends) in services {
+        desired.insert(
+            Frontend {
+                vip: *vip,
+                port: *port,
+                protocol: *protocol,
+            },
+            FrontendSpec::new(
+                ServicePortName::new("default", &format!("svc-{vip}-{port}"), ""),
+                backends.iter().map(|(addr, port)| Backend {
+                    addr: *addr,
+                    port: *port,
+                }),
+            ),
+        );
+    }
+    desired
+}
+
+/// Programs `desired` the way a (re)started agent does: a fresh reconciler.
+fn program(dp: &mut Datapath, desired: &Desired) -> Stats {
+    Reconciler::new()
+        .apply(desired, dp)
+        .unwrap_or_else(|e| panic!("apply: {e:?}"))
+}
+
+/// The VIP:80/TCP service to the loopback backend.
+fn loopback_service() -> Desired {
+    state(&[(
+        VIP,
+        VIP_PORT,
+        Protocol::Tcp,
+        &[(Ipv4Addr::LOCALHOST, BACKEND_PORT)],
+    )])
 }
 
 fn unique(name: &str) -> String {
@@ -198,29 +257,28 @@ fn helper_command(mode: &str, cgroup: &Path, netns: Option<&str>) -> Command {
 /// the named network namespace (else a fresh one).
 fn run_helper_in(mode: &str, cgroup: &Path, netns: Option<&str>) {
     let output = helper_command(mode, cgroup, netns).output().unwrap();
-    check_helper(mode, &output);
+    check_helper(
+        mode,
+        output.status,
+        &String::from_utf8_lossy(&output.stdout),
+        &String::from_utf8_lossy(&output.stderr),
+    );
 }
 
-fn check_helper(mode: &str, output: &std::process::Output) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+fn check_helper(mode: &str, status: ExitStatus, stdout: &str, stderr: &str) {
     println!("--- helper {mode} stdout\n{stdout}--- helper stderr\n{stderr}---");
-    assert!(
-        output.status.success(),
-        "helper {mode} failed: {}",
-        output.status
-    );
+    assert!(status.success(), "helper {mode} failed: {status}");
     assert!(stdout.contains("1 passed"), "helper {mode} did not run");
 }
 
 #[test]
 fn object_loads_verifies_and_pins_maps() {
-    if !can_run("object_loads_verifies_and_pins_maps") {
+    let Some(object) = preconditions("object_loads_verifies_and_pins_maps", &[]) else {
         return;
-    }
-    let object = object_path();
+    };
     let pins = PinDir::new("load");
     let key = vip_key(VIP);
+    let desired = loopback_service();
     {
         let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0)
             .unwrap_or_else(|e| panic!("load {}: {e:?}", object.display()));
@@ -249,7 +307,18 @@ fn object_loads_verifies_and_pins_maps() {
 
         dp.upsert_backend(BackendKey { id: 1 }, loopback_backend())
             .unwrap();
-        program_service(&mut dp, key, 0, 1, &[1]).unwrap();
+        // The agent's reconciler adopts backend 1 and rev-NAT 1 (same
+        // values) and writes only the slot and the frontend.
+        let stats = program(&mut dp, &desired);
+        assert_eq!(
+            stats,
+            Stats {
+                frontends_added: 1,
+                slots_written: 1,
+                frontends_changed: 1,
+                ..Stats::default()
+            }
+        );
         assert_eq!(dp.services().unwrap().len(), 2);
         assert_eq!(
             dp.backends().unwrap(),
@@ -260,7 +329,7 @@ fn object_loads_verifies_and_pins_maps() {
     // A restarted agent reuses the pinned maps, entries included.
     let bytes = std::fs::read(&object).unwrap();
     let aligned = aligned_copy(&bytes);
-    let dp = Datapath::load(ObjectSource::Bytes(aligned.as_bytes()), &pins.0).unwrap();
+    let mut dp = Datapath::load(ObjectSource::Bytes(aligned.as_bytes()), &pins.0).unwrap();
     let services = dp.services().unwrap();
     assert_eq!(
         services.len(),
@@ -271,6 +340,15 @@ fn object_loads_verifies_and_pins_maps() {
     assert_eq!(services[0].1.count, 1);
     assert_eq!(dp.backends().unwrap().len(), 1);
     assert_eq!(dp.rev_nats().unwrap().len(), 1);
+    // Its first pass adopts them all: nothing to write.
+    let stats = program(&mut dp, &desired);
+    assert!(stats.is_empty(), "a restarted agent rewrote {stats}");
+    // And prunes through the kernel maps what is no longer wanted.
+    let stats = program(&mut dp, &Desired::default());
+    assert_eq!(stats.writes(), 4, "{stats}");
+    assert!(dp.services().unwrap().is_empty());
+    assert!(dp.backends().unwrap().is_empty());
+    assert!(dp.rev_nats().unwrap().is_empty());
 }
 
 /// ELF bytes copied into 8-byte aligned storage.
@@ -297,21 +375,13 @@ fn aligned_copy(bytes: &[u8]) -> Aligned {
 
 #[test]
 fn connect4_rewrites_vip_to_backend() {
-    if !can_run("connect4_rewrites_vip_to_backend") {
+    let Some(object) = preconditions("connect4_rewrites_vip_to_backend", &["ip"]) else {
         return;
-    }
-    let object = object_path();
+    };
     let pins = PinDir::new("rewrite");
     let cgroup = Cgroup::new("sluice-test-rewrite");
     let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
-    dp.upsert_backend(BackendKey { id: 1 }, loopback_backend())
-        .unwrap();
-    dp.upsert_rev_nat(
-        RevNatKey::new(1),
-        RevNatValue::new(Be32::from_ipv4(VIP), Be16::from_host(VIP_PORT)),
-    )
-    .unwrap();
-    program_service(&mut dp, vip_key(VIP), 0, 1, &[1]).unwrap();
+    program(&mut dp, &loopback_service());
     dp.attach_cgroup(&cgroup.0).unwrap();
     assert_eq!(dp.hooks().unwrap().len(), 4);
 
@@ -323,22 +393,25 @@ fn connect4_rewrites_vip_to_backend() {
 
 #[test]
 fn connect4_rejects_service_without_backends() {
-    if !can_run("connect4_rejects_service_without_backends") {
+    let Some(object) = preconditions("connect4_rejects_service_without_backends", &["ip"]) else {
         return;
-    }
-    let object = object_path();
+    };
     let pins = PinDir::new("reject");
     let cgroup = Cgroup::new("sluice-test-reject");
     let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
-    program_service(&mut dp, vip_key(VIP), 0, 1, &[]).unwrap();
+    program(&mut dp, &state(&[(VIP, VIP_PORT, Protocol::Tcp, &[])]));
     dp.attach_cgroup(&cgroup.0).unwrap();
 
     run_helper("reject", &cgroup.0);
     dp.detach_all().unwrap();
 }
 
-/// A `log` logger keeping every record: (level, target, message).
-struct Capture(Mutex<Vec<(log::Level, String, String)>>);
+/// A `log` logger keeping every record: (level, target, message), and
+/// waking waiters on each.
+struct Capture {
+    records: Mutex<Vec<(log::Level, String, String)>>,
+    arrived: Condvar,
+}
 
 impl log::Log for Capture {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -346,17 +419,24 @@ impl log::Log for Capture {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
-            record.level(),
-            record.target().to_owned(),
-            record.args().to_string(),
-        ));
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((
+                record.level(),
+                record.target().to_owned(),
+                record.args().to_string(),
+            ));
+        self.arrived.notify_all();
     }
 
     fn flush(&self) {}
 }
 
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+static CAPTURE: Capture = Capture {
+    records: Mutex::new(Vec::new()),
+    arrived: Condvar::new(),
+};
 
 /// Installs [`CAPTURE`] as this process's logger at level trace (once).
 fn capture_logs() -> &'static Capture {
@@ -368,33 +448,39 @@ fn capture_logs() -> &'static Capture {
     &CAPTURE
 }
 
-/// Waits (up to 5 s) for a record with `level`, the programs' target and
-/// exactly `message`.
+/// Waits for a record with `level`, the programs' target and exactly
+/// `message`: woken by each record that arrives, failing after 5 s without it.
 fn wait_for_record(capture: &Capture, level: log::Level, message: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut records = capture
+        .records
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     loop {
+        if records
+            .iter()
+            .any(|(l, target, m)| *l == level && target == BPF_LOG_TARGET && m == message)
         {
-            let records = capture.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if records
-                .iter()
-                .any(|(l, target, m)| *l == level && target == BPF_LOG_TARGET && m == message)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {level} record {message:?} from {BPF_LOG_TARGET}; got {records:#?}"
-            );
+            return;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no {level} record {message:?} from {BPF_LOG_TARGET}; got {records:#?}"
+        );
+        records = capture
+            .arrived
+            .wait_timeout(records, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
 #[test]
 fn program_log_records_reach_userspace() {
-    if !can_run("program_log_records_reach_userspace") {
+    let Some(object) = preconditions("program_log_records_reach_userspace", &["ip"]) else {
         return;
-    }
+    };
     let capture = capture_logs();
     // As in the agent: loaded inside a tokio runtime, which then runs the
     // task reading the programs' log buffer.
@@ -404,20 +490,24 @@ fn program_log_records_reach_userspace() {
         .build()
         .unwrap();
     let _entered = runtime.enter();
-    let object = object_path();
     let pins = PinDir::new("log");
     let cgroup = Cgroup::new("sluice-test-log");
     let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
     let key = |port: u16| {
         ServiceKey::frontend(Be32::from_ipv4(LOG_VIP), Be16::from_host(port), PROTO_TCP)
     };
-    // :80 has no backends.
-    program_service(&mut dp, key(80), 0, 1, &[]).unwrap();
+    // :80 has no backends (programmed as the agent does).
+    program(&mut dp, &state(&[(LOG_VIP, 80, Protocol::Tcp, &[])]));
+    // The reconciler never leaves the next two states (its write order
+    // forbids them), so they are faked with raw map writes.
     // :81 claims one backend but its slot is missing (as if mid-update).
     dp.upsert_service(key(81), ServiceValue::frontend(1, 0, 2))
         .unwrap();
     // :82's slot names backend 7, which is not in the backends map.
-    program_service(&mut dp, key(82), 0, 3, &[7]).unwrap();
+    dp.upsert_service(key(82).with_slot(1), ServiceValue::backend_slot(7, 3))
+        .unwrap();
+    dp.upsert_service(key(82), ServiceValue::frontend(1, 0, 3))
+        .unwrap();
     dp.attach_cgroup(&cgroup.0).unwrap();
     // With every level compiled in, all four programs passed the verifier;
     // show their size for the record.
@@ -485,11 +575,7 @@ fn connect_helper() {
             "unshare(CLONE_NEWNET): {}",
             std::io::Error::last_os_error()
         );
-        let status = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip link set lo up: {status}");
+        sluice_test_util::run(Command::new("ip").args(["link", "set", "lo", "up"]));
     } else {
         enter_netns(netns);
         netns_client(mode);
@@ -560,13 +646,7 @@ fn connect_helper() {
 
 /// Runs `ip args...`, panicking on failure.
 fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    sluice_test_util::run(Command::new("ip").args(args));
 }
 
 /// Moves this thread into the named network namespace (`/run/netns/<name>`).
@@ -667,51 +747,46 @@ impl Drop for Server {
     }
 }
 
-/// Programs the netns tests' services: CLUSTER_IP:80/TCP and :53/UDP to the
-/// server (rev-nat ids 1 and 2), EMPTY_IP:80/TCP and :53/UDP with no
-/// backends (ids 3 and 4).
-fn program_netns_services(dp: &mut Datapath) {
-    let vip = Be32::from_ipv4(CLUSTER_IP);
-    let empty = Be32::from_ipv4(EMPTY_IP);
-    let server = Be32::from_ipv4(SERVER_IP);
-    dp.upsert_backend(
-        BackendKey { id: 1 },
-        BackendValue::new(server, Be16::from_host(SERVER_TCP_PORT), PROTO_TCP),
-    )
-    .unwrap();
-    dp.upsert_backend(
-        BackendKey { id: 2 },
-        BackendValue::new(server, Be16::from_host(SERVER_UDP_PORT), PROTO_UDP),
-    )
-    .unwrap();
-    let services = [
-        (vip, TCP_PORT, PROTO_TCP, 1, vec![1]),
-        (vip, UDP_PORT, PROTO_UDP, 2, vec![2]),
-        (empty, TCP_PORT, PROTO_TCP, 3, vec![]),
-        (empty, UDP_PORT, PROTO_UDP, 4, vec![]),
-    ];
-    for (addr, port, proto, id, backends) in services {
-        let port = Be16::from_host(port);
-        // Rev-NAT first, so the first translated socket can be translated back.
-        dp.upsert_rev_nat(RevNatKey::new(id), RevNatValue::new(addr, port))
-            .unwrap();
-        program_service(
-            dp,
-            ServiceKey::frontend(addr, port, proto),
-            0,
-            id,
-            &backends,
-        )
-        .unwrap();
-    }
+/// Programs the netns tests' services with a fresh reconciler (an agent's
+/// first pass) and returns them: `CLUSTER_IP:80/TCP` and `:53/UDP` to the
+/// server, `EMPTY_IP:80/TCP` and `:53/UDP` with no backends.
+fn program_netns_services(dp: &mut Datapath) -> Desired {
+    let desired = state(&[
+        (
+            CLUSTER_IP,
+            TCP_PORT,
+            Protocol::Tcp,
+            &[(SERVER_IP, SERVER_TCP_PORT)],
+        ),
+        (
+            CLUSTER_IP,
+            UDP_PORT,
+            Protocol::Udp,
+            &[(SERVER_IP, SERVER_UDP_PORT)],
+        ),
+        (EMPTY_IP, TCP_PORT, Protocol::Tcp, &[]),
+        (EMPTY_IP, UDP_PORT, Protocol::Udp, &[]),
+    ]);
+    let stats = program(dp, &desired);
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_added: 4,
+            slots_written: 2,
+            backends_written: 2,
+            rev_nats_written: 4,
+            frontends_changed: 4,
+            ..Stats::default()
+        }
+    );
+    desired
 }
 
 #[test]
 fn netns_tcp_and_udp_through_cluster_ip() {
-    if !can_run("netns_tcp_and_udp_through_cluster_ip") {
+    let Some(object) = preconditions("netns_tcp_and_udp_through_cluster_ip", &["ip"]) else {
         return;
-    }
-    let object = object_path();
+    };
     let topology = Topology::new("lb");
     let _server = Server::start(&topology.server);
     let pins = PinDir::new("netns");
@@ -729,21 +804,20 @@ fn netns_tcp_and_udp_through_cluster_ip() {
 
 #[test]
 fn netns_hooks_survive_agent_restart() {
-    if !can_run("netns_hooks_survive_agent_restart") {
+    let Some(object) = preconditions("netns_hooks_survive_agent_restart", &["ip"]) else {
         return;
-    }
-    let object = object_path();
+    };
     let topology = Topology::new("rs");
     let _server = Server::start(&topology.server);
     let pins = PinDir::new("restart");
     let cgroup = Cgroup::new("sluice-test-restart");
 
     // First agent: load, program, attach, exit.
-    let before = {
+    let (desired, before) = {
         let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
-        program_netns_services(&mut dp);
+        let desired = program_netns_services(&mut dp);
         dp.attach_cgroup(&cgroup.0).unwrap();
-        dp.hooks().unwrap()
+        (desired, dp.hooks().unwrap())
     };
     assert_eq!(before.len(), 4, "{before:?}");
     assert_eq!(hooks(&pins.0).unwrap(), before, "hooks changed on drop");
@@ -751,17 +825,51 @@ fn netns_hooks_survive_agent_restart() {
     run_helper_in("tcp", &cgroup.0, Some(&topology.client));
 
     // Second agent, while a client connects in a loop: reuse the pinned
-    // links; the loop must never miss the hook.
-    let looping = helper_command("tcp-loop", &cgroup.0, Some(&topology.client))
+    // links; the loop must never miss the hook. The swap starts only once
+    // the loop says it connects (through the first agent's programs), and
+    // the loop ends only after LOOP_CONNECTS_AFTER more connects that began
+    // after it was told the swap was done: no clock decides whether the
+    // swap happened mid-loop.
+    let mut looping = helper_command("tcp-loop", &cgroup.0, Some(&topology.client))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child_stderr = looping.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = child_stderr.read_to_string(&mut text);
+        text
+    });
+    let mut lines = BufReader::new(looping.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            let status = looping.wait().unwrap();
+            panic!(
+                "tcp-loop ended ({status}) before it connected:\n{stdout}\n{}",
+                stderr.join().unwrap()
+            );
+        };
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.contains(LOOP_READY) {
+            break;
+        }
+    }
     let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
     dp.attach_cgroup(&cgroup.0).unwrap();
     let after = dp.hooks().unwrap();
-    wait_helper("tcp-loop", looping);
+    let mut stdin = looping.stdin.take().unwrap();
+    writeln!(stdin, "{LOOP_SWAPPED}").unwrap();
+    drop(stdin);
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let status = looping.wait().unwrap();
+    check_helper("tcp-loop", status, &stdout, &stderr.join().unwrap());
     assert_eq!(after.len(), 4, "{after:?}");
     for (old, new) in before.iter().zip(&after) {
         assert_eq!(old.program, new.program);
@@ -771,6 +879,11 @@ fn netns_hooks_survive_agent_restart() {
     }
     // Pinned maps kept their entries: no reprogramming needed.
     assert_eq!(dp.rev_nats().unwrap().len(), 4);
+    let rewrites = program(&mut dp, &desired);
+    assert!(
+        rewrites.is_empty(),
+        "the restarted agent rewrote {rewrites}"
+    );
     run_helper_in("tcp", &cgroup.0, Some(&topology.client));
     run_helper_in("udp", &cgroup.0, Some(&topology.client));
 
@@ -781,11 +894,6 @@ fn netns_hooks_survive_agent_restart() {
     assert!(!pins.0.exists(), "pin dir left behind");
     assert!(hooks(&pins.0).unwrap().is_empty());
     run_helper_in("untouched", &cgroup.0, Some(&topology.client));
-}
-
-fn wait_helper(mode: &str, child: Child) {
-    let output = child.wait_with_output().unwrap();
-    check_helper(mode, &output);
 }
 
 /// The client side of the netns tests, in the client namespace and the
@@ -802,14 +910,44 @@ fn netns_client(mode: &str) {
             println!("tcp to {vip_tcp} ok");
         }
         "tcp-loop" => {
-            let started = Instant::now();
+            // Says LOOP_READY once connects go through, then connects until
+            // the test writes LOOP_SWAPPED on stdin, then LOOP_CONNECTS_AFTER
+            // more. Every connect must succeed: the hooks were there before,
+            // during and after the swap.
+            let (swapped_tx, swapped_rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_ok() && line.trim() == LOOP_SWAPPED {
+                    let _ = swapped_tx.send(());
+                }
+            });
+            let deadline = Instant::now() + Duration::from_mins(1);
             let mut count = 0u32;
-            while started.elapsed() < Duration::from_secs(2) {
+            let mut swapped_at = None;
+            loop {
                 tcp_via_vip(vip_tcp, timeout);
                 count += 1;
+                if count == LOOP_CONNECTS_BEFORE {
+                    println!("{LOOP_READY}");
+                }
+                if swapped_at.is_none() && swapped_rx.try_recv().is_ok() {
+                    swapped_at = Some(count);
+                }
+                if swapped_at.is_some_and(|at| count >= at + LOOP_CONNECTS_AFTER) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "not told of the swap after {count} connects"
+                );
             }
             assert!(count > 10, "only {count} connects");
-            println!("{count} connects to {vip_tcp} ok");
+            let during = swapped_at.map_or(0, |at| at - LOOP_CONNECTS_BEFORE);
+            println!(
+                "{count} connects to {vip_tcp} ok: {LOOP_CONNECTS_BEFORE} before the second \
+                 agent started, {during} while it loaded and swapped, \
+                 {LOOP_CONNECTS_AFTER} after"
+            );
         }
         "udp" => {
             let mut buf = [0u8; 64];
@@ -878,22 +1016,17 @@ fn tcp_via_vip(vip: SocketAddr, timeout: Duration) {
 
 #[test]
 fn attaching_a_pin_dir_to_another_cgroup_moves_the_hooks() {
-    if !can_run("attaching_a_pin_dir_to_another_cgroup_moves_the_hooks") {
+    let Some(object) = preconditions(
+        "attaching_a_pin_dir_to_another_cgroup_moves_the_hooks",
+        &["ip"],
+    ) else {
         return;
-    }
-    let object = object_path();
+    };
     let pins = PinDir::new("move");
     let first = Cgroup::new("sluice-test-move-a");
     let second = Cgroup::new("sluice-test-move-b");
     let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
-    dp.upsert_backend(BackendKey { id: 1 }, loopback_backend())
-        .unwrap();
-    dp.upsert_rev_nat(
-        RevNatKey::new(1),
-        RevNatValue::new(Be32::from_ipv4(VIP), Be16::from_host(VIP_PORT)),
-    )
-    .unwrap();
-    program_service(&mut dp, vip_key(VIP), 0, 1, &[1]).unwrap();
+    program(&mut dp, &loopback_service());
     dp.attach_cgroup(&first.0).unwrap();
     let old = dp.hooks().unwrap();
 

@@ -1,6 +1,6 @@
 use super::{
     BackendKey, BackendValue, Be16, Be32, DatapathError, DatapathOps, FakeDatapath, PROTO_TCP,
-    RevNatKey, RevNatValue, ServiceKey, ServiceValue, program_service, remove_service_entries,
+    RevNatKey, RevNatValue, ServiceKey, ServiceValue,
 };
 
 fn vip() -> ServiceKey {
@@ -17,66 +17,6 @@ fn backend(last: u8, port: u16) -> BackendValue {
         Be16::from_host(port),
         PROTO_TCP,
     )
-}
-
-#[test]
-fn program_service_writes_frontend_and_slots() {
-    let mut dp = FakeDatapath::new();
-    dp.upsert_backend(BackendKey { id: 7 }, backend(7, 8080))
-        .unwrap();
-    dp.upsert_backend(BackendKey { id: 9 }, backend(9, 8080))
-        .unwrap();
-    program_service(&mut dp, vip(), 0, 3, &[7, 9]).unwrap();
-
-    assert_eq!(dp.services[&vip()], ServiceValue::frontend(2, 0, 3));
-    assert_eq!(dp.services[&vip().with_slot(1)].backend_id, 7);
-    assert_eq!(dp.services[&vip().with_slot(2)].backend_id, 9);
-    assert_eq!(dp.services.len(), 3);
-}
-
-#[test]
-fn shrinking_a_service_prunes_extra_slots() {
-    let mut dp = FakeDatapath::new();
-    program_service(&mut dp, vip(), 0, 3, &[1, 2, 3]).unwrap();
-    program_service(&mut dp, vip(), 0, 3, &[2]).unwrap();
-
-    assert_eq!(dp.services[&vip()].count, 1);
-    assert_eq!(dp.services[&vip().with_slot(1)].backend_id, 2);
-    assert_eq!(dp.services.len(), 2);
-}
-
-#[test]
-fn a_service_with_no_backends_keeps_a_frontend_with_count_zero() {
-    let mut dp = FakeDatapath::new();
-    program_service(&mut dp, vip(), 0, 3, &[1, 2]).unwrap();
-    program_service(&mut dp, vip(), 0, 3, &[]).unwrap();
-
-    assert_eq!(dp.services[&vip()].count, 0);
-    assert_eq!(dp.services.len(), 1);
-}
-
-#[test]
-fn removing_a_service_removes_all_its_slots_only() {
-    let other = ServiceKey::frontend(
-        Be32::from_octets([10, 96, 0, 11]),
-        Be16::from_host(80),
-        PROTO_TCP,
-    );
-    let mut dp = FakeDatapath::new();
-    program_service(&mut dp, vip(), 0, 3, &[1, 2]).unwrap();
-    program_service(&mut dp, other, 0, 4, &[1]).unwrap();
-    remove_service_entries(&mut dp, vip()).unwrap();
-
-    assert_eq!(
-        dp.services()
-            .unwrap()
-            .iter()
-            .map(|(k, _)| *k)
-            .collect::<Vec<_>>(),
-        vec![other, other.with_slot(1)]
-    );
-    // Removing again is fine.
-    remove_service_entries(&mut dp, vip()).unwrap();
 }
 
 #[test]
@@ -99,8 +39,20 @@ fn full_maps_report_map_full() {
         .unwrap_err();
     assert!(matches!(err, DatapathError::MapFull { .. }), "{err}");
 
-    let err = program_service(&mut dp, vip(), 0, 1, &[1, 2]).unwrap_err();
-    assert!(matches!(err, DatapathError::MapFull { .. }), "{err}");
+    // The services map holds two entries: a third is refused, a rewrite is not.
+    dp.upsert_service(vip(), ServiceValue::frontend(1, 0, 1))
+        .unwrap();
+    dp.upsert_service(vip().with_slot(1), ServiceValue::backend_slot(1, 1))
+        .unwrap();
+    dp.upsert_service(vip(), ServiceValue::frontend(1, 0, 2))
+        .unwrap();
+    let err = dp
+        .upsert_service(vip().with_slot(2), ServiceValue::backend_slot(1, 1))
+        .unwrap_err();
+    assert!(
+        matches!(err, DatapathError::MapFull { map } if map == super::SERVICES_MAP),
+        "{err}"
+    );
 }
 
 fn frontend(last: u8, port: u16) -> RevNatValue {
@@ -132,7 +84,10 @@ fn rev_nat_upsert_replace_and_dump_sorted() {
 #[test]
 fn rev_nat_removal_is_idempotent_and_leaves_other_maps() {
     let mut dp = FakeDatapath::new();
-    program_service(&mut dp, vip(), 0, 1, &[1]).unwrap();
+    dp.upsert_service(vip(), ServiceValue::frontend(1, 0, 1))
+        .unwrap();
+    dp.upsert_service(vip().with_slot(1), ServiceValue::backend_slot(1, 1))
+        .unwrap();
     dp.upsert_rev_nat(RevNatKey::new(1), frontend(10, 80))
         .unwrap();
     dp.remove_rev_nat(&RevNatKey::new(1)).unwrap();

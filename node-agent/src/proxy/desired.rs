@@ -139,6 +139,18 @@ impl fmt::Display for ServicePortName {
     }
 }
 
+impl ServicePortName {
+    /// `namespace/name:port` (`port` empty when the service port is unnamed).
+    #[must_use]
+    pub fn new(namespace: &str, name: &str, port: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port: port.to_owned(),
+        }
+    }
+}
+
 /// What one frontend should balance to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrontendSpec {
@@ -146,6 +158,21 @@ pub struct FrontendSpec {
     pub service: ServicePortName,
     /// Ready backends, sorted and deduplicated; empty means "refuse".
     pub backends: Vec<Backend>,
+}
+
+impl FrontendSpec {
+    /// A frontend of `service` balancing to `backends`, sorted and
+    /// deduplicated. [`desired`] builds every spec with it; callers that have
+    /// plain `(vip, port, protocol, backends)` rather than API objects (kernel
+    /// tests, benchmarks) use it with [`Desired::insert`] to feed the same
+    /// [`Reconciler`](super::Reconciler) the agent runs.
+    #[must_use]
+    pub fn new(service: ServicePortName, backends: impl IntoIterator<Item = Backend>) -> Self {
+        let mut backends: Vec<Backend> = backends.into_iter().collect();
+        backends.sort_unstable();
+        backends.dedup();
+        Self { service, backends }
+    }
 }
 
 /// The whole desired datapath state: every frontend and its backends.
@@ -156,6 +183,12 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// Sets the spec of `frontend` (replacing any earlier one), returning the
+    /// old one.
+    pub fn insert(&mut self, frontend: Frontend, spec: FrontendSpec) -> Option<FrontendSpec> {
+        self.frontends.insert(frontend, spec)
+    }
+
     /// The number of distinct backends (address, port, protocol).
     #[must_use]
     pub fn backend_count(&self) -> usize {
@@ -226,11 +259,8 @@ where
             if number == 0 {
                 continue;
             }
-            let service_port = ServicePortName {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                port: port.name.clone().unwrap_or_default(),
-            };
+            let service_port =
+                ServicePortName::new(namespace, name, port.name.as_deref().unwrap_or_default());
             let backends = ready_backends(slices, port, protocol);
             for vip in &vips {
                 let frontend = Frontend {
@@ -238,10 +268,7 @@ where
                     port: number,
                     protocol,
                 };
-                let candidate = FrontendSpec {
-                    service: service_port.clone(),
-                    backends: backends.clone(),
-                };
+                let candidate = FrontendSpec::new(service_port.clone(), backends.iter().copied());
                 frontends
                     .entry(frontend)
                     .and_modify(|existing: &mut FrontendSpec| {

@@ -1,181 +1,448 @@
-//! `cargo xtask bench service`: requests/s and p50/p99 latency to an HTTP backend in a test
-//! network namespace, short-connection (a new TCP connection per request) and keep-alive,
-//! measured in one run for:
-//!   (a) the pod IP directly,
-//!   (b) a ClusterIP answered by sluice's eBPF socket load balancer (1 and 10,000 services in
-//!       the maps),
-//!   (c) a ClusterIP answered by kube-proxy-shaped iptables rules (KUBE-SERVICES -> KUBE-SVC-*
-//!       with `statistic` probabilities -> KUBE-SEP-* DNAT) with 10 and 10,000 services.
-//! Each is printed as a ratio to (a). Then the time from a Service + EndpointSlice write in the
-//! API to its entry in the eBPF map (p50/p99), with the real control plane and the proxy.
-//! Traffic only goes to the namespace this benchmark creates. Numbers, not assertions.
+//! `cargo xtask bench service`: requests/s and p50/p99 latency to HTTP backends in a test
+//! network namespace, keep-alive and short-connection (a new TCP connection per request),
+//! for:
+//!   (a) the pod IPs directly,
+//!   (b) a `ClusterIP` answered by sluice's eBPF socket load balancer, with 1 and 10,000
+//!       Services in the maps,
+//!   (c) a `ClusterIP` answered by kube-proxy-shaped iptables rules (`SERVICES` -> `SVC-*` with
+//!       `statistic` probabilities -> `SEP-*` DNAT), with 10 and 10,000 Services.
+//!
+//! Like with like: every variant reaches the same two backends (two pod IPs in one namespace,
+//! both served by one nginx whose workers match the machine's CPUs, so the backend is not the
+//! bottleneck and how a variant splits connections between the two cannot favour it), with the
+//! same wrk shape (`-t2`). The variants run in interleaved rounds (a, b, c, ... then again), so
+//! drift on a shared machine hits all of them alike; the report gives per-variant medians over
+//! the rounds and ratios to (a)'s medians.
+//!
+//! sluice's maps are programmed as the node agent programs them: Service and `EndpointSlice`
+//! objects -> `proxy::desired()` -> `proxy::Reconciler::apply`. Also printed: the time to
+//! program 10,000 Services (that apply, against `iptables-restore` of the same Services), and
+//! the time from a Service + `EndpointSlice` write in the API to its entry in the eBPF map
+//! (p50/p99), with the real control plane and the proxy.
+//!
+//! Traffic only goes to the namespace this benchmark creates; everything it creates (netns,
+//! veth, addresses, routes, iptables chains, pins, cgroups, nginx, temp files) is removed on
+//! exit, on error and on SIGINT/SIGTERM, and leftovers of a killed run are removed at start.
+//! Numbers, not assertions (beyond checking that each variant reaches both backends).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use sluice_ebpf_common::{
-    BackendKey, BackendValue, Be16, Be32, PROTO_TCP, RevNatKey, RevNatValue, ServiceKey,
-};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sluice_ebpf_common::{Be16, Be32, PROTO_TCP, ServiceKey};
 use sluice_node_agent::datapath::{self, Datapath, DatapathOps, ObjectSource};
+use sluice_node_agent::proxy::{self, Desired, Reconciler};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
-    /// Serve HTTP on this address and exit when killed (used inside the backend namespace).
-    #[arg(long)]
-    serve: Option<String>,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 5)]
     duration: u32,
-    /// wrk connections.
+    /// Interleaved rounds: each runs every variant once per mode; medians are over rounds.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// wrk connections (split over wrk's two threads).
     #[arg(long, default_value_t = 32)]
     connections: u32,
-    /// Services installed for the "many services" variants.
+    /// Services installed for the "many services" variants (the measured one included).
     #[arg(long, default_value_t = 10_000)]
     many: u32,
     /// Samples for the API-write-to-map latency.
     #[arg(long, default_value_t = 100)]
     programming_samples: usize,
+    /// Internal: make short HTTP requests to this address and print each response body (run
+    /// inside a variant's cgroup to check which backends it reaches).
+    #[arg(long, hide = true)]
+    probe: Option<SocketAddr>,
 }
 
+/// The backend namespace (the "pods").
 const NS: &str = "sluice-bench-be";
+/// The host side of the veth into [`NS`].
+const VETH: &str = "sbench0";
 const HOST_IP: &str = "10.201.0.1";
-const POD_IP: &str = "10.201.0.2";
-const PORTS: [u16; 2] = [8080, 8081];
+/// The two backends: two pod IPs in [`NS`], same port. Equal length, so the body naming the
+/// backend has one size.
+const POD_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 3)];
+const POD_PORT: u16 = 8080;
 const SLUICE_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 100, 1);
-const IPT_VIP: &str = "10.96.200.1";
+const IPT_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 200, 1);
+const VIP_PORT: u16 = 80;
+/// wrk threads: one per backend in the direct variant.
+const WRK_THREADS: usize = POD_IPS.len();
+/// Where the eBPF maps and links of this benchmark are pinned.
+const PIN_ROOT: &str = "/sys/fs/bpf/sluice-bench";
+/// Prefix of every iptables chain this benchmark makes, and the comment on its OUTPUT jump.
+const IPT_PREFIX: &str = "SLB-";
+const IPT_TOP: &str = "SLB-SERVICES";
+const IPT_COMMENT: &str = "sluice-bench";
+/// Requests the probe makes per variant (all on one backend: odds 2^-31).
+const PROBES: usize = 32;
 
-/// A tiny HTTP/1.1 server: keep-alive unless the client says `Connection: close`.
-fn serve(addr: &str) -> ! {
-    let listener = TcpListener::bind(addr).expect("bind backend");
-    for stream in listener.incoming().flatten() {
-        std::thread::spawn(move || {
-            let mut s = stream;
-            let _ = s.set_nodelay(true);
-            let mut buf = Vec::with_capacity(4096);
-            let mut chunk = [0u8; 4096];
-            loop {
-                let Ok(n) = s.read(&mut chunk) else { return };
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    buf.drain(..end + 4);
-                    let close = head.contains("connection: close");
-                    let resp: &[u8] = if close {
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                    };
-                    if s.write_all(resp).is_err() || close {
-                        return;
-                    }
-                }
-            }
-        });
-    }
-    std::process::exit(0)
+/// The benchmark's working directory (nginx config and logs, the wrk script).
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join("sluice-bench-service")
 }
 
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
-    assert!(
+fn pin_dir(name: &str) -> PathBuf {
+    Path::new(PIN_ROOT).join(name)
+}
+
+// ---- processes -----------------------------------------------------------------------------
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd`; its stdout, or an error naming the command, its status and stderr.
+fn run(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    ensure!(
         out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "`{shown}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
     );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn sh_ok(cmd: &str) {
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+fn ip(args: &[&str]) -> Result<String> {
+    run(Command::new("ip").args(args))
 }
 
-/// The backend namespace, its veth and two servers; removed on drop.
-struct Backend {
-    servers: Vec<std::process::Child>,
+/// `program args...` inside the cgroup `cg` (the shell moves itself there, then execs).
+fn in_cgroup(cg: &Cgroup, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"echo $$ > "$1" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(cg.0.join("cgroup.procs"))
+        .arg(program);
+    cmd
 }
 
-impl Backend {
-    fn start() -> Self {
-        sh_ok(&format!("ip netns del {NS}; ip link del sbench0"));
-        sh(&format!(
-            "ip netns add {NS} && ip link add sbench0 type veth peer name eth0 netns {NS} && \
-             ip addr add {HOST_IP}/29 dev sbench0 && ip link set sbench0 up && \
-             for a in 3 4 5 6; do ip addr add 10.201.0.$a/29 dev sbench0; done && \
-             ip -n {NS} addr add {POD_IP}/29 dev eth0 && ip -n {NS} link set eth0 up && ip -n {NS} link set lo up"
-        ));
-        let me = std::env::current_exe().expect("self");
-        let servers = PORTS
-            .iter()
-            .map(|p| {
-                Command::new("ip")
-                    .args(["netns", "exec", NS])
-                    .arg(&me)
-                    .args(["--serve", &format!("0.0.0.0:{p}")])
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("backend server")
-            })
-            .collect();
-        let b = Self { servers };
-        let start = Instant::now();
-        while std::net::TcpStream::connect((POD_IP, PORTS[1])).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "backend did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+// ---- cleanup -------------------------------------------------------------------------------
+
+/// Removes everything this benchmark creates, by its fixed names, so it also removes what a
+/// killed earlier run left. Missing pieces are fine; failures to remove are reported. Calls
+/// run one at a time (a signal may arrive while an error path cleans up).
+fn cleanup() {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let report = |what: &str, result: Result<()>| {
+        if let Err(error) = result {
+            eprintln!("[bench] cleanup: {what}: {error:#}");
         }
-        b
+    };
+    report("iptables", iptables_remove());
+    report("backend namespace", remove_namespace());
+    for name in ["traffic", "api"] {
+        let dir = pin_dir(name);
+        if dir.exists() {
+            report("pins", datapath::unpin(&dir).map_err(Into::into));
+        }
+    }
+    if Path::new(PIN_ROOT).exists() {
+        report(
+            "pin root",
+            std::fs::remove_dir(PIN_ROOT).with_context(|| format!("rmdir {PIN_ROOT}")),
+        );
+    }
+    if let Ok(root) = cgroup2_root() {
+        for name in Cgroup::NAMES {
+            let dir = root.join(name);
+            if dir.exists() {
+                report("cgroup", remove_cgroup(&dir));
+            }
+        }
+    }
+    let dir = work_dir();
+    if dir.exists() {
+        report(
+            "work dir",
+            std::fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display())),
+        );
     }
 }
 
-impl Drop for Backend {
+/// Kills whatever still runs in [`NS`] (a killed run's nginx), then deletes it (which
+/// deletes the veth pair, its addresses and routes).
+fn remove_namespace() -> Result<()> {
+    if !Path::new("/run/netns").join(NS).exists() {
+        if Path::new("/sys/class/net").join(VETH).exists() {
+            ip(&["link", "del", VETH])?;
+        }
+        return Ok(());
+    }
+    let pids = ip(&["netns", "pids", NS])?;
+    let pids: Vec<&str> = pids.split_whitespace().collect();
+    if !pids.is_empty() {
+        run(Command::new("kill").arg("-KILL").args(&pids))?;
+    }
+    ip(&["netns", "del", NS])?;
+    Ok(())
+}
+
+/// Kills what still runs in the cgroup `dir` (a wrk of an interrupted run), then removes it.
+fn remove_cgroup(dir: &Path) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids =
+            std::fs::read_to_string(&procs).with_context(|| format!("read {}", procs.display()))?;
+        let pids: Vec<&str> = pids.split_whitespace().collect();
+        if pids.is_empty() {
+            break;
+        }
+        // Some may exit meanwhile: kill's status does not matter, the next read does.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
+        ensure!(
+            Instant::now() < deadline,
+            "processes {pids:?} stay in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir(dir).with_context(|| format!("rmdir {}", dir.display()))
+}
+
+/// Runs [`cleanup`] when dropped: on return, on error and while unwinding from a panic.
+struct Cleanup;
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        sh_ok(&format!("ip netns del {NS}; ip link del sbench0"));
+        cleanup();
     }
 }
 
-/// A cgroup2 child the load generator runs in (the eBPF hooks attach here only).
+/// On SIGINT or SIGTERM: clean up, then exit (nothing else would run the drops).
+fn cleanup_on_signal() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("[bench] interrupted: cleaning up");
+            cleanup();
+            std::process::exit(130);
+        });
+    });
+    Ok(())
+}
+
+// ---- the backends --------------------------------------------------------------------------
+
+/// nginx's config: one server on both pod IPs, a tiny fixed-size body naming the backend
+/// (`$server_addr` is known without a syscall on an address-bound listener), keep-alive with
+/// no request limit (so keep-alive runs never reconnect), no access log.
+fn nginx_config(dir: &Path, workers: usize) -> String {
+    let d = dir.display();
+    let mut listen = String::new();
+    for ip in POD_IPS {
+        let _ = writeln!(listen, "        listen {ip}:{POD_PORT} reuseport;");
+    }
+    format!(
+        "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{\n    worker_connections 4096;\n}}\n\
+         http {{\n    access_log off;\n    server_tokens off;\n    keepalive_timeout 75s;\n    \
+         keepalive_requests 1000000000;\n    client_body_temp_path {d}/body;\n    \
+         proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
+         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    server {{\n{listen}        \
+         location / {{\n            return 200 \"$server_addr\\n\";\n        }}\n    }}\n}}\n"
+    )
+}
+
+/// The backend namespace, its veth and nginx. Removal is [`cleanup`]'s job (see [`Cleanup`]);
+/// dropping this stops nginx gracefully first.
+struct Backends {
+    nginx: Child,
+    workers: usize,
+}
+
+impl Backends {
+    fn start(dir: &Path) -> Result<Self> {
+        remove_namespace()?;
+        ip(&["netns", "add", NS])?;
+        ip(&[
+            "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", NS,
+        ])?;
+        ip(&["addr", "add", &format!("{HOST_IP}/16"), "dev", VETH])?;
+        ip(&["link", "set", VETH, "up"])?;
+        for pod in POD_IPS {
+            ip(&["-n", NS, "addr", "add", &format!("{pod}/16"), "dev", "eth0"])?;
+        }
+        ip(&["-n", NS, "link", "set", "eth0", "up"])?;
+        ip(&["-n", NS, "link", "set", "lo", "up"])?;
+        // Both VIPs lead into the namespace, which does not forward: if a translation were
+        // missing, the packet would die there, never leave the machine.
+        for vip in [SLUICE_VIP, IPT_VIP] {
+            ip(&["route", "replace", &format!("{vip}/32"), "dev", VETH])?;
+        }
+
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let config = dir.join("nginx.conf");
+        std::fs::write(&config, nginx_config(dir, workers))
+            .with_context(|| format!("write {}", config.display()))?;
+        let nginx = Command::new("ip")
+            .args(["netns", "exec", NS, "nginx", "-p"])
+            .arg(dir)
+            .arg("-c")
+            .arg(&config)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start nginx")?;
+        let mut backends = Self { nginx, workers };
+        let started = Instant::now();
+        for pod in POD_IPS {
+            let addr = SocketAddr::from((pod, POD_PORT));
+            while http_get(addr).is_err() {
+                if let Some(status) = backends.nginx.try_wait()? {
+                    bail!(
+                        "nginx exited ({status}): {}",
+                        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+                    );
+                }
+                ensure!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "nginx does not answer on {addr}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(backends)
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        // SIGQUIT: nginx's graceful shutdown, workers included.
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.nginx.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.nginx.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.nginx.kill();
+        let _ = self.nginx.wait();
+    }
+}
+
+/// One `GET /` with `Connection: close`; the response body.
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let timeout = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {response:?}")))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("not 200: {head}")));
+    }
+    Ok(body.trim().to_owned())
+}
+
+/// `--probe`: [`PROBES`] requests, one body per line on stdout.
+fn probe(addr: SocketAddr) -> Result<()> {
+    for _ in 0..PROBES {
+        println!(
+            "{}",
+            http_get(addr).with_context(|| format!("GET http://{addr}/"))?
+        );
+    }
+    Ok(())
+}
+
+/// Checks from inside `cg` that `addr` reaches both backends (and only them).
+fn check_reaches_both(cg: &Cgroup, addr: SocketAddr, what: &str) -> Result<()> {
+    let me = std::env::current_exe().context("own path")?;
+    let out = run(in_cgroup(cg, me).args(["--probe", &addr.to_string()]))
+        .with_context(|| format!("probing {what}"))?;
+    let seen: BTreeSet<&str> = out.lines().collect();
+    let wanted: Vec<String> = POD_IPS.iter().map(ToString::to_string).collect();
+    let wanted: BTreeSet<&str> = wanted.iter().map(String::as_str).collect();
+    ensure!(
+        seen == wanted,
+        "{what} reached {seen:?} in {PROBES} connections, not the backends {wanted:?}"
+    );
+    Ok(())
+}
+
+// ---- cgroups -------------------------------------------------------------------------------
+
+/// The cgroup2 mount point, from /proc/self/mounts.
+fn cgroup2_root() -> Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
+    mounts
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&"cgroup2"))
+        .map(|fields| PathBuf::from(fields[1]))
+        .context("no cgroup2 mount")
+}
+
+/// A child cgroup2 directory the load generator runs in; only the sluice one has the eBPF
+/// hooks. Removed by [`cleanup`].
 struct Cgroup(PathBuf);
 
 impl Cgroup {
-    fn new(name: &str) -> Self {
-        let p = PathBuf::from(format!(
-            "/sys/fs/cgroup/unified/sluice-bench-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).expect("cgroup");
-        Self(p)
+    const NAMES: [&str; 2] = ["sluice-bench-plain", "sluice-bench-sluice"];
+
+    fn new(name: &str) -> Result<Self> {
+        let path = cgroup2_root()?.join(name);
+        if !path.exists() {
+            std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        }
+        Ok(Self(path))
     }
 }
 
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
+// ---- wrk -----------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Run {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Socket errors plus non-2xx responses.
+    errors: u64,
 }
 
 fn parse_latency(v: &str) -> f64 {
@@ -189,209 +456,441 @@ fn parse_latency(v: &str) -> f64 {
     } else {
         (v, 1.0)
     };
-    num.parse::<f64>().unwrap_or(0.0) * mult
+    num.parse::<f64>().unwrap_or(f64::NAN) * mult
 }
 
-/// Run wrk inside `cg` against `url`.
-fn wrk(cg: &Cgroup, url: &str, args: &Args, close: bool) -> Run {
-    let header = if close { "-H 'Connection: close'" } else { "" };
-    let cmd = format!(
-        "echo $$ > {}/cgroup.procs && exec wrk -t2 -c{} -d{}s --latency {header} {url}",
-        cg.0.display(),
-        args.connections,
-        args.duration
-    );
-    let out = sh(&cmd);
-    let mut r = Run::default();
+fn parse_wrk(out: &str) -> Result<Run> {
+    let mut r = Run {
+        rps: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
     for line in out.lines() {
         let l = line.trim();
         if let Some(v) = l.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().unwrap_or(0.0);
+            r.rps = v.trim().parse().unwrap_or(f64::NAN);
         } else if let Some(v) = l.strip_prefix("50%") {
             r.p50_ms = parse_latency(v);
         } else if let Some(v) = l.strip_prefix("99%") {
             r.p99_ms = parse_latency(v);
+        } else if let Some(v) = l.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            r.errors += v
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            r.errors += v.trim().parse::<u64>().unwrap_or(0);
         }
     }
-    if out.contains("Socket errors") || out.contains("Non-2xx") {
-        eprintln!("wrk reported errors for {url}:\n{out}");
-    }
-    r
+    ensure!(
+        r.rps.is_finite() && r.p50_ms.is_finite() && r.p99_ms.is_finite(),
+        "cannot read wrk's output:\n{out}"
+    );
+    Ok(r)
 }
 
-/// kube-proxy's rule layout for `n` services; the measured one sits in the middle of KUBE-SERVICES.
+/// What the load generator does for one variant.
+struct Target<'a> {
+    cg: &'a Cgroup,
+    url: String,
+    /// A wrk script (the direct variant's per-thread backend choice).
+    script: Option<&'a Path>,
+}
+
+fn wrk(target: &Target<'_>, args: &Args, close: bool) -> Result<Run> {
+    let mut cmd = in_cgroup(target.cg, "wrk");
+    cmd.arg(format!("-t{WRK_THREADS}"))
+        .arg(format!("-c{}", args.connections))
+        .arg(format!("-d{}s", args.duration))
+        .arg("--latency");
+    if let Some(script) = target.script {
+        cmd.arg("-s").arg(script);
+    }
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.arg(&target.url);
+    let out = run(&mut cmd)?;
+    let r = parse_wrk(&out)?;
+    if r.errors > 0 {
+        eprintln!("[bench] wrk reported errors for {}:\n{out}", target.url);
+    }
+    Ok(r)
+}
+
+/// The direct variant's wrk script: thread `i` sends every request (and, with short
+/// connections, every connect) to backend `i mod 2`. So direct traffic spreads over the same
+/// two backends as the `ClusterIP` variants, evenly, from one wrk process with the same
+/// threads and connections as theirs (two wrk processes would change the client side; one
+/// backend would compare one pod with two).
+fn direct_script() -> String {
+    let mut backends = String::new();
+    for ip in POD_IPS {
+        let _ = write!(backends, "{{\"{ip}\", \"{POD_PORT}\"}}, ");
+    }
+    format!(
+        "local backends = {{ {backends}}}\nlocal threads = 0\n\
+         function setup(thread)\n  \
+         local b = backends[threads % #backends + 1]\n  \
+         threads = threads + 1\n  \
+         thread.addr = wrk.lookup(b[1], b[2])[1]\n\
+         end\n"
+    )
+}
+
+// ---- Services ------------------------------------------------------------------------------
+
+/// The i-th filler Service's `ClusterIP` (outside 10.96/16, where the measured VIPs are).
+fn filler_vip(i: u32) -> Ipv4Addr {
+    let [_, a, b, c] = (i + (98 << 16)).to_be_bytes();
+    Ipv4Addr::new(10, a, b, c)
+}
+
+/// The i-th filler Service's one endpoint (never reached).
+fn filler_endpoint(i: u32) -> Ipv4Addr {
+    let [_, _, b, c] = i.to_be_bytes();
+    Ipv4Addr::new(10, 202, b, c)
+}
+
+fn api_service(name: &str, vip: Ipv4Addr) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some("bench".into()),
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            cluster_ip: Some(vip.to_string()),
+            cluster_ips: Some(vec![vip.to_string()]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(VIP_PORT),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn api_slice(service: &str, addresses: &[Ipv4Addr], port: u16) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            namespace: Some("bench".into()),
+            name: Some(format!("{service}-1")),
+            labels: Some(BTreeMap::from([(
+                proxy::desired::SERVICE_NAME_LABEL.to_owned(),
+                service.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: addresses
+            .iter()
+            .map(|addr| Endpoint {
+                addresses: vec![addr.to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(i32::from(port)),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+/// `n` Services as the API would hold them: the measured one (`SLUICE_VIP` to both pods)
+/// and `n - 1` fillers with one endpoint each; the desired state the agent computes from
+/// them, and how long that took.
+fn sluice_services(n: u32) -> (Desired, Duration) {
+    let mut services = vec![api_service("measured", SLUICE_VIP)];
+    let mut slices = vec![api_slice("measured", &POD_IPS, POD_PORT)];
+    for i in 1..n {
+        let name = format!("svc-{i}");
+        services.push(api_service(&name, filler_vip(i)));
+        slices.push(api_slice(&name, &[filler_endpoint(i)], 80));
+    }
+    let started = Instant::now();
+    let desired = proxy::desired(&services, &slices);
+    (desired, started.elapsed())
+}
+
+/// Applies `desired` with the benchmark's (the "agent's") reconciler and checks the maps
+/// then hold exactly its frontends.
+fn program(reconciler: &mut Reconciler, dp: &mut Datapath, desired: &Desired) -> Result<Duration> {
+    let started = Instant::now();
+    reconciler.apply(desired, dp).context("reconciler apply")?;
+    let took = started.elapsed();
+    let frontends = dp
+        .services()?
+        .iter()
+        .filter(|(key, _)| key.slot == 0)
+        .count();
+    ensure!(
+        frontends == desired.frontends.len(),
+        "{frontends} frontends in the maps, {} desired",
+        desired.frontends.len()
+    );
+    Ok(took)
+}
+
+// ---- iptables ------------------------------------------------------------------------------
+
+/// kube-proxy's rule layout for `n` services; the measured one sits in the middle of the
+/// services chain, with the two pods as endpoints.
 fn iptables_rules(n: u32) -> String {
-    let mut r = String::from("*nat\n:KUBE-SERVICES - [0:0]\n");
-    let measured_at = n / 2;
-    let mut chains = String::new();
+    let mut chains = format!("*nat\n:{IPT_TOP} - [0:0]\n");
     let mut rules = String::new();
+    let measured_at = n / 2;
     for i in 0..n {
-        let (vip, eps): (String, Vec<String>) = if i == measured_at {
+        let (vip, eps): (Ipv4Addr, Vec<String>) = if i == measured_at {
             (
-                IPT_VIP.to_string(),
-                PORTS.iter().map(|p| format!("{POD_IP}:{p}")).collect(),
+                IPT_VIP,
+                POD_IPS.iter().map(|p| format!("{p}:{POD_PORT}")).collect(),
             )
         } else {
-            (
-                format!("10.{}.{}.{}", 98 + i / 65_536, (i / 256) % 256, i % 256),
-                vec![format!("10.202.{}.{}:80", (i / 256) % 256, i % 256)],
-            )
+            (filler_vip(i), vec![format!("{}:80", filler_endpoint(i))])
         };
-        let svc = format!("KUBE-SVC-{i:012}");
-        chains.push_str(&format!(":{svc} - [0:0]\n"));
-        rules.push_str(&format!("-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"bench/svc-{i}:http cluster IP\" -m tcp --dport 80 -j {svc}\n"));
+        let svc = format!("{IPT_PREFIX}SVC-{i:012}");
+        let _ = writeln!(chains, ":{svc} - [0:0]");
+        let _ = writeln!(
+            rules,
+            "-A {IPT_TOP} -d {vip}/32 -p tcp -m comment --comment \"bench/svc-{i}:http cluster IP\" -m tcp --dport {VIP_PORT} -j {svc}"
+        );
         let k = eps.len();
         for (j, ep) in eps.iter().enumerate() {
-            let sep = format!("KUBE-SEP-{i:010}{j:02}");
-            chains.push_str(&format!(":{sep} - [0:0]\n"));
+            let sep = format!("{IPT_PREFIX}SEP-{i:010}{j:02}");
+            let _ = writeln!(chains, ":{sep} - [0:0]");
             if j + 1 < k {
+                #[allow(clippy::cast_precision_loss)]
                 let prob = 1.0 / (k - j) as f64;
-                rules.push_str(&format!("-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -m statistic --mode random --probability {prob:.11} -j {sep}\n"));
+                let _ = writeln!(
+                    rules,
+                    "-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -m statistic --mode random --probability {prob:.11} -j {sep}"
+                );
             } else {
-                rules.push_str(&format!(
-                    "-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -j {sep}\n"
-                ));
+                let _ = writeln!(
+                    rules,
+                    "-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -j {sep}"
+                );
             }
-            rules.push_str(&format!("-A {sep} -p tcp -m comment --comment \"bench/svc-{i}:http\" -m tcp -j DNAT --to-destination {ep}\n"));
+            let _ = writeln!(
+                rules,
+                "-A {sep} -p tcp -m comment --comment \"bench/svc-{i}:http\" -m tcp -j DNAT --to-destination {ep}"
+            );
         }
     }
-    r.push_str(&chains);
-    r.push_str(&rules);
-    r.push_str("COMMIT\n");
-    r
+    chains.push_str(&rules);
+    chains.push_str("COMMIT\n");
+    chains
 }
 
-fn iptables_install(n: u32) -> Duration {
-    iptables_remove();
-    let rules = iptables_rules(n);
-    let t = Instant::now();
+fn iptables_restore(script: &str) -> Result<()> {
     let mut child = Command::new("iptables-restore")
         .arg("--noflush")
         .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("iptables-restore");
+        .context("start iptables-restore")?;
     child
         .stdin
         .take()
-        .expect("stdin")
-        .write_all(rules.as_bytes())
-        .expect("rules");
-    assert!(
-        child.wait().expect("iptables-restore").success(),
-        "iptables-restore failed"
+        .context("iptables-restore stdin")?
+        .write_all(script.as_bytes())
+        .context("write rules")?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "iptables-restore failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
     );
-    sh("iptables -t nat -I OUTPUT -m comment --comment sluice-bench -j KUBE-SERVICES");
-    t.elapsed()
+    Ok(())
 }
 
-fn iptables_remove() {
-    sh_ok("iptables -t nat -D OUTPUT -m comment --comment sluice-bench -j KUBE-SERVICES");
-    // Flush and delete every chain this benchmark made (nft backend: one table listing).
-    let chains: Vec<String> = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| l.strip_prefix("-N ").map(String::from))
-                .filter(|c| c.starts_with("KUBE-"))
-                .collect()
-        })
-        .unwrap_or_default();
+fn output_jump() -> [&'static str; 9] {
+    [
+        "-t",
+        "nat",
+        "OUTPUT",
+        "-m",
+        "comment",
+        "--comment",
+        IPT_COMMENT,
+        "-j",
+        IPT_TOP,
+    ]
+}
+
+/// Installs the rules of `n` services (replacing any), returns how long `iptables-restore`
+/// took, then hooks them into OUTPUT.
+fn iptables_install(n: u32) -> Result<Duration> {
+    iptables_remove()?;
+    let rules = iptables_rules(n);
+    let started = Instant::now();
+    iptables_restore(&rules)?;
+    let took = started.elapsed();
+    let jump = output_jump();
+    run(Command::new("iptables")
+        .args(&jump[..2])
+        .arg("-I")
+        .args(&jump[2..]))?;
+    Ok(took)
+}
+
+/// Removes the OUTPUT jump and every chain this benchmark made.
+fn iptables_remove() -> Result<()> {
+    let jump = output_jump();
+    let present = Command::new("iptables")
+        .args(&jump[..2])
+        .arg("-C")
+        .args(&jump[2..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("iptables -C")?
+        .success();
+    if present {
+        run(Command::new("iptables")
+            .args(&jump[..2])
+            .arg("-D")
+            .args(&jump[2..]))?;
+    }
+    let listing = run(Command::new("iptables").args(["-t", "nat", "-S"]))?;
+    let chains: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.strip_prefix("-N "))
+        .filter(|c| c.starts_with(IPT_PREFIX))
+        .collect();
     if chains.is_empty() {
-        return;
+        return Ok(());
     }
     let mut script = String::from("*nat\n");
     for c in &chains {
-        script.push_str(&format!("-F {c}\n"));
+        let _ = writeln!(script, "-F {c}");
     }
     for c in &chains {
-        script.push_str(&format!("-X {c}\n"));
+        let _ = writeln!(script, "-X {c}");
     }
     script.push_str("COMMIT\n");
-    if let Ok(mut child) = Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .spawn()
-    {
-        let _ = child
-            .stdin
-            .take()
-            .map(|mut s| s.write_all(script.as_bytes()));
-        let _ = child.wait();
+    iptables_restore(&script)
+}
+
+/// A fresh client address for the next iptables run: the DNAT'd connections' reply tuples
+/// must not collide with conntrack entries (`TIME_WAIT`, 120 s) that earlier runs left for
+/// the same backend ports, or new SYNs are dropped and retried after 1 s, which would measure
+/// the benchmark, not the datapath. Routes the iptables VIP from it.
+fn next_client_address(runs: &mut u32) -> Result<()> {
+    let k = *runs;
+    *runs += 1;
+    // 10.201.1.1 onwards (10.201.0.0/24 holds the host side and the pods).
+    let (Ok(hi @ 1..=254), Ok(lo)) = (u8::try_from(1 + k / 250), u8::try_from(1 + k % 250)) else {
+        bail!("too many iptables runs ({k}) for the client address range");
+    };
+    let src = Ipv4Addr::new(10, 201, hi, lo);
+    ip(&["addr", "replace", &format!("{src}/32"), "dev", VETH])?;
+    ip(&[
+        "route",
+        "replace",
+        &format!("{IPT_VIP}/32"),
+        "dev",
+        VETH,
+        "src",
+        &src.to_string(),
+    ])?;
+    Ok(())
+}
+
+// ---- report --------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Direct,
+    Sluice(u32),
+    Iptables(u32),
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Self::Direct => "(a) direct pod IPs".into(),
+            Self::Sluice(n) => format!("(b) sluice eBPF ClusterIP, {}", services(n)),
+            Self::Iptables(n) => format!("(c) iptables kube-proxy layout, {}", services(n)),
+        }
     }
 }
 
-/// Removes the benchmark's iptables rules however the benchmark ends.
-struct IptablesGuard;
-
-impl Drop for IptablesGuard {
-    fn drop(&mut self) {
-        iptables_remove();
+fn services(n: u32) -> String {
+    if n == 1 {
+        "1 Service".into()
+    } else {
+        format!("{n} Services")
     }
 }
 
-fn program_sluice<D: DatapathOps + ?Sized>(dp: &mut D, many: u32) -> Duration {
-    let t = Instant::now();
-    for (i, p) in PORTS.iter().enumerate() {
-        let id = u32::try_from(i).unwrap_or(0) + 1;
-        dp.upsert_backend(
-            BackendKey { id },
-            BackendValue::new(
-                Be32::from_ipv4(POD_IP.parse().expect("ip")),
-                Be16::from_host(*p),
-                PROTO_TCP,
-            ),
-        )
-        .expect("backend");
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
     }
-    dp.upsert_rev_nat(
-        RevNatKey { id: 1, pad: [0; 2] },
-        RevNatValue {
-            vip: Be32::from_ipv4(SLUICE_VIP),
-            port: Be16::from_host(80),
-            pad: [0; 2],
-        },
-    )
-    .expect("revnat");
-    datapath::program_service(
-        dp,
-        ServiceKey::frontend(Be32::from_ipv4(SLUICE_VIP), Be16::from_host(80), PROTO_TCP),
-        0,
-        1,
-        &[1, 2],
-    )
-    .expect("service");
-    // The other services: one backend each, distinct VIPs (written directly: frontend + one slot).
-    for i in 1..many {
-        let vip = Be32::from_ipv4(Ipv4Addr::new(
-            10,
-            99,
-            u8::try_from((i / 256) % 256).unwrap_or(0),
-            u8::try_from(i % 256).unwrap_or(0),
-        ));
-        let rev = u16::try_from(i % 60_000 + 2).unwrap_or(2);
-        let key = ServiceKey::frontend(vip, Be16::from_host(80), PROTO_TCP);
-        dp.upsert_service(
-            key.with_slot(1),
-            sluice_ebpf_common::ServiceValue::backend_slot(1, rev),
-        )
-        .expect("slot");
-        dp.upsert_service(key, sluice_ebpf_common::ServiceValue::frontend(1, 0, rev))
-            .expect("frontend");
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
     }
-    t.elapsed()
 }
 
-fn row(name: &str, r: Run, base: Run) {
+fn median_ms(values: &[Duration]) -> f64 {
+    median(values.iter().map(|d| d.as_secs_f64() * 1e3).collect())
+}
+
+/// Medians over the rounds of one variant and mode.
+#[derive(Clone, Copy)]
+struct Summary {
+    rps: f64,
+    /// (max - min) / median of req/s, in percent.
+    spread: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn summarize(runs: &[Run]) -> Summary {
+    let rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
+    let median_rps = median(rps.clone());
+    let max = rps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = rps.iter().copied().fold(f64::INFINITY, f64::min);
+    Summary {
+        rps: median_rps,
+        spread: (max - min) / median_rps.max(1.0) * 100.0,
+        p50_ms: median(runs.iter().map(|r| r.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|r| r.p99_ms).collect()),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+fn row(name: &str, s: Summary, base: Summary) {
     println!(
-        "{name:<44} {:>10.0} {:>8.3} {:>8.3}   x{:<5.2} x{:<5.2} x{:<5.2}",
-        r.rps,
-        r.p50_ms,
-        r.p99_ms,
-        r.rps / base.rps.max(1.0),
-        r.p50_ms / base.p50_ms.max(1e-6),
-        r.p99_ms / base.p99_ms.max(1e-6)
+        "{name:<46} {:>9.0} {:>6.1}% {:>8.3} {:>8.3}   x{:<5.2} x{:<5.2} x{:<5.2} {:>6}",
+        s.rps,
+        s.spread,
+        s.p50_ms,
+        s.p99_ms,
+        s.rps / base.rps.max(1.0),
+        s.p50_ms / base.p50_ms.max(1e-6),
+        s.p99_ms / base.p99_ms.max(1e-6),
+        s.errors
     );
 }
 
@@ -406,144 +905,268 @@ fn object_path() -> PathBuf {
     )
 }
 
-fn main() {
+// ---- main ----------------------------------------------------------------------------------
+
+const MODES: [(&str, bool); 2] = [("keep-alive", false), ("short connections", true)];
+
+fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(addr) = &args.serve {
-        serve(addr);
+    if let Some(addr) = args.probe {
+        return probe(addr);
     }
+    ensure!(
+        args.rounds >= 1 && args.duration >= 1,
+        "--rounds and --duration must be at least 1"
+    );
+    ensure!(args.many >= 2, "--many must be at least 2");
+    ensure!(
+        args.connections as usize >= WRK_THREADS,
+        "--connections must be at least {WRK_THREADS} (one per wrk thread)"
+    );
     let obj = object_path();
-    assert!(
+    ensure!(
         obj.exists(),
         "{} is missing: run `cargo xtask build-ebpf`",
         obj.display()
     );
-    let backend = Backend::start();
-    // One cgroup per variant: the eBPF hooks attach only to the sluice one.
-    let plain = Cgroup::new("plain");
-    let cg = Cgroup::new("sluice");
-    let direct_url = format!("http://{POD_IP}:{}/", PORTS[0]);
-    let sluice_url = format!("http://{SLUICE_VIP}:80/");
-    let ipt_url = format!("http://{IPT_VIP}:80/");
+    // Leftovers of a killed run go first; from here on, every way out cleans up.
+    cleanup();
+    let _cleanup = Cleanup;
+    cleanup_on_signal()?;
+
+    let dir = work_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let script = dir.join("direct.lua");
+    std::fs::write(&script, direct_script()).context("write the wrk script")?;
+    let backends = Backends::start(&dir)?;
+
+    // One cgroup per kind of client: the eBPF hooks attach only to the sluice one.
+    let plain = Cgroup::new(Cgroup::NAMES[0])?;
+    let hooked = Cgroup::new(Cgroup::NAMES[1])?;
+    let mut dp = Datapath::load(ObjectSource::Path(&obj), &pin_dir("traffic"))
+        .context("load the datapath")?;
+    dp.attach_cgroup(&hooked.0).context("attach")?;
+    let mut reconciler = Reconciler::new();
+    let (one, _) = sluice_services(1);
+    let (many, desired_took) = sluice_services(args.many);
+
+    let variants = [
+        Variant::Direct,
+        Variant::Sluice(1),
+        Variant::Sluice(args.many),
+        Variant::Iptables(10),
+        Variant::Iptables(args.many),
+    ];
+    let direct = Target {
+        cg: &plain,
+        url: format!("http://{}:{POD_PORT}/", POD_IPS[0]),
+        script: Some(&script),
+    };
+    let sluice = Target {
+        cg: &hooked,
+        url: format!("http://{SLUICE_VIP}:{VIP_PORT}/"),
+        script: None,
+    };
+    let iptables = Target {
+        cg: &plain,
+        url: format!("http://{IPT_VIP}:{VIP_PORT}/"),
+        script: None,
+    };
 
     println!(
-        "service benchmark: wrk -t2 -c{} -d{}s, backend HTTP server in netns {NS}; ratios are to (a) direct",
-        args.connections, args.duration
+        "service benchmark: {} interleaved rounds; per round, variant and mode one wrk -t{WRK_THREADS} -c{} -d{}s \
+         from the host; one nginx ({} workers) serving both backends {} and {} (port {POD_PORT}) in netns {NS}",
+        args.rounds, args.connections, args.duration, backends.workers, POD_IPS[0], POD_IPS[1],
     );
     println!(
-        "{:<44} {:>10} {:>8} {:>8}   {:<6} {:<6} {:<6}",
-        "variant", "req/s", "p50 ms", "p99 ms", "req/s", "p50", "p99"
+        "every variant reaches both backends: (a) one wrk thread per backend, (b) and (c) through their \
+         load balancer (checked each round)"
     );
-    for (mode, close) in [("keep-alive", false), ("short connections", true)] {
-        println!("-- {mode}");
-        let base = wrk(&plain, &direct_url, &args, close);
-        row("(a) direct pod IP", base, base);
 
-        let pin = PathBuf::from(format!("/sys/fs/bpf/sluice/bench-{}", std::process::id()));
-        let mut dp = Datapath::load(ObjectSource::Path(&obj), &pin).expect("load datapath");
-        dp.attach_cgroup(&cg.0).expect("attach");
-        program_sluice(&mut dp, 1);
-        row(
-            "(b) sluice eBPF ClusterIP, 1 service",
-            wrk(&cg, &sluice_url, &args, close),
-            base,
-        );
-        let took = program_sluice(&mut dp, args.many);
-        row(
-            &format!("(b) sluice eBPF ClusterIP, {} services", args.many),
-            wrk(&cg, &sluice_url, &args, close),
-            base,
-        );
-        if !close {
-            println!(
-                "   (programming {} services into the maps took {:.0} ms)",
-                args.many,
-                took.as_secs_f64() * 1e3
-            );
-        }
-        dp.detach_cgroup(&cg.0).expect("detach");
-        drop(dp);
-        let _ = datapath::unpin(&pin);
+    // Warm-up, not recorded: the first run after nginx starts would otherwise be (a)'s.
+    wrk(
+        &direct,
+        &Args {
+            duration: 1,
+            ..args.clone()
+        },
+        false,
+    )
+    .context("warm-up")?;
 
-        // The iptables VIP is routed into the backend veth, so the host picks the veth's
-        // source address (the backend can answer) and nothing for it ever leaves the machine.
-        let _rules = IptablesGuard;
-        for (k, n) in [10, args.many].into_iter().enumerate() {
-            // Each iptables run gets its own client address: the DNAT'd connections' reply
-            // tuples must not collide with conntrack entries (TIME_WAIT, 120 s) that the direct
-            // and sluice runs left for the same backend ports, or new SYNs are dropped and
-            // retried after 1 s, which would measure the benchmark, not the datapath.
-            let src = format!("10.201.0.{}", 3 + k + if close { 2 } else { 0 });
-            sh(&format!(
-                "ip route replace {IPT_VIP}/32 dev sbench0 src {src}"
-            ));
-            let took = iptables_install(n);
-            row(
-                &format!("(c) iptables kube-proxy layout, {n} services"),
-                wrk(&cg, &ipt_url, &args, close),
-                base,
-            );
-            if !close {
-                println!(
-                    "   (iptables-restore of {n} services took {:.0} ms)",
-                    took.as_secs_f64() * 1e3
-                );
+    let mut results: BTreeMap<(usize, usize), Vec<Run>> = BTreeMap::new();
+    let mut ebpf_many = Vec::new();
+    let mut ipt_many = Vec::new();
+    let mut ipt_runs = 0u32;
+    for round in 1..=args.rounds {
+        eprintln!("[bench] round {round}/{}", args.rounds);
+        for (v, variant) in variants.iter().enumerate() {
+            let target = match *variant {
+                Variant::Direct => {
+                    for pod in POD_IPS {
+                        let addr = SocketAddr::from((pod, POD_PORT));
+                        check_reaches_one(&plain, addr)?;
+                    }
+                    &direct
+                }
+                Variant::Sluice(n) => {
+                    if n == 1 {
+                        program(&mut reconciler, &mut dp, &one)?;
+                    } else {
+                        // From empty maps, as iptables-restore below starts from no rules.
+                        program(&mut reconciler, &mut dp, &Desired::default())?;
+                        ebpf_many.push(program(&mut reconciler, &mut dp, &many)?);
+                    }
+                    check_reaches_both(
+                        &hooked,
+                        SocketAddr::from((SLUICE_VIP, VIP_PORT)),
+                        &variant.label(),
+                    )?;
+                    &sluice
+                }
+                Variant::Iptables(n) => {
+                    let took = iptables_install(n)?;
+                    if n == args.many {
+                        ipt_many.push(took);
+                    }
+                    next_client_address(&mut ipt_runs)?;
+                    check_reaches_both(
+                        &plain,
+                        SocketAddr::from((IPT_VIP, VIP_PORT)),
+                        &variant.label(),
+                    )?;
+                    &iptables
+                }
+            };
+            for (m, (_, close)) in MODES.iter().enumerate() {
+                if matches!(variant, Variant::Iptables(_)) {
+                    next_client_address(&mut ipt_runs)?;
+                }
+                let r = wrk(target, &args, *close)
+                    .with_context(|| format!("{} ({})", variant.label(), MODES[m].0))?;
+                results.entry((v, m)).or_default().push(r);
             }
         }
-        iptables_remove();
-        // The baseline again, last: the spread between the two (a) rows is this machine's noise.
-        row(
-            "(a) direct pod IP, again",
-            wrk(&plain, &direct_url, &args, close),
-            base,
-        );
+        iptables_remove()?;
     }
-    drop(backend);
-    programming_latency(&args, &obj);
+
+    println!(
+        "medians over {} rounds; spread = (max - min) / median of req/s; ratios to (a)'s medians",
+        args.rounds
+    );
+    println!(
+        "{:<46} {:>9} {:>7} {:>8} {:>8}   {:<6} {:<6} {:<6} {:>6}",
+        "variant", "req/s", "spread", "p50 ms", "p99 ms", "req/s", "p50", "p99", "errors"
+    );
+    for (m, (mode, _)) in MODES.iter().enumerate() {
+        println!("-- {mode}");
+        let base = summarize(&results[&(0, m)]);
+        for (v, variant) in variants.iter().enumerate() {
+            row(&variant.label(), summarize(&results[&(v, m)]), base);
+        }
+    }
+    println!(
+        "programming {} Services (median of {} rounds): eBPF maps via the Reconciler {:.0} ms \
+         (desired() from the Service and EndpointSlice objects: {:.0} ms more); iptables-restore {:.0} ms",
+        args.many,
+        args.rounds,
+        median_ms(&ebpf_many),
+        desired_took.as_secs_f64() * 1e3,
+        median_ms(&ipt_many),
+    );
+
+    dp.detach_all().context("detach")?;
+    drop(dp);
+    drop(backends);
+    programming_latency(&args, &obj)?;
+    Ok(())
 }
 
-/// Service + EndpointSlice written through the API -> entry visible in the pinned map.
-fn programming_latency(args: &Args, obj: &Path) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+/// Checks from inside `cg` that `addr` answers as itself (the direct variant's backends).
+fn check_reaches_one(cg: &Cgroup, addr: SocketAddr) -> Result<()> {
+    let me = std::env::current_exe().context("own path")?;
+    let out = run(in_cgroup(cg, me).args(["--probe", &addr.to_string()]))
+        .with_context(|| format!("probing {addr}"))?;
+    let want = addr.ip().to_string();
+    ensure!(out.lines().all(|l| l == want), "{addr} answered as {out:?}");
+    Ok(())
+}
+
+/// Service + `EndpointSlice` written through the API -> entry visible in the pinned map.
+fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("runtime")?;
     rt.block_on(async {
         let cp = sluice_tests::controlplane::ControlPlane::start(&["--no-controllers"]).await;
         let client = cp.client().await;
-        let pin = PathBuf::from(format!("/sys/fs/bpf/sluice/bench-prog-{}", std::process::id()));
-        let dp = Datapath::load(ObjectSource::Path(obj), &pin).expect("load");
-        let reader = Datapath::load(ObjectSource::Path(obj), &pin).expect("second handle on the pinned maps");
-        let proxy = tokio::spawn(sluice_node_agent::proxy::run(client.clone(), dp, sluice_node_agent::proxy::Options::default()));
-        let svcs: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client.clone(), "default");
-        let slices: kube::Api<k8s_openapi::api::discovery::v1::EndpointSlice> = kube::Api::namespaced(client.clone(), "default");
+        let pin = pin_dir("api");
+        let dp = Datapath::load(ObjectSource::Path(obj), &pin).context("load")?;
+        let reader = Datapath::load(ObjectSource::Path(obj), &pin)
+            .context("second handle on the pinned maps")?;
+        let proxy = tokio::spawn(proxy::run(client.clone(), dp, proxy::Options::default()));
+        let svcs: kube::Api<Service> = kube::Api::namespaced(client.clone(), "default");
+        let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client.clone(), "default");
         let mut lat = Vec::new();
         for i in 0..args.programming_samples {
-            let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": format!("prog-{i}")}, "spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": format!("prog-{i}")}}}))
-            .expect("svc");
+            let name = format!("prog-{i}");
+            let mut svc = api_service(&name, Ipv4Addr::UNSPECIFIED);
+            svc.metadata.namespace = None;
+            if let Some(spec) = svc.spec.as_mut() {
+                // Let the apiserver allocate the ClusterIP.
+                spec.cluster_ip = None;
+                spec.cluster_ips = None;
+                spec.selector = Some(BTreeMap::from([("app".to_owned(), name.clone())]));
+            }
             let t = Instant::now();
-            let created = svcs.create(&Default::default(), &svc).await.expect("create svc");
-            let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": format!("prog-{i}-x"), "labels": {"kubernetes.io/service-name": format!("prog-{i}")}},
-                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                "endpoints": [{"addresses": ["10.244.9.9"], "conditions": {"ready": true}}]}))
-            .expect("slice");
-            slices.create(&Default::default(), &slice).await.expect("create slice");
-            let vip: Ipv4Addr = created.spec.and_then(|s| s.cluster_ip).and_then(|ip| ip.parse().ok()).expect("cluster ip");
-            let key = ServiceKey::frontend(Be32::from_ipv4(vip), Be16::from_host(80), PROTO_TCP);
+            let created = svcs
+                .create(&kube::api::PostParams::default(), &svc)
+                .await
+                .context("create svc")?;
+            let mut slice = api_slice(&name, &[Ipv4Addr::new(10, 244, 9, 9)], 8080);
+            slice.metadata.namespace = None;
+            slices
+                .create(&kube::api::PostParams::default(), &slice)
+                .await
+                .context("create slice")?;
+            let vip: Ipv4Addr = created
+                .spec
+                .and_then(|s| s.cluster_ip)
+                .and_then(|ip| ip.parse().ok())
+                .context("cluster ip")?;
+            let key =
+                ServiceKey::frontend(Be32::from_ipv4(vip), Be16::from_host(VIP_PORT), PROTO_TCP);
             loop {
-                let found = reader.services().expect("dump").into_iter().any(|(k, v)| k == key && v.count == 1);
+                let found = reader
+                    .services()?
+                    .into_iter()
+                    .any(|(k, v)| k == key && v.count == 1);
                 if found {
                     break;
                 }
-                assert!(t.elapsed() < Duration::from_secs(30), "service {i} never reached the map");
+                ensure!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "service {i} never reached the map"
+                );
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
             lat.push(t.elapsed());
         }
         proxy.abort();
+        let _ = proxy.await;
         drop(reader);
-        let _ = datapath::unpin(&pin);
+        datapath::unpin(&pin)?;
         lat.sort();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let at = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
-        println!("API write (Service + EndpointSlice) -> eBPF map entry: n={} p50={:.1}ms p99={:.1}ms", lat.len(), at(0.5), at(0.99));
-    });
+        println!(
+            "API write (Service + EndpointSlice) -> eBPF map entry: n={} p50={:.1}ms p99={:.1}ms",
+            lat.len(),
+            at(0.5),
+            at(0.99)
+        );
+        Ok(())
+    })
 }

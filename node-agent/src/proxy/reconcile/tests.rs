@@ -28,28 +28,20 @@ fn be(addr: &str, port: u16) -> Backend {
     }
 }
 
-/// A desired state from `(frontend, service name, backends)`.
+/// A desired state from `(frontend, service name, backends)`, built the way
+/// kernel tests and benchmarks build theirs.
 fn state(frontends: &[(Frontend, &str, &[Backend])]) -> Desired {
-    Desired {
-        frontends: frontends
-            .iter()
-            .map(|(frontend, name, backends)| {
-                let mut backends = backends.to_vec();
-                backends.sort();
-                (
-                    *frontend,
-                    FrontendSpec {
-                        service: ServicePortName {
-                            namespace: "default".into(),
-                            name: (*name).into(),
-                            port: String::new(),
-                        },
-                        backends,
-                    },
-                )
-            })
-            .collect(),
+    let mut desired = Desired::default();
+    for (frontend, name, backends) in frontends {
+        desired.insert(
+            *frontend,
+            FrontendSpec::new(
+                ServicePortName::new("default", name, ""),
+                backends.iter().copied(),
+            ),
+        );
     }
+    desired
 }
 
 fn proto(number: u8) -> &'static str {
@@ -496,6 +488,95 @@ fn deleting_a_service_removes_frontend_slots_rev_nat_and_its_backends_only() {
             "rev 2 10.96.0.11:80",
         ],
     );
+    // Deleting it again (the next pass) writes nothing and fails nothing.
+    let again = reconciler
+        .apply(
+            &state(&[(
+                api,
+                "api",
+                &[be("10.244.0.6", 8080), be("10.244.0.8", 9090)],
+            )]),
+            &mut dp,
+        )
+        .unwrap();
+    assert!(again.is_empty(), "{again}");
+}
+
+#[test]
+fn scaling_to_zero_keeps_the_frontend_with_count_zero() {
+    // The frontend stays (count 0: connects are refused, not passed through
+    // to the unroutable VIP); its slots and now unreferenced backends go.
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    reconciler
+        .apply(
+            &state(&[(
+                web(),
+                "web",
+                &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+            )]),
+            &mut dp,
+        )
+        .unwrap();
+    let stats = reconciler
+        .apply(&state(&[(web(), "web", &[])]), &mut dp)
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=0 rev=1",
+            "rev 1 10.96.0.10:80",
+        ],
+    );
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            slots_removed: 2,
+            backends_removed: 2,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+}
+
+#[test]
+fn plain_frontend_specs_equal_what_desired_builds_from_api_objects() {
+    // Kernel tests and the service benchmark build their state with
+    // `FrontendSpec::new` from plain (vip, port, protocol, backends): it must
+    // be the state the agent computes from the equivalent API objects, with
+    // backends sorted and deduplicated alike.
+    let services = [service("default", "web", "10.96.0.10", &[("", 80, "TCP")])];
+    let slices = [
+        slice(
+            "default",
+            "web",
+            "web-a",
+            &[("", 8080, "TCP")],
+            &[("10.244.0.6", None), ("10.244.0.5", Some(true))],
+        ),
+        slice(
+            "default",
+            "web",
+            "web-b",
+            &[("", 8080, "TCP")],
+            &[("10.244.0.5", None)],
+        ),
+    ];
+    let plain = state(&[(
+        web(),
+        "web",
+        &[
+            be("10.244.0.6", 8080),
+            be("10.244.0.5", 8080),
+            be("10.244.0.6", 8080),
+        ],
+    )]);
+    assert_eq!(crate::proxy::desired(&services, &slices), plain);
+    assert_eq!(
+        plain.frontends[&web()].backends,
+        [be("10.244.0.5", 8080), be("10.244.0.6", 8080)]
+    );
 }
 
 #[test]
@@ -767,7 +848,12 @@ fn a_full_map_fails_the_apply_and_leaves_no_dangling_slot() {
     )]);
     let err = reconciler.apply(&big, &mut dp).unwrap_err();
     assert!(
-        matches!(err, crate::proxy::ProxyError::Datapath { .. }),
+        matches!(
+            err,
+            crate::proxy::ProxyError::Datapath {
+                source: DatapathError::MapFull { .. }
+            }
+        ),
         "{err}"
     );
     // The count was never written, so no connect picks the partial slots;
