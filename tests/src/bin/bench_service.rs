@@ -495,8 +495,8 @@ fn parse_wrk(out: &str) -> Result<Run> {
 struct Target<'a> {
     cg: &'a Cgroup,
     url: String,
-    /// A wrk script (the direct variant's per-thread backend choice).
-    script: Option<&'a Path>,
+    /// The wrk script that picks each thread's destination (see [`thread_script`]).
+    script: &'a Path,
 }
 
 fn wrk(target: &Target<'_>, args: &Args, close: bool) -> Result<Run> {
@@ -505,9 +505,7 @@ fn wrk(target: &Target<'_>, args: &Args, close: bool) -> Result<Run> {
         .arg(format!("-c{}", args.connections))
         .arg(format!("-d{}s", args.duration))
         .arg("--latency");
-    if let Some(script) = target.script {
-        cmd.arg("-s").arg(script);
-    }
+    cmd.arg("-s").arg(target.script);
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
@@ -520,22 +518,23 @@ fn wrk(target: &Target<'_>, args: &Args, close: bool) -> Result<Run> {
     Ok(r)
 }
 
-/// The direct variant's wrk script: thread `i` sends every request (and, with short
-/// connections, every connect) to backend `i mod 2`. So direct traffic spreads over the same
-/// two backends as the `ClusterIP` variants, evenly, from one wrk process with the same
-/// threads and connections as theirs (two wrk processes would change the client side; one
-/// backend would compare one pod with two).
-fn direct_script() -> String {
-    let mut backends = String::new();
-    for ip in POD_IPS {
-        let _ = write!(backends, "{{\"{ip}\", \"{POD_PORT}\"}}, ");
+/// The wrk script every variant runs: thread `i` sends every request (and, with short
+/// connections, every connect) to `destinations[i mod n]`. Direct traffic names the two
+/// backends, so it spreads over the same two pods as the `ClusterIP` variants, evenly, from
+/// one wrk process with the same threads and connections as theirs (two wrk processes would
+/// change the client side; one backend would compare one pod with two). The `ClusterIP`
+/// variants name their VIP for every thread: all variants run the same wrk code path.
+fn thread_script(destinations: &[(Ipv4Addr, u16)]) -> String {
+    let mut list = String::new();
+    for (ip, port) in destinations {
+        let _ = write!(list, "{{\"{ip}\", \"{port}\"}}, ");
     }
     format!(
-        "local backends = {{ {backends}}}\nlocal threads = 0\n\
+        "local destinations = {{ {list}}}\nlocal threads = 0\n\
          function setup(thread)\n  \
-         local b = backends[threads % #backends + 1]\n  \
+         local d = destinations[threads % #destinations + 1]\n  \
          threads = threads + 1\n  \
-         thread.addr = wrk.lookup(b[1], b[2])[1]\n\
+         thread.addr = wrk.lookup(d[1], d[2])[1]\n\
          end\n"
     )
 }
@@ -936,8 +935,15 @@ fn main() -> Result<()> {
 
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    let script = dir.join("direct.lua");
-    std::fs::write(&script, direct_script()).context("write the wrk script")?;
+    let script = |name: &str, destinations: &[(Ipv4Addr, u16)]| -> Result<PathBuf> {
+        let path = dir.join(format!("{name}.lua"));
+        std::fs::write(&path, thread_script(destinations))
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
+    };
+    let direct_script = script("direct", &POD_IPS.map(|ip| (ip, POD_PORT)))?;
+    let sluice_script = script("sluice", &[(SLUICE_VIP, VIP_PORT)])?;
+    let iptables_script = script("iptables", &[(IPT_VIP, VIP_PORT)])?;
     let backends = Backends::start(&dir)?;
 
     // One cgroup per kind of client: the eBPF hooks attach only to the sluice one.
@@ -960,17 +966,17 @@ fn main() -> Result<()> {
     let direct = Target {
         cg: &plain,
         url: format!("http://{}:{POD_PORT}/", POD_IPS[0]),
-        script: Some(&script),
+        script: &direct_script,
     };
     let sluice = Target {
         cg: &hooked,
         url: format!("http://{SLUICE_VIP}:{VIP_PORT}/"),
-        script: None,
+        script: &sluice_script,
     };
     let iptables = Target {
         cg: &plain,
         url: format!("http://{IPT_VIP}:{VIP_PORT}/"),
-        script: None,
+        script: &iptables_script,
     };
 
     println!(
@@ -979,8 +985,8 @@ fn main() -> Result<()> {
         args.rounds, args.connections, args.duration, backends.workers, POD_IPS[0], POD_IPS[1],
     );
     println!(
-        "every variant reaches both backends: (a) one wrk thread per backend, (b) and (c) through their \
-         load balancer (checked each round)"
+        "every variant runs the same wrk script and reaches both backends: (a) one wrk thread per backend, \
+         (b) and (c) through their load balancer (checked each round)"
     );
 
     // Warm-up, not recorded: the first run after nginx starts would otherwise be (a)'s.
