@@ -279,7 +279,14 @@ impl Cluster {
 
         let binary = bin_dir.join("sluice-control-plane");
         let log = state.join("control-plane.log");
-        let started = SystemTime::now();
+        // The control plane writes the kubeconfig once it listens: one left by an earlier
+        // run must not count (file times are too coarse to tell them apart).
+        match fs::remove_file(&kubeconfig) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("removing {}", kubeconfig.display()));
+            }
+            _ => {}
+        }
         let mut cmd = Command::new(&binary);
         cmd.arg("--data-dir")
             .arg(&store)
@@ -289,7 +296,7 @@ impl Cluster {
             .current_dir(workspace_root());
         self.control_plane = Some(spawn(&mut cmd, &log)?);
         say("control plane", &format!("started (log {})", log.display()));
-        self.wait_for_kubeconfig(&kubeconfig, started)?;
+        self.wait_for_kubeconfig(&kubeconfig)?;
         say("control plane", "ready");
 
         let agent = bin_dir.join("sluice-node-agent");
@@ -361,14 +368,11 @@ impl Cluster {
         Ok(())
     }
 
-    fn wait_for_kubeconfig(&mut self, path: &Path, started: SystemTime) -> Result<()> {
+    fn wait_for_kubeconfig(&mut self, path: &Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             self.check_children()?;
-            let fresh = fs::metadata(path)
-                .and_then(|meta| meta.modified())
-                .is_ok_and(|modified| modified >= started);
-            if fresh {
+            if fs::metadata(path).is_ok_and(|meta| meta.len() > 0) {
                 return Ok(());
             }
             if stopping() {
