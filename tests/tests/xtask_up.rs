@@ -31,21 +31,28 @@ fn hostname() -> String {
         .to_lowercase()
 }
 
-#[test]
-fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
-    if !require_cluster(
-        "up_builds_a_missing_ebpf_object_then_reaches_a_ready_node",
-        &[],
-    ) {
-        return;
+/// The test's preconditions (it starts a cluster), its turn, and a temp dir; `None` when it
+/// cannot run (then it is reported as skipped, or fails under CI).
+fn prepare(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, tempfile::TempDir)> {
+    if !require_cluster(test, &[]) {
+        return None;
     }
-    let _one = ONE_AT_A_TIME
+    let turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::Builder::new()
         .prefix("sluice-up-")
         .tempdir()
         .expect("tempdir");
+    Some((turn, tmp))
+}
+
+#[test]
+fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
+    let Some((_one, tmp)) = prepare("up_builds_a_missing_ebpf_object_then_reaches_a_ready_node")
+    else {
+        return;
+    };
     // As on a fresh clone: no eBPF object where `up` looks for it.
     let bpf_dir = tmp.path().join("bpf");
     assert!(!bpf_dir.exists());
@@ -94,19 +101,11 @@ fn up_builds_a_missing_ebpf_object_then_reaches_a_ready_node() {
 
 #[test]
 fn up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready() {
-    if !require_cluster(
-        "up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready",
-        &[],
-    ) {
+    let Some((_one, tmp)) =
+        prepare("up_fails_when_the_agent_cannot_start_even_if_the_stored_node_reads_ready")
+    else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let tmp = tempfile::Builder::new()
-        .prefix("sluice-up-")
-        .tempdir()
-        .expect("tempdir");
+    };
     let state = tmp.path().join("state");
     seed_ready_node(&state, &hostname());
 

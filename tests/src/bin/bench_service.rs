@@ -99,17 +99,9 @@ fn pin_dir(name: &str) -> PathBuf {
 
 // ---- processes -----------------------------------------------------------------------------
 
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs `cmd`; its stdout, or an error naming the command, its status and stderr.
 fn run(cmd: &mut Command) -> Result<String> {
-    let shown = describe(cmd);
+    let shown = sluice_test_util::describe(cmd);
     let out = cmd
         .stdin(Stdio::null())
         .output()

@@ -8,8 +8,8 @@
 //!   [`SKIP_LOG_VAR`], which `cargo xtask test` reads to count the test as
 //!   skipped rather than passed.
 //!
-//! ```ignore
-//! #[test]
+//! ```no_run
+//! // In a test binary: `#[test] fn needs_the_kernel() { ... }`.
 //! fn needs_the_kernel() {
 //!     if !sluice_test_util::require_root("needs_the_kernel") {
 //!         return;
@@ -132,7 +132,9 @@ pub fn stdout(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&run(cmd).stdout).into_owned()
 }
 
-fn describe(cmd: &Command) -> String {
+/// A command as a shell line, for messages.
+#[must_use]
+pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
