@@ -74,15 +74,8 @@ fn host_veths() -> Vec<String> {
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let (net, bits) = cidr.split_once('/').expect("cidr");
-    let to_u32 = |s: &str| {
-        s.parse::<std::net::Ipv4Addr>()
-            .map(u32::from)
-            .expect("ipv4")
-    };
-    let bits: u32 = bits.parse().expect("prefix");
-    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-    to_u32(ip) & mask == to_u32(net) & mask
+    let net = sluice_k8s_values::cidr::parse_network(cidr).expect("podCIDR");
+    net.contains(&ip.parse::<std::net::Ipv4Addr>().expect("pod IP"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
