@@ -516,7 +516,6 @@ impl Pass<'_> {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, DeploymentError> {
     let ns = d.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", d.name_any());

@@ -41,7 +41,10 @@ async fn next_event(stream: &mut WatchStream) -> Event {
 
 /// The names and functions of every case, in the order [`run_all`] runs them.
 #[must_use]
-#[allow(clippy::type_complexity)]
+#[allow(
+    clippy::type_complexity,
+    reason = "the one place this list type is spelled out; an alias would only move it"
+)]
 pub fn cases() -> Vec<(
     &'static str,
     fn(Arc<dyn Store>) -> futures::future::BoxFuture<'static, ()>,

@@ -800,7 +800,10 @@ impl Worker {
 
     /// Run `p` when its initial delay has passed and its period is due (then schedule the
     /// next run); `None` when it is not time yet.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the probe, its container and the clock are what decide a run"
+    )]
     async fn run_if_due(
         &mut self,
         kind: Kind,

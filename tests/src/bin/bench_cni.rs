@@ -237,7 +237,8 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
-        clippy::cast_precision_loss
+        clippy::cast_precision_loss,
+        reason = "a percentile's rank: non-negative and below the sample count"
     )]
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     ms(sorted[rank.min(sorted.len()) - 1])
@@ -256,7 +257,7 @@ struct Stats {
 fn stats(samples: &[Duration]) -> Stats {
     let mut s = samples.to_vec();
     s.sort();
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(clippy::cast_precision_loss, reason = "sample counts are far below 2^52")]
     let mean = s.iter().map(|d| ms(*d)).sum::<f64>() / s.len() as f64;
     Stats {
         p50: pct(&s, 50.0),

@@ -35,7 +35,8 @@ fn pct(lat: &mut [Duration], p: f64) -> f64 {
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
-        clippy::cast_precision_loss
+        clippy::cast_precision_loss,
+        reason = "a percentile's index: non-negative and below the sample count"
     )]
     let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
     lat.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)

@@ -663,7 +663,10 @@ fn iptables_rules(n: u32) -> String {
             let sep = format!("{IPT_PREFIX}SEP-{i:010}{j:02}");
             let _ = writeln!(chains, ":{sep} - [0:0]");
             if j + 1 < k {
-                #[allow(clippy::cast_precision_loss)]
+                #[allow(
+                    clippy::cast_precision_loss,
+                    reason = "endpoint counts are tiny: exact in f64"
+                )]
                 let prob = 1.0 / (k - j) as f64;
                 let _ = writeln!(
                     rules,
@@ -1156,7 +1159,8 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            clippy::cast_precision_loss
+            clippy::cast_precision_loss,
+            reason = "a percentile's index: non-negative and below the sample count"
         )]
         let at = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
         println!(
