@@ -257,7 +257,10 @@ struct Stats {
 fn stats(samples: &[Duration]) -> Stats {
     let mut s = samples.to_vec();
     s.sort();
-    #[allow(clippy::cast_precision_loss, reason = "sample counts are far below 2^52")]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "sample counts are far below 2^52"
+    )]
     let mean = s.iter().map(|d| ms(*d)).sum::<f64>() / s.len() as f64;
     Stats {
         p50: pct(&s, 50.0),
