@@ -511,3 +511,116 @@ async fn watch_sends_bookmarks_and_initial_events_end() {
         "true"
     );
 }
+
+/// Upstream's `GuaranteedUpdate`: a patch (or scale) that sets no `metadata.resourceVersion`
+/// is re-applied to the fresh object until it lands, however many writers race it; one that
+/// sets it is a precondition. The string "resourceVersion" elsewhere in a body pins nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_unversioned_patches_all_apply_and_versioned_ones_are_preconditions() {
+    const WRITERS: usize = 24;
+    let cp = ControlPlane::start(&["--no-controllers"]).await;
+    let path = format!("{CM}/hot");
+    assert_eq!(
+        cp.http("POST", CM, "application/json", &cm("hot"))
+            .await
+            .code,
+        201
+    );
+
+    let merge = "application/merge-patch+json";
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let addr = cp.addr.clone();
+            let path = path.clone();
+            tokio::spawn(async move {
+                // The word "resourceVersion" in a value must not make this a precondition.
+                let body = json!({
+                    "metadata": {"annotations": {format!("note-{i}"): "resourceVersion"}},
+                    "data": {format!("k{i}"): "v"},
+                })
+                .to_string();
+                sluice_tests::http::request(&addr, "PATCH", &path, merge, body.as_bytes()).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let reply = task.await.expect("patch task");
+        assert_eq!(reply.code, 200, "writer {i}: {}", reply.body);
+    }
+    let hot = cp.http("GET", &path, "application/json", b"").await.json();
+    for i in 0..WRITERS {
+        assert_eq!(
+            hot["data"][format!("k{i}")],
+            "v",
+            "writer {i}'s key is lost: {hot}"
+        );
+    }
+
+    // A patch that sets a stale resourceVersion is a precondition: 409, nothing written.
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "data": {"late": "x"}}).to_string();
+    let r = cp.http("PATCH", &path, merge, stale.as_bytes()).await;
+    assert_eq!(status_of(&r).0, 409, "{}", r.body);
+    assert_eq!(status_of(&r).1, "Conflict");
+    let json_patch = json!([
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": "1"},
+        {"op": "add", "path": "/data/late", "value": "x"},
+    ])
+    .to_string();
+    let r = cp
+        .http(
+            "PATCH",
+            &path,
+            "application/json-patch+json",
+            json_patch.as_bytes(),
+        )
+        .await;
+    assert_eq!(status_of(&r).0, 409, "{}", r.body);
+    let hot = cp.http("GET", &path, "application/json", b"").await.json();
+    assert!(
+        hot["data"]["late"].is_null(),
+        "a failed precondition wrote: {hot}"
+    );
+    // ... and with the current version it applies.
+    let rv = hot["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    let current = json!({"metadata": {"resourceVersion": rv}, "data": {"late": "x"}}).to_string();
+    let r = cp.http("PATCH", &path, merge, current.as_bytes()).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+
+    // Scale writes race too: every one applies (the last one wins).
+    let deploy = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d1"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d1"}},
+            "template": {"metadata": {"labels": {"app": "d1"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    })
+    .to_string();
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let r = cp
+        .http("POST", deployments, "application/json", deploy.as_bytes())
+        .await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let scale_path = format!("{deployments}/d1/scale");
+    let tasks: Vec<_> = (1..=WRITERS)
+        .map(|n| {
+            let addr = cp.addr.clone();
+            let path = scale_path.clone();
+            tokio::spawn(async move {
+                let body = json!({"spec": {"replicas": n}}).to_string();
+                sluice_tests::http::request(&addr, "PATCH", &path, merge, body.as_bytes()).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let reply = task.await.expect("scale task");
+        assert_eq!(reply.code, 200, "{}", reply.body);
+    }
+    let d = cp
+        .http("GET", &format!("{deployments}/d1"), "application/json", b"")
+        .await
+        .json();
+    let replicas = d["spec"]["replicas"].as_u64().expect("replicas");
+    assert!((1..=WRITERS as u64).contains(&replicas), "{d}");
+}

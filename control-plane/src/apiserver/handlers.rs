@@ -825,8 +825,10 @@ impl ApiServer {
         }
     }
 
-    /// PATCH with JSON patch, merge patch or strategic merge patch; retried on conflicts
-    /// unless the patch itself names a resourceVersion.
+    /// PATCH with JSON patch, merge patch or strategic merge patch. As upstream's
+    /// `GuaranteedUpdate`, a patch is re-applied to the fresh object after a conflicting write
+    /// until it applies, unless the patch itself sets `metadata.resourceVersion` (then that
+    /// version is a precondition and a mismatch is a 409).
     async fn patch(
         &self,
         req: &Req,
@@ -839,12 +841,9 @@ impl ApiServer {
         let patch: Value = serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let mode = field_validation(req)?;
-        // A patch that names a resourceVersion is a precondition; others are retried on conflict.
-        let pinned = req
-            .body
-            .windows(b"\"resourceVersion\"".len())
-            .any(|w| w == b"\"resourceVersion\"");
-        for attempt in 0..8 {
+        let pinned = pins_resource_version(patch_type, &patch);
+        let retries = Retries::new();
+        loop {
             let (current, kv) = self.get(r, ns, name).await?;
             let patched = apply_patch(patch_type, &current, &patch, r.kind)?;
             if !patched.is_object() {
@@ -863,16 +862,10 @@ impl ApiServer {
                 .write_update(req, r, ns, name, &current, &kv, obj, sub)
                 .await
             {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned && attempt < 7 => {}
+                Err(e) if is_write_conflict(&e) && !pinned => retries.again(r, name)?,
                 other => return other,
             }
         }
-        Err(ApiError::conflict(
-            r.group,
-            r.plural,
-            name,
-            "too many concurrent updates",
-        ))
     }
 
     async fn write_scale(
@@ -882,7 +875,8 @@ impl ApiServer {
         ns: Option<&str>,
         name: &str,
     ) -> ApiResult<Response> {
-        for _ in 0..8 {
+        let retries = Retries::new();
+        loop {
             let (current, kv) = self.get(r, ns, name).await?;
             let view = scale_view(&current);
             let scale = if req.method == Method::PATCH {
@@ -927,16 +921,10 @@ impl ApiServer {
                 .await
             {
                 Ok(v) => return Ok(json_response(200, &scale_view(&v))),
-                Err(e) if e.code == 409 => {}
+                Err(e) if is_write_conflict(&e) => retries.again(r, name)?,
                 Err(e) => return Err(e),
             }
         }
-        Err(ApiError::conflict(
-            r.group,
-            r.plural,
-            name,
-            "too many concurrent updates",
-        ))
     }
 
     /// `POST pods/{name}/binding`: assign the pod to a node, once.
@@ -960,7 +948,8 @@ impl ApiServer {
                 vec![Cause::required("target.name")],
             ));
         }
-        for _ in 0..8 {
+        let retries = Retries::new();
+        loop {
             let (current, kv) = self.get(r, ns, name).await?;
             if current["metadata"]
                 .get("deletionTimestamp")
@@ -1005,7 +994,8 @@ impl ApiServer {
                 .await
             {
                 Ok(_) => break,
-                Err(StoreError::Conflict { .. }) => {}
+                // Another write won: bind against the fresh pod (it may be bound by now).
+                Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -1023,7 +1013,8 @@ impl ApiServer {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<(u16, Value)> {
-        for _ in 0..8 {
+        let retries = Retries::new();
+        loop {
             let (current, kv) = self.get(r, ns, name).await?;
             if let Some(uid) = &opts.uid
                 && current["metadata"]["uid"].as_str() != Some(uid)
@@ -1113,7 +1104,7 @@ impl ApiServer {
                         self.on_removed(r, &v);
                         return Ok((200, v));
                     }
-                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
                     Err(StoreError::NotFound { .. }) => {
                         return Err(ApiError::not_found(r.group, r.plural, name));
                     }
@@ -1169,16 +1160,10 @@ impl ApiServer {
                         decorate(r, &kv)?,
                     ));
                 }
-                Err(StoreError::Conflict { .. }) => {}
+                Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict(
-            r.group,
-            r.plural,
-            name,
-            "too many concurrent updates",
-        ))
     }
 
     /// Bookkeeping once an object has left the store.
@@ -1193,6 +1178,60 @@ impl ApiServer {
 enum Alloc {
     Ip(Ipv4Addr),
     Port(u16),
+}
+
+/// How long a write without a resourceVersion precondition keeps retrying against fresh
+/// state while other writers keep winning (upstream bounds `GuaranteedUpdate` only by the
+/// request's deadline).
+const GUARANTEED_UPDATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The retry budget of one `GuaranteedUpdate`-style write.
+struct Retries {
+    deadline: std::time::Instant,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Self {
+            deadline: std::time::Instant::now() + GUARANTEED_UPDATE_DEADLINE,
+        }
+    }
+
+    /// After a conflicting write: `Ok` to try again with fresh state, or the 409 once writers
+    /// have kept winning past the deadline.
+    fn again(&self, r: &Resource, name: &str) -> ApiResult<()> {
+        if std::time::Instant::now() < self.deadline {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(
+                r.group,
+                r.plural,
+                name,
+                "too many concurrent updates",
+            ))
+        }
+    }
+}
+
+/// A compare-and-swap that lost to another writer (as opposed to a precondition the client
+/// set, which `write_update` does not check).
+fn is_write_conflict(e: &ApiError) -> bool {
+    e.code == 409 && e.reason == "Conflict"
+}
+
+/// Whether a patch sets `metadata.resourceVersion`, making that version a precondition.
+/// Only the field itself counts: the string "resourceVersion" anywhere else in the body (a
+/// label value, an annotation, a container arg) does not.
+fn pins_resource_version(t: PatchType, patch: &Value) -> bool {
+    match t {
+        PatchType::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| {
+                op["path"] == "/metadata/resourceVersion"
+                    && matches!(op["op"].as_str(), Some("add" | "replace"))
+            })
+        }),
+        PatchType::Merge | PatchType::Strategic => !patch["metadata"]["resourceVersion"].is_null(),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
