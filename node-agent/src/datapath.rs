@@ -31,7 +31,7 @@ pub use ebpf_log::BPF_LOG_TARGET;
 pub use fake::FakeDatapath;
 pub use kernel::{
     BPFFS, DEFAULT_CGROUP_ROOT, DEFAULT_PIN_ROOT, Datapath, Hook, LINKS_DIR, ObjectSource,
-    default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
+    cgroup2_mount, default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
 };
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,

@@ -47,7 +47,7 @@ use std::{
 use sluice_node_agent::datapath::{
     BACKENDS_MAP, BPF_LOG_TARGET, BackendKey, BackendValue, Be16, Be32, Datapath, DatapathOps,
     ObjectSource, PROTO_TCP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP, SOCK_REV_NAT_MAP,
-    ServiceKey, ServiceValue, hooks, unpin,
+    ServiceKey, ServiceValue, cgroup2_mount, hooks, unpin,
 };
 use sluice_node_agent::proxy::{
     Backend, Desired, Frontend, FrontendSpec, Protocol, Reconciler, ServicePortName, Stats,
@@ -188,23 +188,12 @@ impl Drop for PinDir {
     }
 }
 
-/// The cgroup2 mount point, from /proc/self/mounts.
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|fields| fields.get(2) == Some(&"cgroup2"))
-        .map(|fields| PathBuf::from(fields[1]))
-        .expect("no cgroup2 mount in /proc/self/mounts")
-}
-
 /// A child cgroup2 directory, removed on drop.
 struct Cgroup(PathBuf);
 
 impl Cgroup {
     fn new(name: &str) -> Self {
-        let path = cgroup2_root().join(unique(name));
+        let path = cgroup2_mount().expect("cgroup2 mount").join(unique(name));
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         Self(path)
     }

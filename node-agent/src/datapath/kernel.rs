@@ -63,6 +63,23 @@ impl ObjectSource<'_> {
 /// The cgroup2 directory the hooks attach to by default: the cgroup2 root.
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
 
+/// Where cgroup2 is mounted on this machine, from `/proc/self/mounts` (tests and benchmarks
+/// make their client cgroups below it).
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    mounts
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&"cgroup2"))
+        .and_then(|fields| fields.get(1).map(PathBuf::from))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no cgroup2 mount in /proc/self/mounts",
+            )
+        })
+}
+
 /// Sub-directory of the pin directory holding the pinned links.
 pub const LINKS_DIR: &str = "links";
 

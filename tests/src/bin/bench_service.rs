@@ -159,7 +159,7 @@ fn cleanup() {
             std::fs::remove_dir(PIN_ROOT).with_context(|| format!("rmdir {PIN_ROOT}")),
         );
     }
-    if let Ok(root) = cgroup2_root() {
+    if let Ok(root) = datapath::cgroup2_mount() {
         for name in Cgroup::NAMES {
             let dir = root.join(name);
             if dir.exists() {
@@ -399,17 +399,6 @@ fn check_reaches_both(cg: &Cgroup, addr: SocketAddr, what: &str) -> Result<()> {
 
 // ---- cgroups -------------------------------------------------------------------------------
 
-/// The cgroup2 mount point, from /proc/self/mounts.
-fn cgroup2_root() -> Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
-    mounts
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|fields| fields.get(2) == Some(&"cgroup2"))
-        .map(|fields| PathBuf::from(fields[1]))
-        .context("no cgroup2 mount")
-}
-
 /// A child cgroup2 directory the load generator runs in; only the sluice one has the eBPF
 /// hooks. Removed by [`cleanup`].
 struct Cgroup(PathBuf);
@@ -418,7 +407,9 @@ impl Cgroup {
     const NAMES: [&str; 2] = ["sluice-bench-plain", "sluice-bench-sluice"];
 
     fn new(name: &str) -> Result<Self> {
-        let path = cgroup2_root()?.join(name);
+        let path = datapath::cgroup2_mount()
+            .context("find the cgroup2 mount")?
+            .join(name);
         if !path.exists() {
             std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
         }
