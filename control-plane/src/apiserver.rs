@@ -1,31 +1,41 @@
 //! The Kubernetes REST API over the store: routing, the verbs, and the object lifecycle
 //! (uid, timestamps, generation, resourceVersion, finalizers, graceful deletion).
 
-pub mod admission;
+mod admission;
 pub mod alloc;
+mod allocations;
+mod apply;
 mod discovery;
-mod handlers;
+mod http;
+pub mod options;
+mod protobuf;
 pub mod selectors;
 pub mod status;
 mod table;
+mod verbs;
 mod watch;
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sluice_store::{KeyValue, Store};
 
-use crate::registry::{self, Resource, Subresource};
-use alloc::{IpAllocator, Ipv4Net, PortAllocator};
+use crate::registry::validation::{is_dns1123_label, path_segment_problems};
+use crate::registry::{Registry, Resource, Subresource};
+use alloc::Ipv4Net;
+use allocations::Allocations;
+use options::Query;
 use status::{ApiError, ApiResult};
+
+/// The largest request body accepted (upstream's `MaxRequestBodyBytes`, 3 MiB).
+pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// API server settings.
 #[derive(Debug, Clone)]
@@ -58,40 +68,69 @@ impl Default for Config {
 pub struct ApiServer {
     store: Arc<dyn Store>,
     config: Config,
-    ips: Mutex<IpAllocator>,
-    ports: Mutex<PortAllocator>,
+    registry: Registry,
+    allocations: Allocations,
 }
 
 /// Where a request points.
 #[derive(Debug)]
 enum Target {
     Collection {
-        r: &'static Resource,
+        r: Arc<Resource>,
         ns: Option<String>,
     },
     Object {
-        r: &'static Resource,
+        r: Arc<Resource>,
         ns: Option<String>,
         name: String,
         sub: Option<Subresource>,
     },
 }
 
-/// The parsed parts of a request.
+/// The parsed parts of a request whose body has been read.
 pub(crate) struct Req {
     method: Method,
-    path: String,
-    query: HashMap<String, String>,
+    query: Query,
     headers: HeaderMap,
     body: Bytes,
 }
 
 impl Req {
     fn q(&self, k: &str) -> Option<&str> {
-        self.query
-            .get(k)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.query.get(k)
+    }
+
+    /// The manager a write without `fieldManager=` is recorded under: the User-Agent's
+    /// product, as upstream derives it.
+    fn default_manager(&self) -> String {
+        let ua = self
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        sluice_apply::manager_from_user_agent(ua)
+    }
+
+    fn write_options(&self) -> ApiResult<options::WriteOptions> {
+        let mut o = self.query.write_options()?;
+        o.field_manager
+            .get_or_insert_with(|| self.default_manager());
+        Ok(o)
+    }
+
+    fn patch_options(&self) -> ApiResult<options::PatchOptions> {
+        let mut o = self.query.patch_options(self.content_type())?;
+        o.write
+            .field_manager
+            .get_or_insert_with(|| self.default_manager());
+        Ok(o)
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
     }
 
     fn wants_table(&self) -> bool {
@@ -107,10 +146,6 @@ impl Req {
             .get("accept")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
-    }
-
-    fn dry_run(&self) -> bool {
-        self.q("dryRun").is_some()
     }
 }
 
@@ -128,11 +163,9 @@ pub(crate) fn decorate(r: &Resource, kv: &KeyValue) -> ApiResult<Value> {
 }
 
 pub(crate) fn decorate_at(r: &Resource, kv: &KeyValue, rv: i64) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
+    let v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
-    if let Some(convert) = r.from_storage {
-        v = convert(v);
-    }
+    let mut v = r.strategy.decode_stored(v);
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(rv.to_string()));
     }
@@ -141,10 +174,7 @@ pub(crate) fn decorate_at(r: &Resource, kv: &KeyValue, rv: i64) -> ApiResult<Val
 
 /// Bytes to store: everything but the derived `resourceVersion`.
 pub(crate) fn encode(r: &Resource, obj: &Value) -> Bytes {
-    let mut v = match r.to_storage {
-        Some(convert) => convert(obj.clone()),
-        None => obj.clone(),
-    };
+    let mut v = r.strategy.encode_stored(obj.clone());
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
@@ -159,7 +189,12 @@ pub(crate) fn partial_metadata(obj: &Value) -> Value {
 
 pub(crate) fn json_response(code: u16, v: &Value) -> Response {
     let code = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK);
-    (code, [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        code,
+        [("content-type", "application/json")],
+        format!("{v}\n"),
+    )
+        .into_response()
 }
 
 impl ApiServer {
@@ -167,12 +202,12 @@ impl ApiServer {
     /// default namespaces and the `kubernetes` Service if missing.
     pub async fn new(store: Arc<dyn Store>, config: Config) -> ApiResult<Arc<Self>> {
         let srv = Arc::new(Self {
-            ips: Mutex::new(IpAllocator::new(config.service_cidr)),
-            ports: Mutex::new(PortAllocator::new(config.node_port_range)),
+            allocations: Allocations::new(config.service_cidr, config.node_port_range),
+            registry: Registry::builtin(),
             store,
             config,
         });
-        srv.rebuild_allocations().await?;
+        srv.repair_allocations().await?;
         srv.bootstrap().await?;
         Ok(srv)
     }
@@ -183,38 +218,29 @@ impl ApiServer {
         &self.store
     }
 
-    async fn rebuild_allocations(&self) -> ApiResult<()> {
-        let r = registry::find("", "v1", "services").expect("services are served");
-        let all = self.store.range(&r.key_prefix(), None, None, None).await?;
-        let mut ips = self.ips.lock().expect("allocator lock");
-        let mut ports = self.ports.lock().expect("allocator lock");
-        for kv in &all.kvs {
-            let svc = decorate(r, kv)?;
-            if let Some(ip) = svc["spec"]["clusterIP"]
-                .as_str()
-                .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            {
-                let _ = ips.allocate(ip);
-            }
-            for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
-                if let Some(np) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
-                    let _ = ports.allocate(np);
-                }
-            }
-        }
-        Ok(())
+    /// The served resources.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A built-in resource the server itself relies on.
+    pub(crate) fn resource(&self, group: &str, version: &str, plural: &str) -> Arc<Resource> {
+        self.registry
+            .find(group, version, plural)
+            .unwrap_or_else(|| panic!("built-in resource {group}/{version} {plural} is served"))
     }
 
     async fn bootstrap(self: &Arc<Self>) -> ApiResult<()> {
-        let ns_r = registry::find("", "v1", "namespaces").expect("served");
+        let ns_r = self.resource("", "v1", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if self.store.get(&ns_r.key(None, ns)).await?.is_none() {
                 let body =
                     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-                self.create_internal(ns_r, None, body).await?;
+                self.create_internal(&ns_r, None, body).await?;
             }
         }
-        let svc_r = registry::find("", "v1", "services").expect("served");
+        let svc_r = self.resource("", "v1", "services");
         if self
             .store
             .get(&svc_r.key(Some("default"), "kubernetes"))
@@ -227,9 +253,9 @@ impl ApiServer {
                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
                 "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                     "targetPort": self.config.advertise.port()}]}});
-            self.create_internal(svc_r, Some("default"), body).await?;
+            self.create_internal(&svc_r, Some("default"), body).await?;
         }
-        let ep_r = registry::find("", "v1", "endpoints").expect("served");
+        let ep_r = self.resource("", "v1", "endpoints");
         if self
             .store
             .get(&ep_r.key(Some("default"), "kubernetes"))
@@ -240,25 +266,20 @@ impl ApiServer {
                 "metadata": {"name": "kubernetes", "namespace": "default"},
                 "subsets": [{"addresses": [{"ip": self.config.advertise.ip().to_string()}],
                     "ports": [{"name": "https", "port": self.config.advertise.port(), "protocol": "TCP"}]}]});
-            self.create_internal(ep_r, Some("default"), body).await?;
+            self.create_internal(&ep_r, Some("default"), body).await?;
         }
         Ok(())
     }
 
     async fn create_internal(
         self: &Arc<Self>,
-        r: &'static Resource,
+        r: &Resource,
         ns: Option<&str>,
         body: Value,
     ) -> ApiResult<Value> {
-        let req = Req {
-            method: Method::POST,
-            path: String::new(),
-            query: HashMap::new(),
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        };
-        let (v, _) = self.create(r, ns.map(String::from), &req).await?;
+        let (v, _) = self
+            .create(r, ns, &body, &options::WriteOptions::default())
+            .await?;
         Ok(v)
     }
 
@@ -290,37 +311,46 @@ impl ApiServer {
     }
 }
 
-async fn dispatch(
-    State(srv): State<Arc<ApiServer>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let req = Req {
-        method,
-        path: uri.path().to_string(),
-        query,
-        headers,
-        body,
-    };
-    match route(&srv, &req).await {
+async fn dispatch(State(srv): State<Arc<ApiServer>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    match route(&srv, request).await {
         Ok(resp) => resp,
         Err(e) => {
             if e.code >= 500 {
-                tracing::warn!(path = %req.path, method = %req.method, message = %e.message, "request failed");
+                tracing::warn!(path = %path, method = %method, message = %e.message, "request failed");
             }
             e.into_response()
         }
     }
 }
 
-async fn route(srv: &Arc<ApiServer>, req: &Req) -> ApiResult<Response> {
-    let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+/// Read the body of a request that is not upgraded, refusing one over the limit.
+async fn read(request: Request) -> ApiResult<Req> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"),
+            )
+        })?;
+    Ok(Req {
+        method: parts.method,
+        query: Query::parse(parts.uri.query()),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Route by path. The request stays whole (upgradable) until the route is known: only
+/// ordinary verbs read the body; streaming subresources will take the request as it is.
+async fn route(srv: &Arc<ApiServer>, request: Request) -> ApiResult<Response> {
+    let path = request.uri().path().to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let method = request.method().clone();
     match segs.as_slice() {
         ["version"] => return Ok(json_response(200, &discovery::version())),
         ["healthz" | "livez" | "readyz", ..] => {
@@ -332,15 +362,29 @@ async fn route(srv: &Arc<ApiServer>, req: &Req) -> ApiResult<Response> {
                 &discovery::api_versions(srv.config.advertise),
             ));
         }
-        ["apis"] => return Ok(json_response(200, &discovery::api_group_list())),
-        ["api", v] => return discovery::resource_list("", v).map(|v| json_response(200, &v)),
-        ["apis", g] => return discovery::api_group(g).map(|v| json_response(200, &v)),
-        ["apis", g, v] => return discovery::resource_list(g, v).map(|v| json_response(200, &v)),
-        ["openapi", "v3"] => return Ok(json_response(200, &discovery::openapi_index())),
-        ["openapi", "v3", rest @ ..] => {
-            return discovery::openapi_doc(&rest.join("/")).map(|v| json_response(200, &v));
+        ["apis"] => {
+            return Ok(json_response(
+                200,
+                &discovery::api_group_list(&srv.registry),
+            ));
         }
-        ["sluice", "compact"] if req.method == Method::POST => {
+        ["api", v] => {
+            return discovery::resource_list(&srv.registry, "", v).map(|v| json_response(200, &v));
+        }
+        ["apis", g] => {
+            return discovery::api_group(&srv.registry, g).map(|v| json_response(200, &v));
+        }
+        ["apis", g, v] => {
+            return discovery::resource_list(&srv.registry, g, v).map(|v| json_response(200, &v));
+        }
+        ["openapi", "v3"] => {
+            return Ok(json_response(200, &discovery::openapi_index(&srv.registry)));
+        }
+        ["openapi", "v3", rest @ ..] => {
+            return discovery::openapi_doc(&srv.registry, &rest.join("/"))
+                .map(|v| json_response(200, &v));
+        }
+        ["sluice", "compact"] if method == Method::POST => {
             let rev = srv.store.current_revision().await?;
             srv.compact(rev).await?;
             return Ok(json_response(200, &json!({"compacted": rev})));
@@ -350,49 +394,67 @@ async fn route(srv: &Arc<ApiServer>, req: &Req) -> ApiResult<Response> {
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::no_route(&req.path)),
+        _ => return Err(ApiError::no_route(&path)),
     };
     let (legacy_watch, rest) = match rest {
         ["watch", rest @ ..] => (true, rest),
         _ => (false, rest),
     };
-    let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&req.path))?;
+    let target = parse_target(&srv.registry, group, version, rest)
+        .ok_or_else(|| ApiError::no_route(&path))?;
+    check_segments(&target)?;
+    let req = read(request).await?;
     let watching = legacy_watch || matches!(req.q("watch"), Some("true" | "1"));
-    handlers::serve(srv, req, target, watching).await
+    http::serve(srv, &req, target, watching).await
 }
 
-fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-    let find = |plural: &str| registry::find(group, version, plural);
-    let sub = |s: &str| -> Option<Option<Subresource>> {
-        [
-            Subresource::Status,
-            Subresource::Scale,
-            Subresource::Binding,
-            Subresource::Finalize,
-        ]
-        .into_iter()
-        .find(|x| x.name() == s)
-        .map(Some)
+/// Namespace and name segments are validated before anything uses them as store keys (as
+/// upstream's `IsValidPathSegmentName` and namespace name rules).
+fn check_segments(target: &Target) -> ApiResult<()> {
+    let (ns, name) = match target {
+        Target::Collection { ns, .. } => (ns.as_deref(), None),
+        Target::Object { ns, name, .. } => (ns.as_deref(), Some(name.as_str())),
     };
-    let obj =
-        |r: &'static Resource, ns: Option<&str>, name: &str, s: Option<&str>| -> Option<Target> {
-            let sub = match s {
-                None => None,
-                Some(s) => {
-                    let x = sub(s)??;
-                    if !r.has(x) {
-                        return None;
-                    }
-                    Some(x)
+    if let Some(ns) = ns
+        && !is_dns1123_label(ns)
+    {
+        return Err(ApiError::bad_request(format!(
+            "namespace parameter invalid: {ns:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+        )));
+    }
+    if let Some(name) = name {
+        let problems = path_segment_problems(name);
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "Name parameter invalid: {name:?}: {}",
+                problems.join(";")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_target(reg: &Registry, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let find = |plural: &str| reg.find(group, version, plural);
+    let sub = |s: &str| -> Option<Option<Subresource>> { Subresource::parse(s).map(Some) };
+    let obj = |r: Arc<Resource>, ns: Option<&str>, name: &str, s: Option<&str>| -> Option<Target> {
+        let sub = match s {
+            None => None,
+            Some(s) => {
+                let x = sub(s)??;
+                if !r.has(x) {
+                    return None;
                 }
-            };
-            Some(Target::Object {
-                r,
-                ns: ns.map(String::from),
-                name: name.to_string(),
-                sub,
-            })
+                Some(x)
+            }
         };
+        Some(Target::Object {
+            r,
+            ns: ns.map(String::from),
+            name: name.to_string(),
+            sub,
+        })
+    };
     match rest {
         ["namespaces", ns, plural, tail @ ..] if group.is_empty() || find(plural).is_some() => {
             // `/api/v1/namespaces/{name}/{status|finalize}` is the namespace itself.
@@ -443,9 +505,10 @@ mod tests {
 
     fn t(g: &str, v: &str, p: &str) -> String {
         let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        let reg = Registry::builtin();
         format!(
             "{:?}",
-            parse_target(g, v, &segs).map(|t| match t {
+            parse_target(&reg, g, v, &segs).map(|t| match t {
                 Target::Collection { r, ns } => format!("C {} {ns:?}", r.plural),
                 Target::Object { r, ns, name, sub } =>
                     format!("O {} {ns:?} {name} {sub:?}", r.plural),

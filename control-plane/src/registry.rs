@@ -1,23 +1,16 @@
-//! The table of resources the API server serves: names, scope, verbs, subresources,
-//! and the typed codec that validates each kind's JSON.
+//! The resources the API server serves. A [`Resource`] is a kind's names, scope and
+//! subresources plus its [`Strategy`]: everything that differs between kinds. The
+//! [`Registry`] holds the built-ins (`kinds/`, one file each) and the resources installed at
+//! run time (custom resources), and is the only lookup the verbs and discovery use.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+pub mod kinds;
+pub mod printers;
+pub mod strategy;
+pub mod validation;
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events};
+use std::sync::{Arc, RwLock};
 
-/// How a kind's JSON is decoded into its typed form and re-encoded.
-pub type CanonicalFn = fn(&Value) -> Result<Canonical, String>;
-
-/// A body decoded through the typed Kubernetes struct.
-#[derive(Debug)]
-pub struct Canonical {
-    /// The object as the typed struct re-encodes it: unknown fields are gone.
-    pub value: Value,
-    /// JSON paths of fields in the input that the type does not know.
-    pub unknown_fields: Vec<String>,
-}
+pub use strategy::{Canonical, Column, NameRule, Strategy, ValidationContext};
 
 /// Subresources a resource offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +26,9 @@ pub enum Subresource {
 }
 
 impl Subresource {
+    /// Every subresource, for URL parsing.
+    pub const ALL: [Self; 4] = [Self::Status, Self::Scale, Self::Binding, Self::Finalize];
+
     /// The URL segment.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -43,46 +39,114 @@ impl Subresource {
             Self::Finalize => "finalize",
         }
     }
+
+    /// The subresource named by a URL segment.
+    #[must_use]
+    pub fn parse(segment: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == segment)
+    }
 }
 
 /// One served resource.
-#[derive(Debug)]
 pub struct Resource {
     /// API group ("" for core).
-    pub group: &'static str,
+    pub group: String,
     /// API version.
-    pub version: &'static str,
+    pub version: String,
     /// Plural, the URL segment.
-    pub plural: &'static str,
+    pub plural: String,
     /// Singular name.
-    pub singular: &'static str,
+    pub singular: String,
     /// Kind.
-    pub kind: &'static str,
+    pub kind: String,
     /// Namespaced or cluster-scoped.
     pub namespaced: bool,
     /// Short names for kubectl.
-    pub short_names: &'static [&'static str],
+    pub short_names: Vec<String>,
     /// Categories (`all`).
-    pub categories: &'static [&'static str],
+    pub categories: Vec<String>,
     /// Subresources.
-    pub subresources: &'static [Subresource],
-    /// Typed codec.
-    pub canonical: CanonicalFn,
+    pub subresources: Vec<Subresource>,
     /// Store key segment when objects share storage with another resource (events.k8s.io
     /// events live with core/v1 events, as upstream stores them once).
-    pub storage: Option<&'static str>,
-    /// Converts the stored form into this resource's form.
-    pub from_storage: Option<fn(Value) -> Value>,
-    /// Converts this resource's form into the stored form.
-    pub to_storage: Option<fn(Value) -> Value>,
+    pub storage: Option<String>,
+    /// Whether this version is the one objects are stored in (several versions of one custom
+    /// resource share storage; only the storage version is written).
+    pub storage_version: bool,
+    /// Everything kind-specific.
+    pub strategy: Box<dyn Strategy>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Resource({}/{} {})",
+            self.group, self.version, self.plural
+        )
+    }
 }
 
 impl Resource {
+    /// A resource with no short names, categories or subresources.
+    pub fn new(
+        group: &str,
+        version: &str,
+        plural: &str,
+        singular: &str,
+        kind: &str,
+        namespaced: bool,
+        strategy: impl Strategy,
+    ) -> Self {
+        Self {
+            group: group.to_string(),
+            version: version.to_string(),
+            plural: plural.to_string(),
+            singular: singular.to_string(),
+            kind: kind.to_string(),
+            namespaced,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            subresources: Vec::new(),
+            storage: None,
+            storage_version: true,
+            strategy: Box::new(strategy),
+        }
+    }
+
+    /// With kubectl short names.
+    #[must_use]
+    pub fn short_names(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    /// With categories.
+    #[must_use]
+    pub fn categories(mut self, cats: &[&str]) -> Self {
+        self.categories = cats.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    /// With subresources.
+    #[must_use]
+    pub fn subresources(mut self, subs: &[Subresource]) -> Self {
+        self.subresources = subs.to_vec();
+        self
+    }
+
+    /// Stored under another resource's key segment.
+    #[must_use]
+    pub fn stored_as(mut self, segment: &str) -> Self {
+        self.storage = Some(segment.to_string());
+        self
+    }
+
     /// `apiVersion` as written in objects.
     #[must_use]
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
-            self.version.to_string()
+            self.version.clone()
         } else {
             format!("{}/{}", self.group, self.version)
         }
@@ -101,7 +165,7 @@ impl Resource {
     /// Store key prefix of every object of this resource.
     #[must_use]
     pub fn key_prefix(&self) -> String {
-        if let Some(seg) = self.storage {
+        if let Some(seg) = &self.storage {
             format!("/registry/{seg}/")
         } else if self.group.is_empty() {
             format!("/registry/{}/", self.plural)
@@ -136,329 +200,98 @@ impl Resource {
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
+
+    /// `plural.group` (`deployments.apps`, `pods`), as upstream names a group-resource.
+    #[must_use]
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
 }
 
-/// Decode through the typed struct `T`, re-encode, and report the input fields `T` dropped.
-fn canonical<T: DeserializeOwned + Serialize>(input: &Value) -> Result<Canonical, String> {
-    let typed: T = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
-    let value = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-    let mut unknown_fields = Vec::new();
-    dropped_fields(input, &value, "", &mut unknown_fields);
-    Ok(Canonical {
-        value,
-        unknown_fields,
-    })
+/// Every served resource: the built-ins and those installed at run time.
+pub struct Registry {
+    resources: RwLock<Vec<Arc<Resource>>>,
 }
 
-/// Paths present (non-null) in `input` but missing from `kept`.
-fn dropped_fields(input: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
-    match (input, kept) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                if v.is_null() {
-                    continue;
-                }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match b.get(k) {
-                    Some(kv) => dropped_fields(v, kv, &p, out),
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                dropped_fields(x, y, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
     }
 }
 
-use Subresource::{Binding, Finalize, Scale, Status};
+impl Registry {
+    /// The built-in kinds.
+    #[must_use]
+    pub fn builtin() -> Self {
+        Self {
+            resources: RwLock::new(kinds::builtins().into_iter().map(Arc::new).collect()),
+        }
+    }
 
-/// Every resource the server offers.
-pub static RESOURCES: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &[Status, Finalize],
-        canonical: canonical::<core::v1::Namespace>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "nodes",
-        singular: "node",
-        kind: "Node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &[Status],
-        canonical: canonical::<core::v1::Node>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "pods",
-        singular: "pod",
-        kind: "Pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[Status, Binding],
-        canonical: canonical::<core::v1::Pod>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "services",
-        singular: "service",
-        kind: "Service",
-        namespaced: true,
-        short_names: &["svc"],
-        categories: &["all"],
-        subresources: &[Status],
-        canonical: canonical::<core::v1::Service>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "endpoints",
-        singular: "endpoints",
-        kind: "Endpoints",
-        namespaced: true,
-        short_names: &["ep"],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<core::v1::Endpoints>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "serviceaccounts",
-        singular: "serviceaccount",
-        kind: "ServiceAccount",
-        namespaced: true,
-        short_names: &["sa"],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<core::v1::ServiceAccount>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "configmaps",
-        singular: "configmap",
-        kind: "ConfigMap",
-        namespaced: true,
-        short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<core::v1::ConfigMap>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<core::v1::Secret>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<core::v1::Event>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        plural: "deployments",
-        singular: "deployment",
-        kind: "Deployment",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &[Status, Scale],
-        canonical: canonical::<apps::v1::Deployment>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        plural: "replicasets",
-        singular: "replicaset",
-        kind: "ReplicaSet",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &[Status, Scale],
-        canonical: canonical::<apps::v1::ReplicaSet>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "discovery.k8s.io",
-        version: "v1",
-        plural: "endpointslices",
-        singular: "endpointslice",
-        kind: "EndpointSlice",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<discovery::v1::EndpointSlice>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-    Resource {
-        group: "events.k8s.io",
-        version: "v1",
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<events::v1::Event>,
-        storage: Some("events"),
-        from_storage: Some(event_from_core),
-        to_storage: Some(event_to_core),
-    },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        plural: "leases",
-        singular: "lease",
-        kind: "Lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        canonical: canonical::<coordination::v1::Lease>,
-        storage: None,
-        from_storage: None,
-        to_storage: None,
-    },
-];
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Resource>>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the list itself is
+        // always whole (writers replace entries, never leave half-made ones).
+        self.resources
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
-/// `events.k8s.io/v1` field name <-> `core/v1` field name (upstream's conversion).
-const EVENT_FIELDS: &[(&str, &str)] = &[
-    ("regarding", "involvedObject"),
-    ("note", "message"),
-    ("reportingController", "reportingComponent"),
-    ("deprecatedSource", "source"),
-    ("deprecatedFirstTimestamp", "firstTimestamp"),
-    ("deprecatedLastTimestamp", "lastTimestamp"),
-    ("deprecatedCount", "count"),
-];
+    /// Every resource, in discovery order.
+    #[must_use]
+    pub fn all(&self) -> Vec<Arc<Resource>> {
+        self.read().clone()
+    }
 
-fn rename_fields(
-    mut v: Value,
-    pairs: impl Iterator<Item = (&'static str, &'static str)>,
-    api_version: &str,
-) -> Value {
-    if let Some(m) = v.as_object_mut() {
-        for (from, to) in pairs {
-            if let Some(x) = m.remove(from) {
-                m.insert(to.to_string(), x);
+    /// Look a resource up by group, version and plural.
+    #[must_use]
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        self.read()
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .cloned()
+    }
+
+    /// Look a resource up by kind within a group (any version, the first served).
+    #[must_use]
+    pub fn find_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
+        self.read()
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
+    }
+
+    /// Whether a group serves anything (core counts).
+    #[must_use]
+    pub fn has_group(&self, group: &str) -> bool {
+        self.read().iter().any(|r| r.group == group)
+    }
+
+    /// The group/versions served, in discovery order (core first).
+    #[must_use]
+    pub fn group_versions(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in self.read().iter() {
+            if !out.iter().any(|(g, v)| *g == r.group && *v == r.version) {
+                out.push((r.group.clone(), r.version.clone()));
             }
         }
-        m.insert("apiVersion".into(), Value::String(api_version.into()));
+        out
     }
-    v
-}
 
-fn event_from_core(v: Value) -> Value {
-    rename_fields(
-        v,
-        EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)),
-        "events.k8s.io/v1",
-    )
-}
-
-fn event_to_core(v: Value) -> Value {
-    rename_fields(v, EVENT_FIELDS.iter().copied(), "v1")
-}
-
-/// The group/versions served, in discovery order (core first).
-#[must_use]
-pub fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
-        }
+    /// Replace the resources of one group-resource (every version of a custom resource) with
+    /// `resources`; an empty list removes it.
+    pub fn install(&self, group: &str, plural: &str, resources: Vec<Resource>) {
+        let mut all = self
+            .resources
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|r| !(r.group == group && r.plural == plural));
+        all.extend(resources.into_iter().map(Arc::new));
     }
-    out
-}
-
-/// Look a resource up by group, version and plural.
-#[must_use]
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
-}
-
-/// Look a resource up by its kind within a group.
-#[must_use]
-pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.kind == kind)
 }
 
 #[cfg(test)]
@@ -466,16 +299,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn reg() -> Registry {
+        Registry::builtin()
+    }
+
     #[test]
     fn canonical_reports_unknown_fields_with_paths() {
-        let r = find("apps", "v1", "deployments").unwrap();
+        let r = reg().find("apps", "v1", "deployments").unwrap();
         let body = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "labels": {"a": "b"}},
             "spec": {"replicaz": 3, "selector": {"matchLabels": {"a": "b"}},
                      "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x"}]}}}
         });
-        let c = (r.canonical)(&body).unwrap();
+        let c = r.strategy.canonical(&body).unwrap();
         assert_eq!(
             c.unknown_fields,
             vec![
@@ -489,35 +326,70 @@ mod tests {
 
     #[test]
     fn canonical_rejects_wrong_kind_and_types() {
-        let r = find("", "v1", "pods").unwrap();
+        let r = reg().find("", "v1", "pods").unwrap();
         let wrong_kind = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}});
-        assert!((r.canonical)(&wrong_kind).is_err());
+        assert!(r.strategy.canonical(&wrong_kind).is_err());
         let bad_type = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}});
-        assert!((r.canonical)(&bad_type).is_err());
+        assert!(r.strategy.canonical(&bad_type).is_err());
     }
 
     #[test]
     fn events_share_storage_across_groups() {
-        let core = find("", "v1", "events").unwrap();
-        let new = find("events.k8s.io", "v1", "events").unwrap();
+        let reg = reg();
+        let core = reg.find("", "v1", "events").unwrap();
+        let new = reg.find("events.k8s.io", "v1", "events").unwrap();
         assert_eq!(core.key_prefix(), new.key_prefix());
-        let e = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "note": "hi",
-            "regarding": {"kind": "Pod", "name": "p"}, "deprecatedCount": 2});
-        let stored = (new.to_storage.unwrap())(e.clone());
-        assert_eq!(stored["message"], "hi");
-        assert_eq!(stored["involvedObject"]["name"], "p");
-        assert_eq!(stored["apiVersion"], "v1");
-        assert_eq!((new.from_storage.unwrap())(stored), e);
     }
 
     #[test]
     fn keys_do_not_collide_across_namespaces() {
-        let r = find("", "v1", "pods").unwrap();
+        let reg = reg();
+        let r = reg.find("", "v1", "pods").unwrap();
         assert_eq!(r.key(Some("default"), "a"), "/registry/pods/default/a");
         assert_eq!(r.list_prefix(Some("default")), "/registry/pods/default/");
-        let d = find("apps", "v1", "deployments").unwrap();
+        let d = reg.find("apps", "v1", "deployments").unwrap();
         assert_eq!(d.key_prefix(), "/registry/deployments.apps/");
-        let n = find("", "v1", "nodes").unwrap();
+        let n = reg.find("", "v1", "nodes").unwrap();
         assert_eq!(n.key(None, "n1"), "/registry/nodes/n1");
+    }
+
+    #[test]
+    fn every_builtin_is_served_once_and_fills_its_columns() {
+        let all = reg().all();
+        for (i, r) in all.iter().enumerate() {
+            assert!(
+                !all[..i]
+                    .iter()
+                    .any(|o| o.group == r.group && o.version == r.version && o.plural == r.plural),
+                "{r:?} twice"
+            );
+            assert_eq!(
+                r.strategy.cells(&json!({})).len(),
+                r.strategy.columns().len(),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn installed_resources_are_found_and_removed() {
+        let reg = reg();
+        reg.install(
+            "stable.example.com",
+            "crontabs",
+            vec![Resource::new(
+                "stable.example.com",
+                "v1",
+                "crontabs",
+                "crontab",
+                "CronTab",
+                true,
+                kinds::configmap::ConfigMapStrategy,
+            )],
+        );
+        assert!(reg.find("stable.example.com", "v1", "crontabs").is_some());
+        assert!(reg.has_group("stable.example.com"));
+        reg.install("stable.example.com", "crontabs", Vec::new());
+        assert!(reg.find("stable.example.com", "v1", "crontabs").is_none());
     }
 }

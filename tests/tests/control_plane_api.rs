@@ -170,7 +170,7 @@ async fn bad_input_gets_status_errors_and_writes_nothing() {
             b"{}",
         )
         .await;
-    assert_eq!(status_of(&r).0, 415);
+    assert_eq!(status_of(&r).0, 415, "{}", r.body);
     let r = cp
         .http(
             "PATCH",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 
 use super::status::{ApiError, ApiResult};
-use crate::registry::{self, RESOURCES, Resource, Subresource};
+use crate::registry::{Registry, Resource, Subresource};
 
 /// The Kubernetes version whose API types we serve.
 pub const KUBE_MINOR: &str = "32";
@@ -36,31 +36,32 @@ pub(super) fn api_versions(addr: SocketAddr) -> Value {
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr.to_string()}]})
 }
 
-fn group_json(group: &str) -> Value {
-    let versions: Vec<Value> = registry::group_versions()
+fn group_json(reg: &Registry, group: &str) -> Value {
+    let versions: Vec<Value> = reg
+        .group_versions()
         .into_iter()
-        .filter(|(g, _)| *g == group)
+        .filter(|(g, _)| g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
         .collect();
     json!({"name": group, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
 }
 
-pub(super) fn api_group_list() -> Value {
-    let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in registry::group_versions() {
+pub(super) fn api_group_list(reg: &Registry) -> Value {
+    let mut groups: Vec<String> = Vec::new();
+    for (g, _) in reg.group_versions() {
         if !g.is_empty() && !groups.contains(&g) {
             groups.push(g);
         }
     }
-    let groups: Vec<Value> = groups.into_iter().map(group_json).collect();
+    let groups: Vec<Value> = groups.iter().map(|g| group_json(reg, g)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub(super) fn api_group(group: &str) -> ApiResult<Value> {
-    if !registry::group_versions().iter().any(|(g, _)| *g == group) || group.is_empty() {
+pub(super) fn api_group(reg: &Registry, group: &str) -> ApiResult<Value> {
+    if group.is_empty() || !reg.has_group(group) {
         return Err(ApiError::no_route(&format!("/apis/{group}")));
     }
-    let mut v = group_json(group);
+    let mut v = group_json(reg, group);
     v["kind"] = json!("APIGroup");
     v["apiVersion"] = json!("v1");
     Ok(v)
@@ -82,7 +83,7 @@ fn resource_entry(r: &Resource) -> Value {
 
 fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
     let (group, version, kind, verbs): (Option<&str>, Option<&str>, &str, &[&str]) = match sub {
-        Subresource::Status => (None, None, r.kind, &["get", "patch", "update"]),
+        Subresource::Status => (None, None, &r.kind, &["get", "patch", "update"]),
         Subresource::Scale => (
             Some("autoscaling"),
             Some("v1"),
@@ -90,7 +91,7 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
             &["get", "patch", "update"],
         ),
         Subresource::Binding => (None, None, "Binding", &["create"]),
-        Subresource::Finalize => (None, None, r.kind, &["update"]),
+        Subresource::Finalize => (None, None, &r.kind, &["update"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced,
         "kind": kind, "verbs": verbs});
@@ -101,9 +102,10 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
     e
 }
 
-pub(super) fn resource_list(group: &str, version: &str) -> ApiResult<Value> {
-    let rs: Vec<&Resource> = RESOURCES
-        .iter()
+pub(super) fn resource_list(reg: &Registry, group: &str, version: &str) -> ApiResult<Value> {
+    let rs: Vec<_> = reg
+        .all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rs.is_empty() {
@@ -115,9 +117,9 @@ pub(super) fn resource_list(group: &str, version: &str) -> ApiResult<Value> {
         return Err(ApiError::no_route(&path));
     }
     let mut entries = Vec::new();
-    for r in rs {
+    for r in &rs {
         entries.push(resource_entry(r));
-        for sub in r.subresources {
+        for sub in &r.subresources {
             entries.push(subresource_entry(r, *sub));
         }
     }
@@ -131,118 +133,75 @@ pub(super) fn resource_list(group: &str, version: &str) -> ApiResult<Value> {
     )
 }
 
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// Changes whenever the served set changes, so kubectl's cache is invalidated.
-fn doc_hash() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for r in RESOURCES {
-        for b in r
-            .plural
-            .bytes()
-            .chain(r.group.bytes())
-            .chain(env!("CARGO_PKG_VERSION").bytes())
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016X}")
-}
-
-pub(super) fn openapi_index() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (g, v) in registry::group_versions() {
-        let p = gv_path(g, v);
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc_hash())}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// A per-group-version `OpenAPI` v3 document. It lists every object path with its PATCH
-/// operation, tagged with `x-kubernetes-group-version-kind` and the `fieldValidation`
-/// parameter, which is how kubectl learns that this server validates fields itself.
-/// Strategic merge patch is accepted but not advertised here: advertising it would make
-/// kubectl compute patches from schemas in this document, so kubectl uses its compiled-in
-/// patch metadata for built-in kinds instead.
-pub(super) fn openapi_doc(path: &str) -> ApiResult<Value> {
-    let (g, v) = registry::group_versions()
+/// The `OpenAPI` v3 document of one group-version: sluice-openapi builds it from the
+/// real schemas of the served kinds (k8s-openapi's) and caches it per served set, so
+/// its hash changes exactly when the document does and kubectl's cache follows.
+fn openapi_document(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+) -> std::sync::Arc<sluice_openapi::Document> {
+    let rs: Vec<_> = reg
+        .all()
         .into_iter()
-        .find(|(g, v)| gv_path(g, v) == path)
-        .ok_or_else(|| ApiError::no_route(&format!("/openapi/v3/{path}")))?;
-    let mut paths = serde_json::Map::new();
-    let query_param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    for r in RESOURCES.iter().filter(|r| r.group == g && r.version == v) {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let base = if r.namespaced {
-            format!(
-                "{}/namespaces/{{namespace}}/{}/{{name}}",
-                r.path_prefix(),
-                r.plural
-            )
-        } else {
-            format!("{}/{}/{{name}}", r.path_prefix(), r.plural)
-        };
-        let schema_ref = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
-        let patch_op = json!({
-            "operationId": format!("patch{}", r.kind),
-            "x-kubernetes-action": "patch",
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": [query_param("dryRun"), query_param("fieldManager"), query_param("fieldValidation"), query_param("force")],
-            "requestBody": {"content": {
-                "application/json-patch+json": {"schema": {"type": "object"}},
-                "application/merge-patch+json": {"schema": {"type": "object"}},
-            }, "required": true},
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}},
-        });
-        let get_op = json!({
-            "operationId": format!("read{}", r.kind),
-            "x-kubernetes-action": "get",
-            "x-kubernetes-group-version-kind": gvk,
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}},
-        });
-        let put_op = json!({
-            "operationId": format!("replace{}", r.kind),
-            "x-kubernetes-action": "put",
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": [query_param("dryRun"), query_param("fieldManager"), query_param("fieldValidation")],
-            "requestBody": {"content": {"application/json": {"schema": schema_ref}}, "required": true},
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}},
-        });
-        paths.insert(format!("/{base}").replace("//", "/"), json!({"get": get_op, "put": put_op, "patch": patch_op,
-            "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]}));
-    }
-    let mut schemas = serde_json::Map::new();
-    for r in RESOURCES.iter().filter(|r| r.group == g && r.version == v) {
-        schemas.insert(schema_name(r), json!({
-            "type": "object",
-            "description": format!("{} ({}). sluice validates this kind on the server.", r.kind, r.api_version()),
-            "x-kubernetes-group-version-kind": [{"group": r.group, "version": r.version, "kind": r.kind}],
-        }));
-    }
-    Ok(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    let subs: Vec<Vec<&str>> = rs
+        .iter()
+        .map(|r| r.subresources.iter().map(|s| s.name()).collect())
+        .collect();
+    let kinds: Vec<sluice_openapi::ServedKind<'_>> = rs
+        .iter()
+        .zip(&subs)
+        .map(|(r, subresources)| sluice_openapi::ServedKind {
+            group: &r.group,
+            version: &r.version,
+            kind: &r.kind,
+            plural: &r.plural,
+            namespaced: r.namespaced,
+            subresources,
+        })
+        .collect();
+    sluice_openapi::group_version_document_cached(group, version, &kinds, &[])
 }
 
+pub(super) fn openapi_index(reg: &Registry) -> Value {
+    let docs: Vec<_> = reg
+        .group_versions()
+        .into_iter()
+        .map(|(g, v)| {
+            let doc = openapi_document(reg, &g, &v);
+            (g, v, doc)
+        })
+        .collect();
+    let entries: Vec<(&str, &str, &str)> = docs
+        .iter()
+        .map(|(g, v, d)| (g.as_str(), v.as_str(), d.hash.as_str()))
+        .collect();
+    sluice_openapi::openapi_v3_index(&entries)
+}
+
+/// A per-group-version `OpenAPI` v3 document with the real schemas of the served kinds
+/// (`kubectl explain`). Every PATCH operation is tagged with
+/// `x-kubernetes-group-version-kind` and carries the `fieldValidation` parameter, which
+/// is how kubectl learns that this server validates fields itself. Strategic merge patch
+/// is accepted but not advertised here: advertising it would make kubectl compute
+/// patches from the schemas in this document, which carry no patch merge keys, so
+/// kubectl uses its compiled-in patch metadata for built-in kinds instead.
+pub(super) fn openapi_doc(reg: &Registry, path: &str) -> ApiResult<Value> {
+    let (g, v) = reg
+        .group_versions()
+        .into_iter()
+        .find(|(g, v)| sluice_openapi::gv_path(g, v) == path)
+        .ok_or_else(|| ApiError::no_route(&format!("/openapi/v3/{path}")))?;
+    Ok(openapi_document(reg, &g, &v).value.clone())
+}
+
+/// The component-schema name of a resource's kind, as upstream names it (the tests find
+/// each served kind's schema by it).
+#[cfg(test)]
 fn schema_name(r: &Resource) -> String {
-    let group = match r.group {
-        "" => "core".to_string(),
-        g => g.split('.').next().unwrap_or(g).to_string(),
-    };
-    format!("io.k8s.api.{group}.{}.{}", r.version, r.kind)
+    sluice_openapi::schema_name(&r.group, &r.version, &r.kind)
 }
 
 #[cfg(test)]
@@ -251,7 +210,8 @@ mod tests {
 
     #[test]
     fn discovery_lists_subresources_and_scale_kind() {
-        let l = resource_list("apps", "v1").unwrap();
+        let reg = Registry::builtin();
+        let l = resource_list(&reg, "apps", "v1").unwrap();
         let res = l["resources"].as_array().unwrap();
         let scale = res
             .iter()
@@ -260,7 +220,7 @@ mod tests {
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
         assert!(res.iter().any(|e| e["name"] == "replicasets/status"));
-        let core = resource_list("", "v1").unwrap();
+        let core = resource_list(&reg, "", "v1").unwrap();
         assert!(
             core["resources"]
                 .as_array()
@@ -268,19 +228,20 @@ mod tests {
                 .iter()
                 .any(|e| e["name"] == "pods/binding")
         );
-        assert_eq!(resource_list("nope", "v1").unwrap_err().code, 404);
+        assert_eq!(resource_list(&reg, "nope", "v1").unwrap_err().code, 404);
     }
 
     #[test]
     fn openapi_patch_ops_carry_gvk_and_field_validation() {
-        let idx = openapi_index();
+        let reg = Registry::builtin();
+        let idx = openapi_index(&reg);
         assert!(
             idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
                 .as_str()
                 .unwrap()
                 .starts_with("/openapi/v3/apis/apps/v1?hash=")
         );
-        let doc = openapi_doc("apis/apps/v1").unwrap();
+        let doc = openapi_doc(&reg, "apis/apps/v1").unwrap();
         let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert!(
@@ -290,7 +251,24 @@ mod tests {
                 .iter()
                 .any(|x| x["name"] == "fieldValidation" && x["in"] == "query")
         );
-        let core = openapi_doc("api/v1").unwrap();
+        let core = openapi_doc(&reg, "api/v1").unwrap();
         assert!(core["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
+        // Real schemas, named as upstream, found by GVK as kubectl explain does.
+        for r in reg.all() {
+            let doc = openapi_doc(&reg, &sluice_openapi::gv_path(&r.group, &r.version)).unwrap();
+            let schema = &doc["components"]["schemas"][schema_name(&r)];
+            assert_eq!(
+                schema["x-kubernetes-group-version-kind"][0]["kind"], r.kind,
+                "{r:?}"
+            );
+        }
+        let spec = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"];
+        assert_eq!(spec["properties"]["replicas"]["format"], "int32");
+        assert!(
+            idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .ends_with(&sluice_openapi::document_hash(&doc))
+        );
     }
 }

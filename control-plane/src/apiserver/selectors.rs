@@ -239,50 +239,12 @@ impl FieldSelector {
     }
 }
 
-/// Field selector paths each kind accepts beyond metadata.name/namespace.
-#[must_use]
-pub fn allowed_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Pod" => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-            "regarding.kind",
-            "regarding.name",
-            "regarding.namespace",
-            "regarding.uid",
-        ],
-        "Node" => &["spec.unschedulable"],
-        "Namespace" => &["status.phase"],
-        "Secret" => &["type"],
-        "ReplicaSet" => &["status.replicas"],
-        "Service" => &["spec.clusterIP", "spec.type"],
-        _ => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const POD_FIELDS: &[&str] = &["spec.nodeName", "status.phase"];
 
     #[test]
     fn label_selector_syntax() {
@@ -309,17 +271,13 @@ mod tests {
 
     #[test]
     fn field_selector_terms() {
-        let f = FieldSelector::parse(
-            "spec.nodeName=n1,status.phase!=Failed",
-            "Pod",
-            allowed_fields("Pod"),
-        )
-        .unwrap();
+        let f = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", "Pod", POD_FIELDS)
+            .unwrap();
         assert!(f.matches(&json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})));
         assert!(!f.matches(&json!({"spec": {"nodeName": "n2"}})));
-        let empty = FieldSelector::parse("spec.nodeName=", "Pod", allowed_fields("Pod")).unwrap();
+        let empty = FieldSelector::parse("spec.nodeName=", "Pod", POD_FIELDS).unwrap();
         assert!(empty.matches(&json!({"spec": {}})));
-        assert!(FieldSelector::parse("spec.foo=x", "Pod", allowed_fields("Pod")).is_err());
+        assert!(FieldSelector::parse("spec.foo=x", "Pod", POD_FIELDS).is_err());
         assert!(FieldSelector::parse("bogus", "Pod", &[]).is_err());
     }
 }

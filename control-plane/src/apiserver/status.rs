@@ -103,7 +103,8 @@ pub struct Details {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    /// An error with no details.
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -281,26 +282,27 @@ impl ApiError {
         if let Some(r) = d.retry_after {
             details.insert("retryAfterSeconds".into(), json!(r));
         }
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
+        // Upstream's field order: `details` comes before `code`.
+        let mut status = serde_json::Map::new();
+        status.insert("kind".into(), json!("Status"));
+        status.insert("apiVersion".into(), json!("v1"));
+        status.insert("metadata".into(), json!({}));
+        status.insert("status".into(), json!("Failure"));
+        status.insert("message".into(), json!(self.message));
+        status.insert("reason".into(), json!(self.reason));
         if !details.is_empty() {
-            status["details"] = Value::Object(details);
+            status.insert("details".into(), Value::Object(details));
         }
-        status
+        status.insert("code".into(), json!(self.code));
+        Value::Object(status)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.to_status().to_string();
+        // Upstream's encoder ends every body with a newline.
+        let body = format!("{}\n", self.to_status());
         (code, [("content-type", "application/json")], body).into_response()
     }
 }

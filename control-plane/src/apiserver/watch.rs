@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice_store::{Event, StoreError};
 use tokio::sync::mpsc;
 
-use super::handlers::Selectors;
+use super::options::{Selectors, WatchOptions};
 use super::status::{ApiError, ApiResult};
 use super::{ApiServer, Req, decorate, decorate_at, table};
 use crate::registry::Resource;
@@ -25,7 +25,7 @@ struct Sink {
 }
 
 struct TableCtx {
-    r: &'static Resource,
+    r: Arc<Resource>,
     first: bool,
     include_object: Option<String>,
     wide: bool,
@@ -36,8 +36,13 @@ impl Sink {
     async fn send(&mut self, kind: &str, obj: Value) -> bool {
         let obj = match (&mut self.table, kind) {
             (Some(t), "ADDED" | "MODIFIED" | "DELETED") => {
-                let v =
-                    table::table_for_watch(t.r, &obj, t.first, t.include_object.as_deref(), t.wide);
+                let v = table::table_for_watch(
+                    &t.r,
+                    &obj,
+                    t.first,
+                    t.include_object.as_deref(),
+                    t.wide,
+                );
                 t.first = false;
                 v
             }
@@ -70,30 +75,22 @@ fn expired(requested: i64, compacted: i64) -> Value {
 pub(super) async fn serve(
     srv: &Arc<ApiServer>,
     req: &Req,
-    r: &'static Resource,
+    r: Arc<Resource>,
     ns: Option<String>,
+    opts: WatchOptions,
 ) -> ApiResult<Response> {
-    let sel = Selectors::from_req(req, r)?;
-    let bookmarks = req.q("allowWatchBookmarks") == Some("true");
-    let send_initial = req.q("sendInitialEvents") == Some("true");
-    let rv = req.q("resourceVersion");
-    let timeout = if let Some(t) = req.q("timeoutSeconds") {
-        Duration::from_secs(
-            t.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-        )
-    } else {
+    let WatchOptions {
+        selectors: sel,
+        bookmarks,
+        send_initial_events: send_initial,
+        resource_version: start_rv,
+        timeout,
+    } = opts;
+    let timeout = timeout.unwrap_or_else(|| {
         let min = srv.config.min_request_timeout.as_millis().max(1);
         let ms = rand::rng().random_range(min..=min * 2);
         Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    };
-    let start_rv: Option<i64> = match rv {
-        None | Some("0") => None,
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
-        ),
-    };
+    });
     let prefix = r.list_prefix(ns.as_deref());
     let (tx, rx) = mpsc::channel(256);
     let accept_table = req.wants_table();
@@ -101,7 +98,7 @@ pub(super) async fn serve(
         tx,
         metadata_only: req.wants_metadata_only(),
         table: accept_table.then(|| TableCtx {
-            r,
+            r: r.clone(),
             first: true,
             include_object: req.q("includeObject").map(String::from),
             wide: false,
@@ -126,7 +123,7 @@ pub(super) async fn serve(
             Err(e) => return Err(e.into()),
         };
         for kv in &res.kvs {
-            let v = decorate(r, kv)?;
+            let v = decorate(&r, kv)?;
             if sel.matches(&v) {
                 initial.push(v);
             }
@@ -153,7 +150,7 @@ pub(super) async fn serve(
                 return;
             }
         }
-        if send_initial && !sink.send("BOOKMARK", bookmark(r, after, true)).await {
+        if send_initial && !sink.send("BOOKMARK", bookmark(&r, after, true)).await {
             return;
         }
         let deadline = tokio::time::sleep(timeout);
@@ -165,7 +162,7 @@ pub(super) async fn serve(
             tokio::select! {
                 () = &mut deadline => return,
                 _ = ticker.tick(), if bookmarks => {
-                    if !sink.send("BOOKMARK", bookmark(r, last_rv, false)).await { return; }
+                    if !sink.send("BOOKMARK", bookmark(&r, last_rv, false)).await { return; }
                 }
                 ev = stream.next() => {
                     let ok = match ev {
@@ -184,7 +181,7 @@ pub(super) async fn serve(
                         }
                         Some(Ok(event)) => {
                             last_rv = event.revision();
-                            match translate(r, &event, &sel) {
+                            match translate(&r, &event, &sel) {
                                 Ok(Some((kind, obj))) => sink.send(kind, obj).await,
                                 Ok(None) => true,
                                 Err(e) => {
