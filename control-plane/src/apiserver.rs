@@ -5,7 +5,9 @@ mod admission;
 pub mod alloc;
 mod allocations;
 mod apply;
+mod crd;
 mod discovery;
+mod eviction;
 mod http;
 pub mod options;
 mod protobuf;
@@ -208,6 +210,7 @@ impl ApiServer {
             config,
         });
         srv.repair_allocations().await?;
+        srv.serve_crds().await?;
         srv.bootstrap().await?;
         Ok(srv)
     }

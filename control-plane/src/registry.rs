@@ -3,6 +3,7 @@
 //! [`Registry`] holds the built-ins (`kinds/`, one file each) and the resources installed at
 //! run time (custom resources), and is the only lookup the verbs and discovery use.
 
+pub mod custom;
 pub mod kinds;
 pub mod printers;
 pub mod strategy;
@@ -23,11 +24,19 @@ pub enum Subresource {
     Binding,
     /// `namespaces/finalize`: writes `spec.finalizers`.
     Finalize,
+    /// `pods/eviction`: a delete that honours `PodDisruptionBudgets`.
+    Eviction,
 }
 
 impl Subresource {
     /// Every subresource, for URL parsing.
-    pub const ALL: [Self; 4] = [Self::Status, Self::Scale, Self::Binding, Self::Finalize];
+    pub const ALL: [Self; 5] = [
+        Self::Status,
+        Self::Scale,
+        Self::Binding,
+        Self::Finalize,
+        Self::Eviction,
+    ];
 
     /// The URL segment.
     #[must_use]
@@ -37,6 +46,7 @@ impl Subresource {
             Self::Scale => "scale",
             Self::Binding => "binding",
             Self::Finalize => "finalize",
+            Self::Eviction => "eviction",
         }
     }
 

@@ -92,6 +92,7 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
         ),
         Subresource::Binding => (None, None, "Binding", &["create"]),
         Subresource::Finalize => (None, None, &r.kind, &["update"]),
+        Subresource::Eviction => (Some("policy"), Some("v1"), "Eviction", &["create"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced,
         "kind": kind, "verbs": verbs});
@@ -162,7 +163,11 @@ fn openapi_document(
             subresources,
         })
         .collect();
-    sluice_openapi::group_version_document_cached(group, version, &kinds, &[])
+    let extra: Vec<(String, Value)> = rs
+        .iter()
+        .filter_map(|r| r.strategy.openapi_schema())
+        .collect();
+    sluice_openapi::group_version_document_cached(group, version, &kinds, &extra)
 }
 
 pub(super) fn openapi_index(reg: &Registry) -> Value {

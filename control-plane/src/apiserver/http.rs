@@ -125,6 +125,10 @@ pub(super) async fn serve(
                         .await?;
                     Ok(json_response(201, &v))
                 }
+                (Some(Subresource::Eviction), &Method::POST) => {
+                    let v = srv.evict(&r, ns, &name, &body_value(req)?).await?;
+                    Ok(json_response(201, &v))
+                }
                 (None | Some(Subresource::Status | Subresource::Finalize), &Method::PUT) => {
                     let body = body_value(req)?;
                     let (v, warnings) = srv

@@ -242,16 +242,35 @@ fn spec_view(v: &Value) -> Value {
     s
 }
 
-/// The `autoscaling/v1` Scale view of an object with `spec.replicas`.
+fn at_path<'a>(v: &'a Value, path: &[String]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[k.as_str()])
+}
+
+fn set_path(v: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for k in parents {
+        if !cur.get(k.as_str()).is_some_and(Value::is_object) {
+            cur[k.as_str()] = json!({});
+        }
+        cur = &mut cur[k.as_str()];
+    }
+    cur[last.as_str()] = value;
+}
+
+/// The `autoscaling/v1` Scale view of an object with replicas.
 pub(super) fn scale_view(r: &Resource, v: &Value) -> Value {
     let sel = r.strategy.scale_selector(v);
+    let (spec_path, status_path) = r.strategy.scale_paths();
     let m = &v["metadata"];
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": v["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": v["status"]["replicas"].as_i64().unwrap_or(0), "selector": sel},
+        "spec": {"replicas": at_path(v, &spec_path).as_i64().unwrap_or(0)},
+        "status": {"replicas": at_path(v, &status_path).as_i64().unwrap_or(0), "selector": sel},
     })
 }
 
@@ -424,7 +443,11 @@ impl ApiServer {
                 return Ok((obj, warnings));
             }
             match self.store.create(&r.key(ns, &name), encode(r, &obj)).await {
-                Ok(kv) => return Ok((decorate(r, &kv)?, warnings)),
+                Ok(kv) => {
+                    let v = decorate(r, &kv)?;
+                    self.after_write(r, &v).await;
+                    return Ok((v, warnings));
+                }
                 Err(StoreError::AlreadyExists { .. }) => {
                     self.release(&allocated).await;
                     if given.is_empty() && attempts < 5 {
@@ -629,7 +652,9 @@ impl ApiServer {
         {
             Ok(kv) => {
                 self.release_dropped(r, current, &new).await;
-                decorate(r, &kv)
+                let v = decorate(r, &kv)?;
+                self.after_write(r, &v).await;
+                Ok(v)
             }
             Err(e) => {
                 self.release(&allocated).await;
@@ -761,7 +786,7 @@ impl ApiServer {
                 }
             };
             let mut new = current.clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_path(&mut new, &r.strategy.scale_paths().0, json!(replicas));
             match self
                 .write_update(r, ns, name, &current, &kv, new, None, opts)
                 .await

@@ -155,6 +155,22 @@ pub trait Strategy: Send + Sync + 'static {
             .unwrap_or_default()
     }
 
+    /// Where the scale subresource reads and writes replicas: field names from the root
+    /// (`spec.replicas` and `status.replicas` for the built-ins; a custom resource's
+    /// `specReplicasPath`/`statusReplicasPath`).
+    fn scale_paths(&self) -> (Vec<String>, Vec<String>) {
+        (
+            vec!["spec".into(), "replicas".into()],
+            vec!["status".into(), "replicas".into()],
+        )
+    }
+
+    /// The `OpenAPI` v3 component schema of this resource when it is not a built-in
+    /// (custom resources), with its name.
+    fn openapi_schema(&self) -> Option<(String, Value)> {
+        None
+    }
+
     /// The stored form of this resource's objects (for resources sharing storage with another
     /// version or group).
     fn encode_stored(&self, obj: Value) -> Value {
