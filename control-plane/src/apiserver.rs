@@ -352,7 +352,14 @@ async fn read(request: Request) -> ApiResult<Req> {
 /// ordinary verbs read the body; streaming subresources will take the request as it is.
 async fn route(srv: &Arc<ApiServer>, request: Request) -> ApiResult<Response> {
     let path = request.uri().path().to_string();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Split the raw path, then decode each segment: an encoded '/' stays inside its segment
+    // (and is refused there as part of a name), as upstream sees segments.
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = request.method().clone();
     match segs.as_slice() {
         ["version"] => return Ok(json_response(200, &discovery::version())),

@@ -12,6 +12,64 @@ use super::options::{DeleteOptions, ListOptions, WatchOptions};
 use super::status::{ApiError, ApiResult};
 use super::verbs::ScaleWrite;
 use super::{ApiServer, Req, Target, json_response, partial_metadata, table, watch};
+
+/// How a reply is encoded, from the Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+fn encoding(req: &Req) -> ApiResult<Encoding> {
+    let accept = req
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.trim().is_empty() {
+        return Ok(Encoding::Json);
+    }
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or_default().trim())
+        .collect();
+    if types
+        .iter()
+        .any(|t| matches!(*t, "application/json" | "*/*" | "application/*" | ""))
+    {
+        Ok(Encoding::Json)
+    } else if types.contains(&sluice_k8s_protobuf::CONTENT_TYPE) {
+        Ok(Encoding::Protobuf)
+    } else {
+        Err(ApiError::not_acceptable(format!(
+            "only the following media types are accepted: application/json, {}",
+            sluice_k8s_protobuf::CONTENT_TYPE
+        )))
+    }
+}
+
+/// A reply in the encoding the client accepts: JSON, or protobuf for the kinds the encoder
+/// knows (a client that accepts only protobuf gets 406 for the rest, as upstream answers an
+/// unacceptable type).
+fn reply(req: &Req, code: u16, v: &Value) -> ApiResult<Response> {
+    match encoding(req)? {
+        Encoding::Json => Ok(json_response(code, v)),
+        Encoding::Protobuf => {
+            let body = sluice_k8s_protobuf::encode(v).map_err(|e| {
+                ApiError::not_acceptable(format!(
+                    "the object cannot be encoded as {}: {e}",
+                    sluice_k8s_protobuf::CONTENT_TYPE
+                ))
+            })?;
+            let code = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK);
+            Ok(axum::response::IntoResponse::into_response((
+                code,
+                [("content-type", sluice_k8s_protobuf::CONTENT_TYPE)],
+                body,
+            )))
+        }
+    }
+}
 use crate::registry::{Resource, Subresource};
 
 /// Media types a body may come in.
@@ -77,14 +135,14 @@ pub(super) async fn serve(
             Method::GET => {
                 let opts = ListOptions::parse(&req.query, &r)?;
                 let page = srv.list(&r, ns.as_deref(), &opts).await?;
-                Ok(render_list(req, &r, page))
+                render_list(req, &r, page)
             }
             Method::POST => {
                 let body = body_value(req)?;
                 let (v, warnings) = srv
                     .create(&r, ns.as_deref(), &body, &req.write_options()?)
                     .await?;
-                Ok(with_warnings(json_response(201, &v), &warnings))
+                Ok(with_warnings(reply(req, 201, &v)?, &warnings))
             }
             Method::DELETE => {
                 let list = ListOptions::parse(&req.query, &r)?;
@@ -92,7 +150,7 @@ pub(super) async fn serve(
                 let page = srv
                     .delete_collection(&r, ns.as_deref(), &list, &opts)
                     .await?;
-                Ok(render_list(req, &r, page))
+                render_list(req, &r, page)
             }
             ref m => Err(not_allowed(m)),
         },
@@ -101,40 +159,40 @@ pub(super) async fn serve(
             match (sub, &req.method) {
                 (None | Some(Subresource::Status), &Method::GET) => {
                     let (v, _) = srv.get(&r, ns, &name).await?;
-                    Ok(render_one(req, &r, &v))
+                    render_one(req, &r, &v)
                 }
                 (Some(Subresource::Scale), &Method::GET) => {
-                    Ok(json_response(200, &srv.get_scale(&r, ns, &name).await?))
+                    reply(req, 200, &srv.get_scale(&r, ns, &name).await?)
                 }
                 (Some(Subresource::Scale), &Method::PUT) => {
                     let write = ScaleWrite::Replace(body_value(req)?);
                     let v = srv
                         .write_scale(&r, ns, &name, &write, &req.write_options()?)
                         .await?;
-                    Ok(json_response(200, &v))
+                    reply(req, 200, &v)
                 }
                 (Some(Subresource::Scale), &Method::PATCH) => {
                     let opts = req.patch_options()?;
                     let write = ScaleWrite::Patch(opts.patch_type, patch_value(req)?);
                     let v = srv.write_scale(&r, ns, &name, &write, &opts.write).await?;
-                    Ok(json_response(200, &v))
+                    reply(req, 200, &v)
                 }
                 (Some(Subresource::Binding), &Method::POST) => {
                     let v = srv
                         .bind(&r, ns, &name, &body_value(req)?, req.query.dry_run())
                         .await?;
-                    Ok(json_response(201, &v))
+                    reply(req, 201, &v)
                 }
                 (Some(Subresource::Eviction), &Method::POST) => {
                     let v = srv.evict(&r, ns, &name, &body_value(req)?).await?;
-                    Ok(json_response(201, &v))
+                    reply(req, 201, &v)
                 }
                 (None | Some(Subresource::Status | Subresource::Finalize), &Method::PUT) => {
                     let body = body_value(req)?;
                     let (v, warnings) = srv
                         .update(&r, ns, &name, sub, &body, &req.write_options()?)
                         .await?;
-                    Ok(with_warnings(json_response(200, &v), &warnings))
+                    Ok(with_warnings(reply(req, 200, &v)?, &warnings))
                 }
                 (None | Some(Subresource::Status), &Method::PATCH) => {
                     let opts = req.patch_options()?;
@@ -142,12 +200,12 @@ pub(super) async fn serve(
                     let (v, warnings, created) =
                         srv.patch(&r, ns, &name, sub, &patch, &opts).await?;
                     let code = if created { 201 } else { 200 };
-                    Ok(with_warnings(json_response(code, &v), &warnings))
+                    Ok(with_warnings(reply(req, code, &v)?, &warnings))
                 }
                 (None, &Method::DELETE) => {
                     let opts = DeleteOptions::parse(delete_body(req)?.as_ref(), &req.query)?;
                     let (code, v) = srv.delete(&r, ns, &name, &opts).await?;
-                    Ok(json_response(code, &v))
+                    reply(req, code, &v)
                 }
                 (_, m) => Err(not_allowed(m)),
             }
@@ -175,8 +233,11 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     resp
 }
 
-fn render_one(req: &Req, r: &Resource, v: &Value) -> Response {
-    if req.wants_metadata_only() {
+fn render_one(req: &Req, r: &Resource, v: &Value) -> ApiResult<Response> {
+    if !req.wants_metadata_only() && !req.wants_table() {
+        return reply(req, 200, v);
+    }
+    Ok(if req.wants_metadata_only() {
         json_response(200, &partial_metadata(v))
     } else if req.wants_table() {
         json_response(
@@ -185,12 +246,18 @@ fn render_one(req: &Req, r: &Resource, v: &Value) -> Response {
         )
     } else {
         json_response(200, v)
-    }
+    })
 }
 
-fn render_list(req: &Req, r: &Resource, page: super::verbs::Page) -> Response {
+fn render_list(req: &Req, r: &Resource, page: super::verbs::Page) -> ApiResult<Response> {
+    if encoding(req)? == Encoding::Protobuf && !req.wants_table() && !req.wants_metadata_only() {
+        return Err(ApiError::not_acceptable(format!(
+            "lists are served as application/json only, not {}",
+            sluice_k8s_protobuf::CONTENT_TYPE
+        )));
+    }
     if req.wants_table() {
-        return json_response(
+        return Ok(json_response(
             200,
             &table::table(
                 r,
@@ -200,7 +267,7 @@ fn render_list(req: &Req, r: &Resource, page: super::verbs::Page) -> Response {
                 Some(page.revision),
                 page.continue_token,
             ),
-        );
+        ));
     }
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = page.continue_token {
@@ -208,17 +275,17 @@ fn render_list(req: &Req, r: &Resource, page: super::verbs::Page) -> Response {
     }
     if req.wants_metadata_only() {
         let items: Vec<Value> = page.items.iter().map(partial_metadata).collect();
-        return json_response(
+        return Ok(json_response(
             200,
             &json!({
                 "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items,
             }),
-        );
+        ));
     }
-    json_response(
+    Ok(json_response(
         200,
         &json!({
             "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": metadata, "items": page.items,
         }),
-    )
+    ))
 }
