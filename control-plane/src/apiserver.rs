@@ -243,6 +243,19 @@ impl ApiServer {
                 self.create_internal(&ns_r, None, body).await?;
             }
         }
+        // The built-in PriorityClasses, as upstream's bootstrap hook creates them.
+        let pc_r = self.resource("scheduling.k8s.io", "v1", "priorityclasses");
+        for (name, ..) in crate::registry::kinds::priorityclass::SYSTEM_PRIORITY_CLASSES {
+            if self.store.get(&pc_r.key(None, name)).await?.is_none()
+                && let Some(body) = crate::registry::kinds::priorityclass::system_priority_class(name)
+            {
+                match self.create_internal(&pc_r, None, body).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let svc_r = self.resource("", "v1", "services");
         if self
             .store
