@@ -15,6 +15,7 @@ pub use sluice_k8s_values::Ipv4Net;
 
 pub mod common;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod kinds;
@@ -84,6 +85,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         scheduler::run(client.clone(), config.clone()),
         replicaset::run(client.clone(), config.clone()),
         deployment::run(client.clone(), config.clone()),
+        disruption::run(client.clone(), config.clone()),
         endpoints::run(client.clone(), config.clone()),
         serviceaccount::run(client.clone(), config.clone()),
         garbage_collector::run(client.clone(), kinds.clone()),
