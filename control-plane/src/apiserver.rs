@@ -247,7 +247,8 @@ impl ApiServer {
         let pc_r = self.resource("scheduling.k8s.io", "v1", "priorityclasses");
         for (name, ..) in crate::registry::kinds::priorityclass::SYSTEM_PRIORITY_CLASSES {
             if self.store.get(&pc_r.key(None, name)).await?.is_none()
-                && let Some(body) = crate::registry::kinds::priorityclass::system_priority_class(name)
+                && let Some(body) =
+                    crate::registry::kinds::priorityclass::system_priority_class(name)
             {
                 match self.create_internal(&pc_r, None, body).await {
                     Ok(_) => {}
@@ -370,7 +371,11 @@ async fn route(srv: &Arc<ApiServer>, request: Request) -> ApiResult<Response> {
     let decoded: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let method = request.method().clone();

@@ -21,7 +21,10 @@ fn is_crds(r: &Resource) -> bool {
 
 fn group_plural(crd: &Value) -> (String, String) {
     (
-        crd["spec"]["group"].as_str().unwrap_or_default().to_string(),
+        crd["spec"]["group"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         crd["spec"]["names"]["plural"]
             .as_str()
             .unwrap_or_default()
@@ -95,9 +98,10 @@ impl ApiServer {
             });
             let same = cur["status"]["acceptedNames"] == status["acceptedNames"]
                 && cur["status"]["storedVersions"] == status["storedVersions"]
-                && cur["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+                && cur["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                });
             if same {
                 return Ok(());
             }

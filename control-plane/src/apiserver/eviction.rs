@@ -80,7 +80,10 @@ impl ApiServer {
                     ));
                 }
                 if let Some((mut pdb, kv)) = matching.pop() {
-                    let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                    let pdb_name = pdb["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     let observed = pdb["status"]["observedGeneration"].as_i64().unwrap_or(0);
                     let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
                     if observed < generation {
@@ -149,35 +152,76 @@ mod tests {
         let pdbs = srv.resource("policy", "v1", "poddisruptionbudgets");
         let w = WriteOptions::default();
         for n in ["a", "b"] {
-            srv.create(&pods, Some("default"), &json!({"metadata": {"name": n, "labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "i"}]}}), &w).await.unwrap();
+            srv.create(
+                &pods,
+                Some("default"),
+                &json!({"metadata": {"name": n, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+                &w,
+            )
+            .await
+            .unwrap();
             let (mut p, _) = srv.get(&pods, Some("default"), n).await.unwrap();
             p["status"]["phase"] = json!("Running");
-            srv.update(&pods, Some("default"), n, Some(Subresource::Status), &p, &w).await.unwrap();
+            srv.update(&pods, Some("default"), n, Some(Subresource::Status), &p, &w)
+                .await
+                .unwrap();
         }
         let (pdb, _) = srv
-            .create(&pdbs, Some("default"), &json!({"metadata": {"name": "budget"},
-                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}), &w)
+            .create(
+                &pdbs,
+                Some("default"),
+                &json!({"metadata": {"name": "budget"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+                &w,
+            )
             .await
             .unwrap();
         // Not yet observed by the disruption controller: refused.
-        let e = srv.evict(&pods, Some("default"), "a", &json!({})).await.unwrap_err();
+        let e = srv
+            .evict(&pods, Some("default"), "a", &json!({}))
+            .await
+            .unwrap_err();
         assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
         assert_eq!(e.details.causes[0].reason, "DisruptionBudget");
         let mut st = pdb.clone();
         st["status"] = json!({"observedGeneration": pdb["metadata"]["generation"], "disruptionsAllowed": 1,
             "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2});
-        srv.update(&pdbs, Some("default"), "budget", Some(Subresource::Status), &st, &w).await.unwrap();
-        srv.evict(&pods, Some("default"), "a", &json!({"deleteOptions": {"gracePeriodSeconds": 0}}))
-            .await
-            .unwrap();
-        assert_eq!(srv.get(&pods, Some("default"), "a").await.unwrap_err().code, 404);
+        srv.update(
+            &pdbs,
+            Some("default"),
+            "budget",
+            Some(Subresource::Status),
+            &st,
+            &w,
+        )
+        .await
+        .unwrap();
+        srv.evict(
+            &pods,
+            Some("default"),
+            "a",
+            &json!({"deleteOptions": {"gracePeriodSeconds": 0}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            srv.get(&pods, Some("default"), "a").await.unwrap_err().code,
+            404
+        );
         let (after, _) = srv.get(&pdbs, Some("default"), "budget").await.unwrap();
         assert_eq!(after["status"]["disruptionsAllowed"], 0);
         assert!(after["status"]["disruptedPods"]["a"].is_string());
-        let e = srv.evict(&pods, Some("default"), "b", &json!({})).await.unwrap_err();
+        let e = srv
+            .evict(&pods, Some("default"), "b", &json!({}))
+            .await
+            .unwrap_err();
         assert_eq!(e.code, 429);
-        assert!(e.details.causes[0].message.contains("needs 1 healthy pods and has 2 currently"));
+        assert!(
+            e.details.causes[0]
+                .message
+                .contains("needs 1 healthy pods and has 2 currently")
+        );
         assert!(srv.get(&pods, Some("default"), "b").await.is_ok());
     }
 }

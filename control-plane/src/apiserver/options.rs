@@ -3,6 +3,7 @@
 //! The verbs take these, never the HTTP request, so they are unit-testable over a store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -154,11 +155,13 @@ pub struct Selectors {
     pub labels: LabelSelector,
     /// `fieldSelector=`.
     pub fields: FieldSelector,
+    /// The resource whose strategy computes field label values.
+    pub resource: Option<Arc<Resource>>,
 }
 
 impl Selectors {
     /// Parse both selectors, checking field labels against the resource's.
-    pub fn parse(query: &Query, r: &Resource) -> ApiResult<Self> {
+    pub fn parse(query: &Query, r: &Arc<Resource>) -> ApiResult<Self> {
         let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
             .map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(
@@ -167,13 +170,21 @@ impl Selectors {
             r.strategy.field_selectors(),
         )
         .map_err(ApiError::bad_request)?;
-        Ok(Self { labels, fields })
+        Ok(Self {
+            labels,
+            fields,
+            resource: Some(r.clone()),
+        })
     }
 
     /// Whether an object matches both.
     #[must_use]
     pub fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(obj["metadata"].get("labels")) && self.fields.matches(obj)
+        self.labels.matches(obj["metadata"].get("labels"))
+            && match &self.resource {
+                Some(r) => self.fields.matches_with(|f| r.strategy.field_value(obj, f)),
+                None => self.fields.matches(obj),
+            }
     }
 
     /// Whether neither selects anything.
@@ -196,7 +207,7 @@ pub struct ListOptions {
 
 impl ListOptions {
     /// Parse from the query.
-    pub fn parse(query: &Query, r: &Resource) -> ApiResult<Self> {
+    pub fn parse(query: &Query, r: &Arc<Resource>) -> ApiResult<Self> {
         let limit = query
             .get("limit")
             .map(|l| {
@@ -230,7 +241,7 @@ pub struct WatchOptions {
 
 impl WatchOptions {
     /// Parse from the query.
-    pub fn parse(query: &Query, r: &Resource) -> ApiResult<Self> {
+    pub fn parse(query: &Query, r: &Arc<Resource>) -> ApiResult<Self> {
         let timeout = query
             .get("timeoutSeconds")
             .map(|t| {

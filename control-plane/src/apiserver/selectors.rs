@@ -218,24 +218,35 @@ impl FieldSelector {
     /// Whether the object satisfies every term. A missing field reads as "".
     #[must_use]
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
-            let mut cur = obj;
-            for seg in path.split('.') {
-                cur = cur.get(seg).unwrap_or(&Value::Null);
-            }
-            let have = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (have == *want) == *eq
-        })
+        self.matches_with(|path| field_value(obj, path))
+    }
+
+    /// Whether every term holds for the field values `value` gives (a kind whose field
+    /// labels are computed, not read at their path).
+    pub fn matches_with(&self, value: impl Fn(&str) -> String) -> bool {
+        self.0
+            .iter()
+            .all(|(path, eq, want)| (value(path) == *want) == *eq)
     }
 
     /// True when there is no term.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// The value of a field label read at its dotted path ("" when missing).
+#[must_use]
+pub fn field_value(obj: &Value, path: &str) -> String {
+    let mut cur = obj;
+    for seg in path.split('.') {
+        cur = cur.get(seg).unwrap_or(&Value::Null);
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 

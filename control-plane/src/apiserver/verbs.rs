@@ -414,10 +414,8 @@ impl ApiServer {
                 m.remove("generation");
             }
         }
-        r.strategy.prepare_create(&mut obj);
-        r.strategy.default(&mut obj);
-        self.admit_create(r, ns.unwrap_or_default(), &obj).await?;
         let mut attempts = 0;
+        let base = obj;
         loop {
             attempts += 1;
             let name = if given.is_empty() {
@@ -425,7 +423,12 @@ impl ApiServer {
             } else {
                 given.clone()
             };
+            let mut obj = base.clone();
             meta(&mut obj).insert("name".into(), json!(name));
+            // After naming: some kinds derive labels from the name (a Job's `job-name`).
+            r.strategy.prepare_create(&mut obj);
+            r.strategy.default(&mut obj);
+            self.admit_create(r, ns.unwrap_or_default(), &obj).await?;
             let mut causes = Vec::new();
             if let Some(c) = name_error(r.strategy.name_rule(), &name) {
                 causes.push(c);

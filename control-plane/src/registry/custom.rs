@@ -126,7 +126,11 @@ impl Strategy for CustomResourceStrategy {
     }
 
     fn scale_selector(&self, obj: &Value) -> String {
-        let Some(path) = self.scale.as_ref().and_then(|s| s.label_selector.as_deref()) else {
+        let Some(path) = self
+            .scale
+            .as_ref()
+            .and_then(|s| s.label_selector.as_deref())
+        else {
             return String::new();
         };
         sluice_structural::json_path(obj, path)
@@ -190,7 +194,10 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
             .collect()
     };
     let mut out = Vec::new();
-    for v in versions.iter().filter(|v| v["served"].as_bool() == Some(true)) {
+    for v in versions
+        .iter()
+        .filter(|v| v["served"].as_bool() == Some(true))
+    {
         let version = v["name"].as_str().unwrap_or_default();
         let open_api = v["schema"]["openAPIV3Schema"].clone();
         let schema = (!open_api.is_null())
@@ -199,13 +206,19 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
         let subs = &v["subresources"];
         let has_status = subs["status"].is_object();
         let scale = subs["scale"].is_object().then(|| Scale {
-            spec_replicas: dotted(subs["scale"]["specReplicasPath"].as_str().unwrap_or(".spec.replicas")),
+            spec_replicas: dotted(
+                subs["scale"]["specReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".spec.replicas"),
+            ),
             status_replicas: dotted(
                 subs["scale"]["statusReplicasPath"]
                     .as_str()
                     .unwrap_or(".status.replicas"),
             ),
-            label_selector: subs["scale"]["labelSelectorPath"].as_str().map(String::from),
+            label_selector: subs["scale"]["labelSelectorPath"]
+                .as_str()
+                .map(String::from),
         });
         let columns = v["additionalPrinterColumns"]
             .as_array()
@@ -245,8 +258,10 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
         if scale.is_some() {
             subresources.push(Subresource::Scale);
         }
-        let mut r = Resource::new(group, version, plural, &singular, kind, namespaced, strategy)
-            .subresources(&subresources);
+        let mut r = Resource::new(
+            group, version, plural, &singular, kind, namespaced, strategy,
+        )
+        .subresources(&subresources);
         r.short_names = strings(&names["shortNames"]);
         r.categories = strings(&names["categories"]);
         r.storage_version = version == storage_version;
@@ -261,21 +276,21 @@ mod tests {
 
     fn crontab() -> Value {
         json!({"spec": {"group": "stable.example.com", "scope": "Namespaced",
-            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true,
-                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
-                 "additionalPrinterColumns": [{"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
-                     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}],
-                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "cronSpec": {"type": "string"},
-                        "replicas": {"type": "integer", "minimum": 1, "default": 1}}},
-                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}},
-                {"name": "v1beta1", "served": true, "storage": false,
-                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
-                {"name": "v0", "served": false, "storage": false}
-            ]}})
+        "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"]},
+        "versions": [
+            {"name": "v1", "served": true, "storage": true,
+             "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+             "additionalPrinterColumns": [{"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                 {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}],
+             "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "properties": {
+                    "cronSpec": {"type": "string"},
+                    "replicas": {"type": "integer", "minimum": 1, "default": 1}}},
+                "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}},
+            {"name": "v1beta1", "served": true, "storage": false,
+             "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+            {"name": "v0", "served": false, "storage": false}
+        ]}})
     }
 
     #[test]
@@ -283,8 +298,14 @@ mod tests {
         let rs = resources(&crontab());
         assert_eq!(rs.len(), 2);
         let v1 = &rs[0];
-        assert_eq!((v1.plural.as_str(), v1.kind.as_str()), ("crontabs", "CronTab"));
-        assert_eq!(v1.subresources, vec![Subresource::Status, Subresource::Scale]);
+        assert_eq!(
+            (v1.plural.as_str(), v1.kind.as_str()),
+            ("crontabs", "CronTab")
+        );
+        assert_eq!(
+            v1.subresources,
+            vec![Subresource::Status, Subresource::Scale]
+        );
         assert!(v1.storage_version && !rs[1].storage_version);
         assert_eq!(v1.key_prefix(), rs[1].key_prefix());
         let mut obj = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
@@ -295,7 +316,9 @@ mod tests {
         obj = c.value;
         v1.strategy.default(&mut obj);
         assert_eq!(obj["spec"]["replicas"], 1);
-        let cx = ValidationContext { node_port_range: (1, 2) };
+        let cx = ValidationContext {
+            node_port_range: (1, 2),
+        };
         assert!(v1.strategy.validate(&obj, &cx).is_empty());
         obj["spec"]["replicas"] = json!(0);
         let causes = v1.strategy.validate(&obj, &cx);
@@ -310,12 +333,20 @@ mod tests {
         let names: Vec<String> = v1.strategy.columns().into_iter().map(|c| c.name).collect();
         assert_eq!(names, vec!["Name", "Spec", "Replicas"]);
         let obj = json!({"metadata": {"name": "c"}, "spec": {"cronSpec": "x", "replicas": 2}});
-        assert_eq!(v1.strategy.cells(&obj), vec![json!("c"), json!("x"), json!(2)]);
+        assert_eq!(
+            v1.strategy.cells(&obj),
+            vec![json!("c"), json!("x"), json!(2)]
+        );
         let beta = &rs[1];
         assert_eq!(beta.strategy.columns().len(), 2, "Name and Age by default");
-        let stored = beta.strategy.encode_stored(json!({"apiVersion": "stable.example.com/v1beta1"}));
+        let stored = beta
+            .strategy
+            .encode_stored(json!({"apiVersion": "stable.example.com/v1beta1"}));
         assert_eq!(stored["apiVersion"], "stable.example.com/v1");
-        assert_eq!(beta.strategy.decode_stored(stored)["apiVersion"], "stable.example.com/v1beta1");
+        assert_eq!(
+            beta.strategy.decode_stored(stored)["apiVersion"],
+            "stable.example.com/v1beta1"
+        );
         assert_eq!(v1.strategy.scale_paths().0, vec!["spec", "replicas"]);
     }
 }

@@ -98,6 +98,109 @@ pub fn selector_string(sel: &Value) -> String {
     )
 }
 
+/// A label map as upstream's `labels.FormatLabels` writes it: sorted `k=v` joined by `,`,
+/// `<none>` if empty.
+#[must_use]
+pub fn format_labels(m: &Value) -> String {
+    let mut pairs: Vec<String> = m
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", s(v)))
+        .collect();
+    pairs.sort();
+    none_if_empty(pairs.join(","))
+}
+
+/// An optional boolean as upstream's `printBoolPtr`: `<unset>`, `True` or `False`.
+#[must_use]
+pub fn bool_ptr(v: &Value) -> String {
+    match v.as_bool() {
+        None => "<unset>".into(),
+        Some(true) => "True".into(),
+        Some(false) => "False".into(),
+    }
+}
+
+/// Access modes as upstream's `GetAccessModesAsString`: `RWO,ROX,RWX,RWOP` in that order.
+#[must_use]
+pub fn access_modes(v: &Value) -> String {
+    let modes: Vec<&str> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(long, _)| modes.contains(long))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A quantity cell: the stored text, `0` if absent (a zero `resource.Quantity`).
+#[must_use]
+pub fn quantity_cell(v: &Value) -> String {
+    match v {
+        Value::Null => "0".into(),
+        other => s(other),
+    }
+}
+
+/// Whether `status.conditions` holds a condition of type `ty` whose status is `True`.
+#[must_use]
+pub fn has_condition(obj: &Value, ty: &str) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == ty)
+        .is_some_and(|c| c["status"] == "True")
+}
+
+/// Seconds of an RFC 3339 timestamp since the epoch.
+#[must_use]
+pub fn epoch_seconds(ts: &Value) -> Option<i64> {
+    ts.as_str()
+        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(k8s_openapi::jiff::Timestamp::as_second)
+}
+
+/// The object's controller as upstream's printers name it: `kind.group/name`, lower case, or
+/// `<none>`.
+#[must_use]
+pub fn controller_name(obj: &Value) -> String {
+    let Some(r) = obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["controller"].as_bool() == Some(true))
+    else {
+        return "<none>".into();
+    };
+    let api_version = s(&r["apiVersion"]);
+    let group = api_version
+        .rsplit_once('/')
+        .map_or("", |(g, _)| g)
+        .to_string();
+    let kind = s(&r["kind"]);
+    let gk = if group.is_empty() {
+        kind
+    } else {
+        format!("{kind}.{group}")
+    };
+    if gk.is_empty() {
+        return s(&r["name"]);
+    }
+    format!("{}/{}", gk.to_lowercase(), s(&r["name"]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,12 @@ pub trait Strategy: Send + Sync + 'static {
         &[]
     }
 
+    /// The value of a field label on `obj` (upstream's per-kind field label conversion); most
+    /// kinds read it at its path.
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        crate::apiserver::selectors::field_value(obj, field)
+    }
+
     /// Strategic merge patch list strategy of the list at `path`; `None` if strategic merge
     /// patch is not supported for this kind (custom resources answer 415, as upstream).
     fn list_strategy(&self, _path: &[&str]) -> Option<ListStrategy> {

@@ -410,40 +410,6 @@ pub(crate) fn selector_immutable(old: &Value, new: &Value) -> Vec<Cause> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_dns1123_subdomain("web-1.example"));
-        assert!(!is_dns1123_subdomain("Web_1"));
-        assert!(!is_dns1123_label("a.b"));
-        assert!(name_error(NameRule::Dns1035Label, "1abc").is_some());
-        assert!(name_error(NameRule::Subdomain, "1abc").is_none());
-        assert!(name_error(NameRule::Subdomain, &"a".repeat(254)).is_some());
-        assert!(name_error(NameRule::PathSegment, "system:admin").is_none());
-        assert!(name_error(NameRule::PathSegment, "a/b").is_some());
-        assert_eq!(
-            path_segment_problems(".."),
-            vec!["may not be '..'".to_string()]
-        );
-    }
-
-    #[test]
-    fn deployment_selector_must_match_template() {
-        let mut d = json!({"metadata": {"name": "d"}, "spec": {
-            "selector": {"matchLabels": {"app": "a"}},
-            "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
-        default_workload(&mut d, true);
-        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
-        let mut causes = Vec::new();
-        validate_workload(&d, true, &mut causes);
-        assert_eq!(causes.len(), 1);
-        assert_eq!(causes[0].field, "spec.template.metadata.labels");
-    }
-}
-
 /// A `FieldValueRequired` cause with upstream's detail (`field.Required(path, detail)`).
 #[must_use]
 pub(crate) fn required_because(field: impl Into<String>, detail: &str) -> Cause {
@@ -516,4 +482,198 @@ pub(crate) fn qualified_name_causes(field: &str, value: &str) -> Vec<Cause> {
         out.push(Cause::invalid(field, &v, &format!("name part {NAME_MSG}")));
     }
     out
+}
+
+/// A quantity (`500m`, `1Gi`, a JSON number) as a number of units, through the one exact
+/// parser (`sluice-k8s-values`); `None` if it does not parse. For comparisons in validation
+/// only: values are exact to the milli-unit below 9.2e15 units and to the unit above.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "validation compares quantities; exactness beyond 2^53 milli-units is not needed"
+)]
+pub(crate) fn quantity(v: &Value) -> Option<f64> {
+    let s = match v {
+        Value::String(s) => s.trim(),
+        Value::Number(n) => return n.as_f64(),
+        _ => return None,
+    };
+    sluice_k8s_values::quantity::milli_value(s)
+        .map(|m| m as f64 / 1000.0)
+        .or_else(|_| sluice_k8s_values::quantity::value(s).map(|u| u as f64))
+        .ok()
+}
+
+/// `path` must be absent or a non-negative integer (upstream's `ValidateNonnegativeField`).
+pub(crate) fn non_negative(v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    if let Some(x) = v.as_i64()
+        && x < 0
+    {
+        causes.push(Cause::invalid(
+            path,
+            v,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// `path` may not change between `old` and `new` (upstream's `ValidateImmutableField`).
+pub(crate) fn immutable(old: &Value, new: &Value, path: &str, causes: &mut Vec<Cause>) {
+    if old != new {
+        causes.push(Cause::invalid(path, new, "field is immutable"));
+    }
+}
+
+/// Selector and pod template rules of the controllers that run pods forever (`DaemonSet`,
+/// `StatefulSet`; `kind` as written in messages): the selector is required and not empty,
+/// matches the template's labels, the template's pods restart `Always` and set no
+/// `activeDeadlineSeconds`.
+pub(crate) fn validate_selector_and_template(spec: &Value, kind: &str, causes: &mut Vec<Cause>) {
+    let tmpl_labels = spec["template"]["metadata"].get("labels");
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => causes.push(Cause::required("spec.selector")),
+        Some(s) => match LabelSelector::from_json(s) {
+            Err(e) => causes.push(Cause::invalid("spec.selector", s, &e)),
+            Ok(ls) if ls.is_empty() => causes.push(Cause::invalid(
+                "spec.selector",
+                s,
+                &format!("empty selector is invalid for {}", kind.to_lowercase()),
+            )),
+            Ok(ls) => {
+                if !ls.matches(tmpl_labels) {
+                    causes.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        tmpl_labels.unwrap_or(&Value::Null),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    validate_forever_pod_template(
+        &spec["template"]["spec"],
+        "spec.template.spec",
+        kind,
+        causes,
+    );
+}
+
+/// Pods of a template whose controller keeps them running: containers valid, `restartPolicy`
+/// `Always`, no `activeDeadlineSeconds`.
+pub(crate) fn validate_forever_pod_template(
+    tspec: &Value,
+    path: &str,
+    kind: &str,
+    causes: &mut Vec<Cause>,
+) {
+    validate_containers(tspec, path, causes);
+    if let Some(rp) = tspec.get("restartPolicy").and_then(Value::as_str)
+        && rp != "Always"
+    {
+        causes.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            &json!(rp),
+            &["Always"],
+        ));
+    }
+    if tspec
+        .get("activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
+        causes.push(Cause::forbidden(
+            format!("{path}.activeDeadlineSeconds"),
+            &format!("activeDeadlineSeconds in {kind} is not Supported"),
+        ));
+    }
+}
+
+/// An int-or-string that must be a non-negative integer or a percentage of at most 100%
+/// (upstream's `ValidatePositiveIntOrPercent` + `IsNotMoreThan100Percent`).
+pub(crate) fn int_or_percent(v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    match v {
+        Value::Number(n) if n.as_i64().is_some_and(|x| x < 0) => {
+            causes.push(Cause::invalid(
+                path,
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+        Value::String(s) => {
+            let pct = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match pct.map(str::parse::<u64>) {
+                Some(Ok(p)) if p > 100 => {
+                    causes.push(Cause::invalid(path, v, "must not be greater than 100%"));
+                }
+                Some(Ok(_)) => {}
+                _ => causes.push(Cause::invalid(
+                    path,
+                    v,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Drop `.status` (upstream's `PrepareForCreate` of kinds whose status only controllers write).
+pub(crate) fn clear_status(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+}
+
+/// Copy the pod template's labels to the object's when it has none (upstream's defaulting of
+/// `ReplicationController` and Job).
+pub(crate) fn labels_from_template(obj: &mut Value, template: &Value) {
+    let Some(tl) = template["metadata"]["labels"]
+        .as_object()
+        .filter(|l| !l.is_empty())
+        .cloned()
+    else {
+        return;
+    };
+    let meta = obj_mut(obj, "metadata");
+    if meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty)
+    {
+        meta.insert("labels".into(), Value::Object(tl));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("web-1.example"));
+        assert!(!is_dns1123_subdomain("Web_1"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(name_error(NameRule::Dns1035Label, "1abc").is_some());
+        assert!(name_error(NameRule::Subdomain, "1abc").is_none());
+        assert!(name_error(NameRule::Subdomain, &"a".repeat(254)).is_some());
+        assert!(name_error(NameRule::PathSegment, "system:admin").is_none());
+        assert!(name_error(NameRule::PathSegment, "a/b").is_some());
+        assert_eq!(
+            path_segment_problems(".."),
+            vec!["may not be '..'".to_string()]
+        );
+    }
+
+    #[test]
+    fn deployment_selector_must_match_template() {
+        let mut d = json!({"metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        default_workload(&mut d, true);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let mut causes = Vec::new();
+        validate_workload(&d, true, &mut causes);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+    }
 }

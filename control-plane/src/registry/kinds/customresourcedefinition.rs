@@ -81,7 +81,10 @@ impl Strategy for CustomResourceDefinitionStrategy {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
         }
-        let fins = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let fins = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if !fins.iter().any(|f| f == CLEANUP_FINALIZER) {
             let mut fins = fins;
             fins.push(json!(CLEANUP_FINALIZER));
@@ -94,7 +97,10 @@ impl Strategy for CustomResourceDefinitionStrategy {
         if spec["conversion"].is_null() {
             spec["conversion"] = json!({"strategy": "None"});
         }
-        let kind = spec["names"]["kind"].as_str().unwrap_or_default().to_string();
+        let kind = spec["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if spec["names"]["singular"].as_str().is_none_or(str::is_empty) && !kind.is_empty() {
             spec["names"]["singular"] = json!(kind.to_lowercase());
         }
@@ -220,7 +226,10 @@ impl Strategy for CustomResourceDefinitionStrategy {
     }
 
     fn list_strategy(&self, path: &[&str]) -> Option<sluice_patch::ListStrategy> {
-        Some(sluice_patch::list_strategy("CustomResourceDefinition", path))
+        Some(sluice_patch::list_strategy(
+            "CustomResourceDefinition",
+            path,
+        ))
     }
 }
 
@@ -237,7 +246,9 @@ mod tests {
     }
 
     fn cx() -> ValidationContext {
-        ValidationContext { node_port_range: (1, 2) }
+        ValidationContext {
+            node_port_range: (1, 2),
+        }
     }
 
     #[test]
@@ -248,7 +259,11 @@ mod tests {
         assert_eq!(c["metadata"]["finalizers"], json!([CLEANUP_FINALIZER]));
         assert_eq!(c["spec"]["names"]["singular"], "crontab");
         assert_eq!(c["spec"]["names"]["listKind"], "CronTabList");
-        assert!(CustomResourceDefinitionStrategy.validate(&c, &cx()).is_empty());
+        assert!(
+            CustomResourceDefinitionStrategy
+                .validate(&c, &cx())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -256,13 +271,16 @@ mod tests {
         let mut c = crd();
         c["metadata"]["name"] = json!("wrong");
         c["spec"]["versions"][0]["storage"] = json!(false);
-        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = json!({"properties": {"a": {"type": "string"}}});
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+            json!({"properties": {"a": {"type": "string"}}});
         let causes = CustomResourceDefinitionStrategy.validate(&c, &cx());
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert!(fields.contains(&"metadata.name"), "{causes:?}");
         assert!(fields.contains(&"spec.versions"), "{causes:?}");
         assert!(
-            fields.iter().any(|f| f.starts_with("spec.versions[0].schema.openAPIV3Schema")),
+            fields
+                .iter()
+                .any(|f| f.starts_with("spec.versions[0].schema.openAPIV3Schema")),
             "{causes:?}"
         );
     }
@@ -272,6 +290,11 @@ mod tests {
         let old = crd();
         let mut new = crd();
         new["spec"]["scope"] = json!("Cluster");
-        assert_eq!(CustomResourceDefinitionStrategy.validate_update(&old, &new).len(), 1);
+        assert_eq!(
+            CustomResourceDefinitionStrategy
+                .validate_update(&old, &new)
+                .len(),
+            1
+        );
     }
 }

@@ -17,7 +17,11 @@ pub fn resource() -> Resource {
     Resource::new("", "v1", "pods", "pod", "Pod", true, PodStrategy)
         .short_names(&["po"])
         .categories(&["all"])
-        .subresources(&[Subresource::Status, Subresource::Binding, Subresource::Eviction])
+        .subresources(&[
+            Subresource::Status,
+            Subresource::Binding,
+            Subresource::Eviction,
+        ])
 }
 
 /// Upstream's `Pod` strategy and printer.

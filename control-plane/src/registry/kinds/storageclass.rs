@@ -288,7 +288,11 @@ mod tests {
         );
         let mut expand = old.clone();
         expand["allowVolumeExpansion"] = json!(true);
-        assert!(StorageClassStrategy.validate_update(&old, &expand).is_empty());
+        assert!(
+            StorageClassStrategy
+                .validate_update(&old, &expand)
+                .is_empty()
+        );
     }
 
     #[test]
