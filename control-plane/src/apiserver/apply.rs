@@ -108,9 +108,8 @@ impl ApiServer {
             managed_fields_set: true,
             ..opts.write.clone()
         };
-        let mut attempts = 0;
+        let retries = super::verbs::Retries::new();
         loop {
-            attempts += 1;
             let live = match self.get(r, ns, name).await {
                 Ok((v, _)) => Some(v),
                 Err(e) if e.code == 404 && sub.is_none() => None,
@@ -144,8 +143,10 @@ impl ApiServer {
                 Err(e)
                     if e.code == 409
                         && (e.reason == "AlreadyExists" || e.reason == "Conflict")
-                        && e.details.causes.is_empty()
-                        && attempts < 50 => {}
+                        && e.details.causes.is_empty() =>
+                {
+                    retries.again(r, name).await?;
+                }
                 other => return other,
             }
         }

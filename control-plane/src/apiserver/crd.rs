@@ -67,7 +67,8 @@ impl ApiServer {
     async fn establish(&self, crd: &Value) -> ApiResult<()> {
         let r = self.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions");
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-        for _ in 0..10 {
+        let retries = super::verbs::Retries::new();
+        loop {
             let Some(kv) = self.store.get(&r.key(None, name)).await? else {
                 return Ok(());
             };
@@ -112,11 +113,10 @@ impl ApiServer {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => {}
+                Err(StoreError::Conflict { .. }) => retries.again(&r, name).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
     }
 
     /// A CRD marked for deletion: delete every object it defines, stop serving it, then drop
@@ -134,7 +134,8 @@ impl ApiServer {
         }
         let r = self.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions");
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-        for _ in 0..10 {
+        let retries = super::verbs::Retries::new();
+        loop {
             let Some(kv) = self.store.get(&r.key(None, name)).await? else {
                 return Ok(());
             };
@@ -160,11 +161,10 @@ impl ApiServer {
             };
             match res {
                 Ok(()) | Err(StoreError::NotFound { .. }) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => {}
+                Err(StoreError::Conflict { .. }) => retries.again(&r, name).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
     }
 
     async fn on_crd(&self, crd: &Value) {

@@ -53,7 +53,9 @@ impl ApiServer {
         let delete_body = body.get("deleteOptions").filter(|v| v.is_object());
         let opts = DeleteOptions::parse(delete_body, &Query::default())?;
         let ns_name = ns.unwrap_or_default();
-        for _ in 0..10 {
+        let pdb_r = self.resource("policy", "v1", "poddisruptionbudgets");
+        let retries = super::verbs::Retries::new();
+        loop {
             let (pod, _) = self.get(r, ns, name).await?;
             // Pods that are done, not yet running or already going need no budget.
             let free = !pod["metadata"]["deletionTimestamp"].is_null()
@@ -62,7 +64,6 @@ impl ApiServer {
                     Some("Succeeded" | "Failed" | "Pending")
                 );
             if !free {
-                let pdb_r = self.resource("policy", "v1", "poddisruptionbudgets");
                 let all = self
                     .store
                     .range(&pdb_r.list_prefix(Some(ns_name)), None, None, None)
@@ -112,7 +113,10 @@ impl ApiServer {
                         {
                             Ok(_) => {}
                             // Another eviction or the controller wrote: decide again.
-                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(StoreError::Conflict { .. }) => {
+                                retries.again(&pdb_r, &pdb_name).await?;
+                                continue;
+                            }
                             Err(e) => return Err(e.into()),
                         }
                     }
@@ -123,12 +127,6 @@ impl ApiServer {
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             );
         }
-        Err(ApiError::conflict(
-            "policy",
-            "poddisruptionbudgets",
-            name,
-            "too many concurrent evictions",
-        ))
     }
 }
 

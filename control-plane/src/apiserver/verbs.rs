@@ -52,21 +52,24 @@ pub(super) enum ScaleWrite {
 }
 
 /// The retry budget of one `GuaranteedUpdate`-style write.
-struct Retries {
+pub(super) struct Retries {
     deadline: std::time::Instant,
 }
 
 impl Retries {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             deadline: std::time::Instant::now() + GUARANTEED_UPDATE_DEADLINE,
         }
     }
 
     /// After a conflicting write: `Ok` to try again with fresh state, or the 409 once writers
-    /// have kept winning past the deadline.
-    fn again(&self, r: &Resource, name: &str) -> ApiResult<()> {
+    /// have kept winning past the deadline. The winner's write becomes visible once it is
+    /// durable (a group commit's fsync), so the retry waits a moment instead of spinning on
+    /// the same stale read.
+    pub(super) async fn again(&self, r: &Resource, name: &str) -> ApiResult<()> {
         if std::time::Instant::now() < self.deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             Ok(())
         } else {
             Err(ApiError::conflict(
@@ -500,7 +503,7 @@ impl ApiServer {
                 .await
             {
                 // Without a precondition a PUT is a GuaranteedUpdate too.
-                Err(e) if is_write_conflict(&e) && want_rv.is_none() => retries.again(r, name)?,
+                Err(e) if is_write_conflict(&e) && want_rv.is_none() => retries.again(r, name).await?,
                 other => return other.map(|v| (v, warnings)),
             }
         }
@@ -709,7 +712,7 @@ impl ApiServer {
                 .write_update(r, ns, name, &current, &kv, obj, sub, &opts.write)
                 .await
             {
-                Err(e) if is_write_conflict(&e) && !pinned => retries.again(r, name)?,
+                Err(e) if is_write_conflict(&e) && !pinned => retries.again(r, name).await?,
                 other => return other.map(|v| (v, warnings, false)),
             }
         }
@@ -795,7 +798,7 @@ impl ApiServer {
                 .await
             {
                 Ok(v) => return Ok(scale_view(r, &v)),
-                Err(e) if is_write_conflict(&e) => retries.again(r, name)?,
+                Err(e) if is_write_conflict(&e) => retries.again(r, name).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -866,7 +869,7 @@ impl ApiServer {
             {
                 Ok(_) => break,
                 // Another write won: bind against the fresh pod (it may be bound by now).
-                Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
+                Err(StoreError::Conflict { .. }) => retries.again(r, name).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -953,7 +956,7 @@ impl ApiServer {
                         self.on_removed(r, &v).await;
                         return Ok((200, v));
                     }
-                    Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
+                    Err(StoreError::Conflict { .. }) => retries.again(r, name).await?,
                     Err(StoreError::NotFound { .. }) => {
                         return Err(ApiError::not_found(&r.group, &r.plural, name));
                     }
@@ -1005,7 +1008,7 @@ impl ApiServer {
                     };
                     return Ok((code, decorate(r, &kv)?));
                 }
-                Err(StoreError::Conflict { .. }) => retries.again(r, name)?,
+                Err(StoreError::Conflict { .. }) => retries.again(r, name).await?,
                 Err(e) => return Err(e.into()),
             }
         }

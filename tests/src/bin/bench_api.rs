@@ -1,6 +1,12 @@
 //! `cargo xtask bench api`: latency (p50/p99) and throughput of create, get, list and
 //! watch fan-out with N concurrent kube-rs clients against the real control plane binary,
 //! and its resident memory with many pods stored. Numbers, not assertions.
+//!
+//! Creates come in four variants, interleaved round by round so that each sees the same
+//! store size and machine state: kube-rs typed (`create`), and over the same client's
+//! connections with bodies encoded once beforehand, JSON (`create-json`), protobuf as
+//! kubectl sends it (`create-protobuf`) and server-side apply (`apply-ssa`,
+//! `application/apply-patch+yaml` with a `fieldManager`).
 #![allow(
     clippy::cast_precision_loss,
     clippy::cast_sign_loss,
@@ -50,19 +56,29 @@ fn pod(name: &str) -> Pod {
     .expect("pod json")
 }
 
-fn report(name: &str, mut lat: Vec<Duration>, wall: Duration) {
+/// (n, p50 ms, p99 ms, throughput per second).
+fn stats(mut lat: Vec<Duration>, wall: Duration) -> (usize, f64, f64, f64) {
     lat.sort();
     let pct = |p: f64| {
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         lat.get(i).copied().unwrap_or_default()
     };
-    println!(
-        "{name:<14} n={:<6} p50={:>8.2}ms p99={:>8.2}ms throughput={:>9.0}/s",
+    (
         lat.len(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
-        lat.len() as f64 / wall.as_secs_f64()
+        lat.len() as f64 / wall.as_secs_f64(),
+    )
+}
+
+/// Prints one result line; returns (p50, p99, throughput per second).
+fn report(name: &str, lat: Vec<Duration>, wall: Duration) -> (f64, f64, f64) {
+    let stats = stats(lat, wall);
+    println!(
+        "{name:<14} n={:<6} p50={:>8.2}ms p99={:>8.2}ms throughput={:>9.0}/s",
+        stats.0, stats.1, stats.2, stats.3
     );
+    (stats.1, stats.2, stats.3)
 }
 
 /// Run `total` operations split over `clients` tasks; returns per-op latencies and wall time.
@@ -107,17 +123,7 @@ async fn main() {
     );
     let rss_idle = cp.rss_kib().unwrap_or(0);
 
-    let a = api.clone();
-    let (lat, wall) = run_phase(args.clients, args.objects, move |i| {
-        let a = a.clone();
-        async move {
-            a.create(&PostParams::default(), &pod(&format!("bench-{i}")))
-                .await
-                .expect("create");
-        }
-    })
-    .await;
-    report("create", lat, wall);
+    create_variants(&args, &client, &api).await;
 
     let a = api.clone();
     let n = args.objects;
@@ -204,7 +210,7 @@ async fn main() {
     report("watch-deliver", lat, wall);
 
     // Memory with many pods stored.
-    let have = args.objects + args.events;
+    let have = args.objects * CREATE_VARIANTS.len() + args.events;
     let more = args.rss_pods.saturating_sub(have);
     let a = api.clone();
     let (_, wall) = run_phase(args.clients, more, move |i| {
@@ -228,6 +234,117 @@ async fn main() {
         store_bytes as f64 / 1_048_576.0,
         more,
         wall.as_secs_f64()
+    );
+}
+
+/// The create variants, in the order of the first round.
+const CREATE_VARIANTS: [&str; 4] = ["create", "create-json", "create-protobuf", "apply-ssa"];
+
+/// Rounds the create phase is cut into; each round runs every variant once, the order
+/// rotating, so that none is favoured by store size, cache warmth or position.
+const CREATE_ROUNDS: usize = 10;
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// A raw request through the kube-rs client's connection pool.
+fn raw(method: &str, uri: &str, content_type: &str, body: Vec<u8>) -> http::Request<Vec<u8>> {
+    http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(
+            http::header::ACCEPT,
+            "application/vnd.kubernetes.protobuf,application/json",
+        )
+        .body(body)
+        .expect("request")
+}
+
+/// One create through `variant`, of object `i` (bodies of the raw variants pre-encoded).
+async fn create_one(
+    variant: &str,
+    i: usize,
+    client: &kube::Client,
+    api: &Api<Pod>,
+    bodies: &[Vec<Vec<u8>>; 4],
+) {
+    let request = match variant {
+        "create" => {
+            api.create(&PostParams::default(), &pod(&format!("bench-{i}")))
+                .await
+                .expect("create");
+            return;
+        }
+        "create-json" => raw("POST", PODS, "application/json", bodies[1][i].clone()),
+        "create-protobuf" => raw(
+            "POST",
+            PODS,
+            sluice_k8s_protobuf::CONTENT_TYPE,
+            bodies[2][i].clone(),
+        ),
+        "apply-ssa" => raw(
+            "PATCH",
+            &format!("{PODS}/ssa-{i}?fieldManager=bench"),
+            "application/apply-patch+yaml",
+            bodies[3][i].clone(),
+        ),
+        other => unreachable!("no create variant {other}"),
+    };
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("{variant} {i}: {e}"));
+}
+
+/// The create phase: every variant creates `args.objects` pods, interleaved in rounds.
+async fn create_variants(args: &Args, client: &kube::Client, api: &Api<Pod>) {
+    let n = args.objects;
+    let json_of = |prefix: &str, i: usize| {
+        let mut v = serde_json::to_value(pod(&format!("{prefix}-{i}"))).expect("pod json");
+        v["apiVersion"] = "v1".into();
+        v["kind"] = "Pod".into();
+        v
+    };
+    let bodies: Arc<[Vec<Vec<u8>>; 4]> = Arc::new([
+        Vec::new(),
+        (0..n)
+            .map(|i| serde_json::to_vec(&json_of("json", i)).expect("json"))
+            .collect(),
+        (0..n)
+            .map(|i| sluice_k8s_protobuf::encode(&json_of("pb", i)).expect("protobuf"))
+            .collect(),
+        (0..n)
+            .map(|i| serde_json::to_vec(&json_of("ssa", i)).expect("json"))
+            .collect(),
+    ]);
+    let mut lat: [Vec<Duration>; 4] = Default::default();
+    let mut wall = [Duration::ZERO; 4];
+    for round in 0..CREATE_ROUNDS {
+        let (lo, hi) = (n * round / CREATE_ROUNDS, n * (round + 1) / CREATE_ROUNDS);
+        for k in 0..CREATE_VARIANTS.len() {
+            let v = (round + k) % CREATE_VARIANTS.len();
+            let (client, api, bodies) = (client.clone(), api.clone(), bodies.clone());
+            let (l, w) = run_phase(args.clients, hi - lo, move |i| {
+                let (client, api, bodies) = (client.clone(), api.clone(), bodies.clone());
+                async move { create_one(CREATE_VARIANTS[v], lo + i, &client, &api, &bodies).await }
+            })
+            .await;
+            lat[v].extend(l);
+            wall[v] += w;
+        }
+    }
+    let [typed, json, protobuf, ssa] = lat;
+    report("create", typed, wall[0]);
+    let json = report("create-json", json, wall[1]);
+    let protobuf = report("create-protobuf", protobuf, wall[2]);
+    let ssa = report("apply-ssa", ssa, wall[3]);
+    println!(
+        "protobuf/JSON create: p50 x{:.2} p99 x{:.2} throughput x{:.2}; apply/JSON create: p50 x{:.2} throughput x{:.2}",
+        protobuf.0 / json.0,
+        protobuf.1 / json.1,
+        protobuf.2 / json.2,
+        ssa.0 / json.0,
+        ssa.2 / json.2,
     );
 }
 
