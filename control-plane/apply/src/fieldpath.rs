@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
+use sluice_k8s_values::{gofmt, gojson};
 
 /// One step of a field path.
 #[derive(Clone, Debug)]
@@ -44,16 +45,16 @@ impl PathElement {
                     if i > 0 {
                         out.push(',');
                     }
-                    go_json_string(&mut out, name);
+                    gojson::write_string(&mut out, name);
                     out.push(':');
-                    go_json(&mut out, value);
+                    gojson::write(&mut out, value);
                 }
                 out.push('}');
                 out
             }
             Self::Value(value) => {
                 let mut out = String::from("v:");
-                go_json(&mut out, value);
+                gojson::write(&mut out, value);
                 out
             }
             Self::Index(i) => format!("i:{i}"),
@@ -473,104 +474,12 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
     compare_values(a, b) == Ordering::Equal
 }
 
-/// Go's `%q` of a string (close enough for manager names and field values).
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `%v` of a float64 (`strconv.FormatFloat(f, 'g', -1, 64)`).
-pub(crate) fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".to_owned();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.to_owned();
-    }
-    // Shortest round-trip digits and the decimal exponent, from Rust's `{:e}`.
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    // Go's shortest `%g` switches to exponent form below 1e-4 and from 1e6 up.
-    if (-4..6).contains(&exp) {
-        push_decimal_form(&mut out, &digits, exp);
-    } else {
-        push_exponent_form(&mut out, &digits, exp);
-    }
-    out
-}
-
-fn push_exponent_form(out: &mut String, digits: &str, exp: i32) {
-    let (first, rest) = digits.split_at(1.min(digits.len()));
-    out.push_str(first);
-    if !rest.is_empty() {
-        out.push('.');
-        out.push_str(rest);
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
-}
-
-fn push_decimal_form(out: &mut String, digits: &str, exp: i32) {
-    if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(digits);
-        return;
-    }
-    let int_len = usize::try_from(exp).unwrap_or(0) + 1;
-    if digits.len() <= int_len {
-        out.push_str(digits);
-        for _ in digits.len()..int_len {
-            out.push('0');
-        }
-    } else {
-        out.push_str(&digits[..int_len]);
-        out.push('.');
-        out.push_str(&digits[int_len..]);
-    }
-}
-
 /// Upstream's `value.ToString`, used in conflict paths.
 pub(crate) fn value_to_string(v: &Value) -> String {
     match v {
         Value::Null => "null".to_owned(),
-        Value::Number(n) if is_float(n) => go_float(num_f64(n)),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => go_quote(s),
+        Value::Number(n) => gofmt::number(n),
+        Value::String(s) => gofmt::quote(s),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
             let parts: Vec<String> = items.iter().map(value_to_string).collect();
@@ -586,61 +495,6 @@ pub(crate) fn value_to_string(v: &Value) -> String {
             out
         }
     }
-}
-
-/// Compact JSON as Go's `encoding/json` writes it (HTML-safe escapes, sorted object keys).
-pub(crate) fn go_json(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => go_json_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_string(out, k);
-                out.push(':');
-                go_json(out, &map[k.as_str()]);
-            }
-            out.push('}');
-        }
-    }
-}
-
-pub(crate) fn go_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ mod managed;
 mod typed;
 
 use serde_json::{Map, Value};
+use sluice_k8s_values::gojson;
 
 use crate::fieldpath::{Path, PathElement, Set, path_to_string, set_of_field_paths};
 use crate::managed::{Entry, Managed, ManagerId, Operation};
@@ -495,8 +496,7 @@ fn build_last_applied(config: &Value) -> String {
     {
         ann.remove(LAST_APPLIED);
     }
-    let mut out = String::new();
-    fieldpath::go_json(&mut out, &copy);
+    let mut out = gojson::to_string(&copy);
     out.push('\n');
     out
 }

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::fieldpath::{Set, go_json_string, go_quote};
+use sluice_k8s_values::gofmt::quote;
+use sluice_k8s_values::gojson;
+
+use crate::fieldpath::Set;
 
 /// The operation of a managedFields entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,9 +71,9 @@ impl ManagerId {
                 out.push(',');
             }
             first = false;
-            go_json_string(out, name);
+            gojson::write_string(out, name);
             out.push(':');
-            go_json_string(out, value);
+            gojson::write_string(out, value);
         };
         field(&mut out, "manager", &self.manager);
         field(&mut out, "operation", self.operation.as_str());
@@ -83,10 +86,10 @@ impl ManagerId {
     /// Upstream `printManager`: `"m"`, `"m" with subresource "status"`, and for Update
     /// ` using apps/v1`.
     pub(crate) fn print(&self) -> String {
-        let mut s = go_quote(&self.manager);
+        let mut s = quote(&self.manager);
         if !self.subresource.is_empty() {
             s.push_str(" with subresource ");
-            s.push_str(&go_quote(&self.subresource));
+            s.push_str(&quote(&self.subresource));
         }
         if self.operation == Operation::Update {
             s.push_str(" using ");
@@ -142,7 +145,7 @@ pub(crate) fn decode(mf: Option<&Value>) -> Result<Managed, String> {
             other => {
                 return Err(format!(
                     "invalid fieldsType {} in managed fields entry {i}",
-                    go_quote(other)
+                    quote(other)
                 ));
             }
         }

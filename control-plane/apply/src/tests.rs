@@ -1,4 +1,5 @@
 use serde_json::{Value, json};
+use sluice_k8s_values::gojson;
 
 use super::*;
 
@@ -852,8 +853,7 @@ fn kubectl_conflicts_on_unchanged_last_applied_fields_are_forced() {
         &Apps,
         T0,
     );
-    let mut last = String::new();
-    fieldpath::go_json(&mut last, &config);
+    let last = gojson::to_string(&config);
     live["metadata"]["annotations"] = json!({LAST_APPLIED: format!("{last}\n")});
     let live = with_uid(live);
     let new_config = deploy(&json!({"replicas": 5}));
@@ -986,8 +986,7 @@ fn csa_to_ssa_migration_end_to_end() {
     // kubectl apply (client-side) creates with the annotation, as kubectl-client-side-apply.
     let config = deploy(&json!({"replicas": 3, "paused": true}));
     let mut created = config.clone();
-    let mut last = String::new();
-    fieldpath::go_json(&mut last, &config);
+    let last = gojson::to_string(&config);
     created["metadata"]["annotations"] = json!({LAST_APPLIED: format!("{last}\n")});
     let live = with_uid(update(
         None,

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::fieldpath::{Path, PathElement, Set, go_quote, path_to_string, values_equal};
+use sluice_k8s_values::gofmt::quote;
+
+use crate::fieldpath::{Path, PathElement, Set, path_to_string, values_equal};
 use crate::{ListType, Schema};
 
 /// What changed between two objects (upstream `typed.Comparison`).
@@ -92,7 +94,7 @@ impl Typed<'_> {
                     }
                 }
                 if fields.is_empty() {
-                    let quoted: Vec<String> = keys.iter().map(|k| go_quote(k)).collect();
+                    let quoted: Vec<String> = keys.iter().map(|k| quote(k)).collect();
                     return Err(format!(
                         "associative list with keys has an element that omits all key fields [{}] (and doesn't have default values for any key fields)",
                         quoted.join(" ")

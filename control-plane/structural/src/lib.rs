@@ -40,7 +40,6 @@
 
 mod defaults;
 mod formats;
-mod gofmt;
 mod jsonpath;
 mod path;
 mod prune;
@@ -51,6 +50,7 @@ mod validate;
 mod tests;
 
 use serde_json::Value;
+use sluice_k8s_values::{gofmt, gojson};
 use std::fmt;
 
 pub use jsonpath::json_path;
@@ -101,6 +101,17 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// How `field.Error.ErrorBody` prints a bad value: `%q` for strings, `%v` for numbers
+/// and booleans, JSON for everything else.
+fn bad_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => gofmt::quote(s),
+        Value::Number(n) => gofmt::number(n),
+        Value::Bool(b) => b.to_string(),
+        other => gojson::to_string(other),
+    }
+}
+
 fn with_detail(mut s: String, detail: &str) -> String {
     if !detail.is_empty() {
         s.push_str(": ");
@@ -130,10 +141,7 @@ impl FieldError {
         Self {
             reason: reason::INVALID,
             field: field.into(),
-            message: with_detail(
-                format!("Invalid value: {}", gofmt::bad_value(value)),
-                detail,
-            ),
+            message: with_detail(format!("Invalid value: {}", bad_value(value)), detail),
         }
     }
 
@@ -141,10 +149,7 @@ impl FieldError {
         Self {
             reason: reason::TYPE_INVALID,
             field: field.into(),
-            message: with_detail(
-                format!("Invalid value: {}", gofmt::bad_value(value)),
-                detail,
-            ),
+            message: with_detail(format!("Invalid value: {}", bad_value(value)), detail),
         }
     }
 
@@ -158,10 +163,7 @@ impl FieldError {
         Self {
             reason: reason::NOT_SUPPORTED,
             field: field.into(),
-            message: with_detail(
-                format!("Unsupported value: {}", gofmt::bad_value(value)),
-                &detail,
-            ),
+            message: with_detail(format!("Unsupported value: {}", bad_value(value)), &detail),
         }
     }
 
@@ -206,7 +208,7 @@ impl FieldError {
         Self {
             reason: reason::DUPLICATE,
             field: field.into(),
-            message: format!("Duplicate value: {}", gofmt::bad_value(value)),
+            message: format!("Duplicate value: {}", bad_value(value)),
         }
     }
 }

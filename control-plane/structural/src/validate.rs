@@ -4,12 +4,13 @@
 //! converts them; then embedded resources (`schema/objectmeta.Validate`) and
 //! list-type sets and maps (`schema/listtype`).
 
-use crate::gofmt::{format_float_f, go_float, go_json, quote};
 use crate::path::FieldPath;
 use crate::prune::{META_FIELDS, prune};
 use crate::schema::{Additional, Schema};
 use crate::{FieldError, formats};
 use serde_json::{Map, Value};
+use sluice_k8s_values::gofmt::{self, format_float_f, format_float_g, quote};
+use sluice_k8s_values::gojson;
 
 impl Schema {
     /// Validates `obj` (already pruned and defaulted) against the schema.
@@ -327,7 +328,7 @@ fn go_sprint(v: &Value) -> String {
     match v {
         Value::Null => "<nil>".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => crate::gofmt::go_number(n),
+        Value::Number(n) => gofmt::number(n),
         Value::String(s) => s.clone(),
         Value::Array(a) => format!(
             "[{}]",
@@ -424,7 +425,7 @@ fn range_error(v: Num, type_name: &str, prefix: &str, path: &str) -> Option<OErr
 fn num_text(n: Num) -> String {
     match n {
         Num::Int(i) => i.to_string(),
-        Num::Float(f) => go_float(f),
+        Num::Float(f) => format_float_g(f),
     }
 }
 
@@ -812,7 +813,7 @@ fn to_field_errors(res: Res, fld: Option<&FieldPath>) -> Vec<FieldError> {
                             .iter()
                             .map(|v| match v {
                                 Value::String(s) => s.clone(),
-                                other => go_json(other),
+                                other => gojson::to_string(other),
                             })
                             .collect();
                         FieldError::not_supported(field, &value, &allowed)
@@ -1012,7 +1013,7 @@ enum SetKey {
 impl SetKey {
     fn of(v: &Value) -> Self {
         match v {
-            Value::Object(_) | Value::Array(_) => SetKey::Compound(go_json(v)),
+            Value::Object(_) | Value::Array(_) => SetKey::Compound(gojson::to_string(v)),
             Value::Null => SetKey::Scalar("n".into()),
             Value::Bool(b) => SetKey::Scalar(format!("b{b}")),
             Value::String(s) => SetKey::Scalar(format!("s{s}")),
