@@ -9,6 +9,7 @@ mod crd;
 mod discovery;
 mod eviction;
 mod http;
+mod kubelet;
 pub mod options;
 mod protobuf;
 pub mod selectors;

@@ -26,16 +26,19 @@ pub enum Subresource {
     Finalize,
     /// `pods/eviction`: a delete that honours `PodDisruptionBudgets`.
     Eviction,
+    /// `pods/log`: the container's log, from the kubelet of the pod's node.
+    Log,
 }
 
 impl Subresource {
     /// Every subresource, for URL parsing.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Status,
         Self::Scale,
         Self::Binding,
         Self::Finalize,
         Self::Eviction,
+        Self::Log,
     ];
 
     /// The URL segment.
@@ -47,6 +50,7 @@ impl Subresource {
             Self::Binding => "binding",
             Self::Finalize => "finalize",
             Self::Eviction => "eviction",
+            Self::Log => "log",
         }
     }
 

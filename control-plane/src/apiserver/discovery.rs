@@ -93,6 +93,7 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
         Subresource::Binding => (None, None, "Binding", &["create"]),
         Subresource::Finalize => (None, None, &r.kind, &["update"]),
         Subresource::Eviction => (Some("policy"), Some("v1"), "Eviction", &["create"]),
+        Subresource::Log => (None, None, "Pod", &["get"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced,
         "kind": kind, "verbs": verbs});

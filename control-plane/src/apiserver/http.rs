@@ -183,6 +183,9 @@ pub(super) async fn serve(
                         .await?;
                     reply(req, 201, &v)
                 }
+                (Some(Subresource::Log), &Method::GET) => {
+                    srv.pod_log(&r, ns, &name, &req.query).await
+                }
                 (Some(Subresource::Eviction), &Method::POST) => {
                     let v = srv.evict(&r, ns, &name, &body_value(req)?).await?;
                     reply(req, 201, &v)

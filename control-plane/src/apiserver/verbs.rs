@@ -504,7 +504,7 @@ impl ApiServer {
             {
                 // Without a precondition a PUT is a GuaranteedUpdate too.
                 Err(e) if is_write_conflict(&e) && want_rv.is_none() => {
-                    retries.again(r, name).await?
+                    retries.again(r, name).await?;
                 }
                 other => return other.map(|v| (v, warnings)),
             }

@@ -21,6 +21,7 @@ pub fn resource() -> Resource {
             Subresource::Status,
             Subresource::Binding,
             Subresource::Eviction,
+            Subresource::Log,
         ])
 }
 
