@@ -53,6 +53,9 @@ pub struct Config {
     pub min_request_timeout: Duration,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The `kube-system/kube-dns` Service address (every node agent answers it itself);
+    /// `None`: no cluster DNS Service.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             advertise: SocketAddr::from(([127, 0, 0, 1], 6443)),
             min_request_timeout: Duration::from_mins(30),
             bookmark_interval: Duration::from_mins(1),
+            cluster_dns: Some(std::net::Ipv4Addr::new(10, 96, 0, 10)),
         }
     }
 }
@@ -272,6 +276,33 @@ impl ApiServer {
                 "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                     "targetPort": self.config.advertise.port()}]}});
             self.create_internal(&svc_r, Some("default"), body).await?;
+        }
+        if let Some(dns) = self.config.cluster_dns
+            && self
+                .store
+                .get(&svc_r.key(Some("kube-system"), "kube-dns"))
+                .await?
+                .is_none()
+        {
+            // No selector: the node agents serve this address themselves (node-local DNS).
+            let body = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                    "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "sluice-dns",
+                        "kubernetes.io/cluster-service": "true"}},
+                "spec": {"clusterIP": dns.to_string(), "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}});
+            match self
+                .create_internal(&svc_r, Some("kube-system"), body)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) if e.code == 422 => {
+                    tracing::warn!(address = %dns, message = %e.message, "no kube-dns Service: its address is taken");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let ep_r = self.resource("", "v1", "endpoints");
         if self

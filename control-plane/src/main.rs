@@ -44,6 +44,10 @@ struct Cli {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60)]
     bookmark_interval_seconds: u64,
+    /// Address of the cluster DNS Service (`kube-system/kube-dns`, answered by every node
+    /// agent); default: the 10th address of the Service range; `none` for no such Service.
+    #[arg(long)]
+    cluster_dns: Option<String>,
     /// Do not run the scheduler and controllers in this process.
     #[arg(long)]
     no_controllers: bool,
@@ -68,13 +72,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let service_cidr =
+        apiserver::alloc::parse_service_cidr(&cli.service_cidr).context("--service-cidr")?;
+    let cluster_dns = match cli.cluster_dns.as_deref() {
+        Some("none") => None,
+        Some(ip) => {
+            let ip: std::net::Ipv4Addr = ip.parse().context("--cluster-dns")?;
+            if !service_cidr.contains(&ip) {
+                bail!("--cluster-dns {ip} is outside --service-cidr {service_cidr}");
+            }
+            Some(ip)
+        }
+        None => sluice_k8s_values::cidr::nth(service_cidr, 10),
+    };
     let api = apiserver::Config {
-        service_cidr: apiserver::alloc::parse_service_cidr(&cli.service_cidr)
-            .context("--service-cidr")?,
+        service_cidr,
         node_port_range: parse_range(&cli.service_node_port_range)?,
         advertise: cli.listen,
         min_request_timeout: Duration::from_secs(cli.min_request_timeout_seconds.max(1)),
         bookmark_interval: Duration::from_secs(cli.bookmark_interval_seconds.max(1)),
+        cluster_dns,
     };
     let controllers = (!cli.no_controllers)
         .then(|| -> anyhow::Result<_> {

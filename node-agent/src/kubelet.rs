@@ -2,9 +2,11 @@
 //! the CNI config for the node's podCIDR, and runs one [`pods::Worker`] per pod bound to
 //! this node, driving containerd over CRI.
 
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probe;
+pub mod server;
 pub mod spec;
 pub mod status;
 
@@ -19,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use sluice_k8s_values::Ipv4Net;
 use sluice_proto::runtime::v1 as cri;
 use tokio::sync::watch;
@@ -44,6 +46,8 @@ pub struct Config {
     /// The cluster's Service range: made unreachable on the node so a `ClusterIP` the eBPF
     /// hooks do not translate fails fast instead of leaving through the default route.
     pub service_cidr: Option<String>,
+    /// The kubelet HTTP server's port on `node_ip` (`daemonEndpoints.kubeletEndpoint`).
+    pub kubelet_port: u16,
 }
 
 impl Config {
@@ -308,6 +312,15 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!(error = %e, "could not enable IPv4 forwarding: pods will not reach each other");
     }
+    // The kubelet's HTTP server (logs, pods): only on the node's address, unauthenticated
+    // until TLS and authorization arrive.
+    let addr = format!("{}:{}", cfg.node_ip, cfg.kubelet_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| KubeletError::Io {
+            context: format!("binding the kubelet server to {addr}"),
+            source,
+        })?;
     let cri = connect_runtime(&cfg.cri_socket).await;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
@@ -325,7 +338,20 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
     let recorder = recorder(&client, &cfg);
     let pods: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
-    let mut events = watcher(pods, wc).boxed();
+    // The pod cache the HTTP server reads: exactly the pods this loop is told about.
+    let (store, writer) = reflector::store();
+    let mut events = watcher(pods, wc).reflect(writer).boxed();
+    let source = Arc::new(server::KubeletPods {
+        store,
+        cri: cri.clone(),
+    });
+    let app = server::router(source, PathBuf::from(cfg.log_root()));
+    tracing::info!(%addr, "kubelet server listening");
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, app).await {
+            tracing::error!(error = %e, "kubelet server stopped");
+        }
+    });
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut relist: Option<Vec<String>> = None;
     let mut gc = tokio::time::interval(Duration::from_secs(30));

@@ -106,6 +106,9 @@ pub struct Options {
     pub resync: Duration,
     /// How long to wait before trying again after a failed apply.
     pub retry: Duration,
+    /// Services this node answers itself (`namespace`, `name`, address on this node): the
+    /// cluster DNS Service goes to the agent's own DNS server.
+    pub node_local: Vec<(String, String, std::net::Ipv4Addr)>,
     progress: watch::Sender<Progress>,
 }
 
@@ -115,6 +118,7 @@ impl Default for Options {
             debounce: Duration::from_millis(20),
             resync: Duration::from_secs(30),
             retry: Duration::from_secs(1),
+            node_local: Vec::new(),
             progress: watch::Sender::new(Progress::default()),
         }
     }
@@ -139,13 +143,17 @@ impl Options {
 struct Proxy<D> {
     dp: D,
     reconciler: Reconciler,
+    node_local: Vec<(String, String, std::net::Ipv4Addr)>,
     progress: watch::Sender<Progress>,
 }
 
 impl<D: DatapathOps> Proxy<D> {
     /// Computes the desired state from the stores and applies it.
     fn sync(&mut self, services: &Store<Service>, slices: &Store<EndpointSlice>) -> bool {
-        let desired = desired(&services.state(), &slices.state());
+        let mut desired = desired(&services.state(), &slices.state());
+        for (namespace, name, addr) in &self.node_local {
+            desired.serve_locally(namespace, name, *addr);
+        }
         match self.reconciler.apply(&desired, &mut self.dp) {
             Ok(stats) => {
                 if !stats.is_empty() {
@@ -214,6 +222,7 @@ pub async fn run<D: DatapathOps + Send + 'static>(
     let mut proxy = Proxy {
         dp,
         reconciler: Reconciler::new(),
+        node_local: opts.node_local,
         progress: opts.progress,
     };
     let (mut services_listed, mut slices_listed) = (false, false);

@@ -48,6 +48,9 @@ struct Cli {
     /// The cluster's Service range (routed nowhere on the node, so untranslated `ClusterIPs` fail fast).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
+    /// The kubelet HTTP server's port (container logs, pods), served on the node IP.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Run without the eBPF service proxy.
     #[arg(long)]
     no_service_proxy: bool,
@@ -113,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         state_dir: cli.state_dir,
         dns: kubelet::host_dns(),
         service_cidr: Some(cli.service_cidr.clone()),
+        kubelet_port: cli.kubelet_port,
     };
     tracing::info!(bin_dir = %cli.cni_bin_dir.display(), "starting node agent");
     let proxy = async {

@@ -197,7 +197,7 @@ pub async fn post_status(
             cond("Ready", status_str, reason, &msg, &transition),
         ],
         "addresses": [{"type": "InternalIP", "address": cfg.node_ip}, {"type": "Hostname", "address": cfg.node_name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
         "nodeInfo": {
             "machineID": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
             "systemUUID": "", "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),

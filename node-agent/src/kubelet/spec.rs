@@ -445,9 +445,184 @@ pub fn container_config(
     }
 }
 
+/// The cluster DNS the kubelet points pods at (upstream's `--cluster-dns` and
+/// `--cluster-domain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDns {
+    /// The kube-dns Service address.
+    pub server: String,
+    /// The cluster domain, `cluster.local`.
+    pub domain: String,
+}
+
+/// resolv.conf limits upstream's kubelet enforces.
+const MAX_NAMESERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+
+fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+}
+
+/// A pod's DNS settings by its `dnsPolicy`, as upstream's kubelet builds them:
+/// `ClusterFirst` (the default) points at the cluster DNS with the namespace's search path and
+/// `ndots:5` (a host-network pod gets the host's, unless `ClusterFirstWithHostNet`); `Default`
+/// is the host's resolv.conf; `None` starts empty. `dnsConfig` then adds nameservers and
+/// searches and overrides options by name.
+#[must_use]
+pub fn pod_dns(pod: &Pod, cluster: Option<&ClusterDns>, host: &cri::DnsConfig) -> cri::DnsConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_network = spec.host_network.unwrap_or(false);
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let cluster_first = |c: &ClusterDns| {
+        let mut searches = vec![
+            format!("{ns}.svc.{}", c.domain),
+            format!("svc.{}", c.domain),
+            c.domain.clone(),
+        ];
+        push_unique(&mut searches, host.searches.iter().cloned());
+        cri::DnsConfig {
+            servers: vec![c.server.clone()],
+            searches,
+            options: vec!["ndots:5".into()],
+        }
+    };
+    let mut dns = match (
+        spec.dns_policy.as_deref().unwrap_or("ClusterFirst"),
+        cluster,
+    ) {
+        ("None", _) => cri::DnsConfig::default(),
+        ("ClusterFirstWithHostNet", Some(c)) => cluster_first(c),
+        ("ClusterFirst", Some(c)) if !host_network => cluster_first(c),
+        _ => host.clone(),
+    };
+    if let Some(extra) = &spec.dns_config {
+        push_unique(
+            &mut dns.servers,
+            extra.nameservers.clone().unwrap_or_default(),
+        );
+        push_unique(
+            &mut dns.searches,
+            extra.searches.clone().unwrap_or_default(),
+        );
+        for o in extra.options.clone().unwrap_or_default() {
+            let name = o.name.clone().unwrap_or_default();
+            dns.options
+                .retain(|x| x.split(':').next() != Some(name.as_str()));
+            dns.options.push(match o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    dns.servers.truncate(MAX_NAMESERVERS);
+    dns.searches.truncate(MAX_SEARCHES);
+    dns
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dns_pod(policy: Option<&str>, host_network: bool, extra: &serde_json::Value) -> Pod {
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "shop"},
+            "spec": {"dnsPolicy": policy, "hostNetwork": host_network, "dnsConfig": extra,
+                "containers": [{"name": "c"}]}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_dns_follows_the_policy() {
+        let cluster = ClusterDns {
+            server: "10.96.0.10".into(),
+            domain: "cluster.local".into(),
+        };
+        let host = cri::DnsConfig {
+            servers: vec!["192.0.2.53".into()],
+            searches: vec!["corp.example".into()],
+            options: vec!["edns0".into()],
+        };
+        let first = pod_dns(
+            &dns_pod(None, false, &serde_json::Value::Null),
+            Some(&cluster),
+            &host,
+        );
+        assert_eq!(first.servers, vec!["10.96.0.10"]);
+        assert_eq!(
+            first.searches,
+            vec![
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "corp.example"
+            ]
+        );
+        assert_eq!(first.options, vec!["ndots:5"]);
+        // Host network: the host's, unless ClusterFirstWithHostNet.
+        assert_eq!(
+            pod_dns(
+                &dns_pod(Some("ClusterFirst"), true, &serde_json::Value::Null),
+                Some(&cluster),
+                &host
+            ),
+            host
+        );
+        assert_eq!(
+            pod_dns(
+                &dns_pod(
+                    Some("ClusterFirstWithHostNet"),
+                    true,
+                    &serde_json::Value::Null
+                ),
+                Some(&cluster),
+                &host
+            )
+            .servers,
+            vec!["10.96.0.10"]
+        );
+        assert_eq!(
+            pod_dns(
+                &dns_pod(Some("Default"), false, &serde_json::Value::Null),
+                Some(&cluster),
+                &host
+            ),
+            host
+        );
+        // No cluster DNS configured: ClusterFirst falls back to the host's.
+        assert_eq!(
+            pod_dns(&dns_pod(None, false, &serde_json::Value::Null), None, &host),
+            host
+        );
+        // None + dnsConfig; options override by name; limits.
+        let none = pod_dns(
+            &dns_pod(
+                Some("None"),
+                false,
+                &serde_json::json!({"nameservers": ["1.1.1.1", "1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"],
+                "searches": ["a.example"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}),
+            ),
+            Some(&cluster),
+            &host,
+        );
+        assert_eq!(none.servers, vec!["1.1.1.1", "2.2.2.2", "3.3.3.3"]);
+        assert_eq!(none.searches, vec!["a.example"]);
+        assert_eq!(none.options, vec!["ndots:2", "edns0"]);
+        let tuned = pod_dns(
+            &dns_pod(
+                None,
+                false,
+                &serde_json::json!({"options": [{"name": "ndots", "value": "1"}]}),
+            ),
+            Some(&cluster),
+            &host,
+        );
+        assert_eq!(tuned.options, vec!["ndots:1"]);
+    }
     use serde_json::json;
 
     fn pod() -> Pod {

@@ -189,6 +189,20 @@ impl Desired {
         self.frontends.insert(frontend, spec)
     }
 
+    /// Sends every frontend of the Service `namespace/name` to `addr` on this node (at the
+    /// frontend's own port), whatever its endpoints: how the agent answers the cluster DNS
+    /// Service itself (node-local DNS, no query leaves the node).
+    pub fn serve_locally(&mut self, namespace: &str, name: &str, addr: Ipv4Addr) {
+        for (frontend, spec) in &mut self.frontends {
+            if spec.service.namespace == namespace && spec.service.name == name {
+                spec.backends = vec![Backend {
+                    addr,
+                    port: frontend.port,
+                }];
+            }
+        }
+    }
+
     /// The number of distinct backends (address, port, protocol).
     #[must_use]
     pub fn backend_count(&self) -> usize {

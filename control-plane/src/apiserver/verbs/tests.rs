@@ -406,7 +406,11 @@ async fn two_api_servers_on_one_store_never_share_an_address_or_port() {
         .range("/registry/ipaddresses/", None, None, None)
         .await
         .unwrap();
-    assert_eq!(held.kvs.len(), 40, "39 Services + the kubernetes Service");
+    assert_eq!(
+        held.kvs.len(),
+        41,
+        "39 Services + the kubernetes and kube-dns Services"
+    );
     let c = server_on(store).await;
     for i in 0..5 {
         let (v, _) = c
@@ -442,7 +446,7 @@ async fn dry_run_writes_nothing_and_holds_nothing() {
         .unwrap();
     assert_eq!(
         held.kvs.len(),
-        1,
-        "only the kubernetes Service holds an address"
+        2,
+        "only the kubernetes and kube-dns Services hold an address"
     );
 }

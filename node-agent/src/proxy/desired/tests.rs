@@ -407,3 +407,41 @@ fn arcs_from_a_reflector_store_are_accepted() {
     ))];
     assert_eq!(desired(&svcs, &slices).backend_count(), 1);
 }
+
+#[test]
+fn a_locally_served_service_goes_to_this_node_only() {
+    let mut d = Desired::default();
+    let fe = |port, protocol| Frontend {
+        vip: Ipv4Addr::new(10, 96, 0, 10),
+        port,
+        protocol,
+    };
+    let spec = || {
+        FrontendSpec::new(
+            ServicePortName::new("kube-system", "kube-dns", "dns"),
+            [Backend {
+                addr: Ipv4Addr::new(10, 244, 1, 9),
+                port: 5353,
+            }],
+        )
+    };
+    d.insert(fe(53, Protocol::Udp), spec());
+    d.insert(fe(53, Protocol::Tcp), spec());
+    let other = Frontend {
+        vip: Ipv4Addr::new(10, 96, 0, 20),
+        port: 80,
+        protocol: Protocol::Tcp,
+    };
+    d.insert(
+        other,
+        FrontendSpec::new(ServicePortName::new("default", "web", ""), []),
+    );
+    d.serve_locally("kube-system", "kube-dns", Ipv4Addr::new(10, 244, 0, 1));
+    let local = [Backend {
+        addr: Ipv4Addr::new(10, 244, 0, 1),
+        port: 53,
+    }];
+    assert_eq!(d.frontends[&fe(53, Protocol::Udp)].backends, local);
+    assert_eq!(d.frontends[&fe(53, Protocol::Tcp)].backends, local);
+    assert!(d.frontends[&other].backends.is_empty());
+}
