@@ -43,6 +43,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// DNS settings given to pod sandboxes.
     pub dns: cri::DnsConfig,
+    /// The cluster DNS pods point at by `dnsPolicy` (None: every pod gets `dns`).
+    pub cluster_dns: Option<spec::ClusterDns>,
     /// The cluster's Service range: made unreachable on the node so a `ClusterIP` the eBPF
     /// hooks do not translate fails fast instead of leaving through the default route.
     pub service_cidr: Option<String>,

@@ -7,6 +7,7 @@
 
 pub mod cni;
 pub mod datapath;
+pub mod dns;
 
 pub mod kubelet;
 pub mod proxy;

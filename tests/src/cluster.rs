@@ -292,6 +292,17 @@ impl Cluster {
         s
     }
 
+    /// A kubectl command against the cluster, to spawn (streams such as `logs -f`).
+    #[must_use]
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crate::kubectl_program());
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.state.path().join("kube-cache"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
     /// kubectl against the cluster.
     #[must_use]
     pub fn kubectl(&self, args: &[&str]) -> Output {

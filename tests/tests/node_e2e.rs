@@ -57,6 +57,28 @@ spec:
       periodSeconds: 1
 ";
 
+const LOGGERS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: localhost/sluice/test:1
+    args: [sh, -c, "echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: localhost/sluice/test:1
+    args: [sh, -c, "echo started; sleep 2; exit 3"]
+"#;
+
 fn json(out: &str) -> Value {
     serde_json::from_str(out).expect("kubectl json")
 }
@@ -180,6 +202,80 @@ async fn pods_run_on_containerd_with_sluice_cni() {
         },
     )
     .await;
+
+    // kubectl logs through the API server and this node's kubelet: stdout and stderr, --tail,
+    // -f streaming lines as the container writes them, and --previous after a restart.
+    cluster.apply(LOGGERS);
+    wait_for(
+        "talker and crasher running",
+        Duration::from_mins(1),
+        || async {
+            let pods =
+                json(&cluster.kubectl_ok(&["get", "pods", "talker", "crasher", "-o", "json"]));
+            let restarted = pods["items"].as_array().is_some_and(|items| {
+                items.iter().all(|p| p["status"]["phase"] == "Running")
+                    && items.iter().any(|p| {
+                        p["metadata"]["name"] == "crasher"
+                            && p["status"]["containerStatuses"][0]["restartCount"].as_i64()
+                                >= Some(1)
+                    })
+            });
+            restarted.then_some(())
+        },
+    )
+    .await;
+    // stdout and stderr come from two pipes, so only each stream's own order is fixed.
+    let all = cluster.kubectl_ok(&["logs", "talker"]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(
+        lines.iter().find(|l| **l != "oops"),
+        Some(&"hello"),
+        "{all}"
+    );
+    assert!(lines.contains(&"oops"), "stderr missing: {all}");
+    let last = cluster.kubectl_ok(&["logs", "talker", "--tail=1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(last.starts_with("tick "), "{last}");
+    let stamped = cluster.kubectl_ok(&["logs", "talker", "--tail=1", "--timestamps"]);
+    assert!(
+        stamped.contains("Z tick ") || stamped.contains("+00:00 tick "),
+        "{stamped}"
+    );
+    let previous = cluster.kubectl_ok(&["logs", "crasher", "--previous"]);
+    assert_eq!(previous, "started\n");
+    let mut follow = cluster
+        .kubectl_cmd(&["logs", "-f", "talker", "--tail=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let ticks = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map(|l| l.expect("line"))
+            .collect::<Vec<String>>()
+    });
+    let ticks = tokio::time::timeout(Duration::from_secs(30), ticks)
+        .await
+        .expect("-f streamed three lines while the container writes them")
+        .expect("reader");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let n: Vec<u64> = ticks
+        .iter()
+        .map(|t| t.trim_start_matches("tick ").parse().expect("tick N"))
+        .collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+    cluster.kubectl_ok(&[
+        "delete",
+        "pod",
+        "talker",
+        "crasher",
+        "--grace-period=0",
+        "--timeout=120s",
+    ]);
 
     // Delete: containers stopped, sandboxes and veths removed, IPs freed, objects gone.
     cluster.kubectl_ok(&["delete", "deployment", "web", "--timeout=120s"]);

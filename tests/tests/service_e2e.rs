@@ -186,6 +186,57 @@ async fn cluster_ip_services_through_ebpf() {
         "{out}"
     );
 
+    // Cluster DNS from inside a pod: resolv.conf by dnsPolicy ClusterFirst, the kube-dns VIP
+    // answered by this node's agent (node-local), names per the Kubernetes DNS spec.
+    let dns_vip = cluster.kubectl_ok(&[
+        "get",
+        "svc",
+        "kube-dns",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let (ok, resolv) = cluster.exec_in_pod(&client, &["cat", "/etc/resolv.conf"]);
+    assert!(ok, "{resolv}");
+    assert!(
+        resolv.contains(&format!("nameserver {dns_vip}")),
+        "{resolv}"
+    );
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+    for (name, want) in [
+        ("web.default.svc.cluster.local", vip.as_str()),
+        ("kubernetes.default.svc.cluster.local", "10.96.0.1"),
+    ] {
+        let (ok, out) = cluster.exec_in_pod(&client, &["nslookup", name, &dns_vip]);
+        assert!(ok && out.contains(want), "{name}: {out}");
+    }
+    let (ok, out) = cluster.exec_in_pod(
+        &client,
+        &["nslookup", "nope.default.svc.cluster.local", &dns_vip],
+    );
+    assert!(
+        !ok || out.contains("NXDOMAIN"),
+        "a missing Service resolved: {out}"
+    );
+    let (ok, out) = cluster.exec_in_pod(
+        &client,
+        &[
+            "nslookup",
+            "-type=SRV",
+            "_http._tcp.web.default.svc.cluster.local",
+            &dns_vip,
+        ],
+    );
+    assert!(
+        ok && out.contains("web.default.svc.cluster.local"),
+        "SRV: {out}"
+    );
+
     // Scale to 1: once the endpoints follow, every request succeeds (and reaches the survivor).
     cluster.kubectl_ok(&["scale", "deployment/web", "--replicas=1"]);
     wait_for("1 ready endpoint", Duration::from_mins(1), || async {

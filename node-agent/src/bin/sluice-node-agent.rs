@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_node_agent::datapath::{self, Datapath, ObjectSource};
 use sluice_node_agent::kubelet::{self, Config};
-use sluice_node_agent::proxy;
+use sluice_node_agent::{dns, proxy};
 
 /// sluice node agent: registers this node and runs its pods on containerd over CRI.
 #[derive(Debug, Parser)]
@@ -51,6 +51,13 @@ struct Cli {
     /// The kubelet HTTP server's port (container logs, pods), served on the node IP.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The cluster DNS Service address pods resolve through (`none`: pods get the host's
+    /// resolv.conf). This agent answers it itself, on the node IP.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: String,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Run without the eBPF service proxy.
     #[arg(long)]
     no_service_proxy: bool,
@@ -81,6 +88,29 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let client = kube::Client::try_from(config)?;
+    let node_ip = cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip);
+    let node_addr: std::net::Ipv4Addr = node_ip
+        .parse()
+        .with_context(|| format!("node IP {node_ip:?} is not an IPv4 address"))?;
+    let cluster_dns = (cli.cluster_dns != "none").then(|| kubelet::spec::ClusterDns {
+        server: cli.cluster_dns.clone(),
+        domain: cli.cluster_domain.clone(),
+    });
+    // Node-local cluster DNS: answered here on the node IP; the proxy sends the kube-dns VIP
+    // to it, so a lookup never leaves the node.
+    let dns_task = match &cluster_dns {
+        Some(c) if !cli.no_service_proxy => {
+            let upstream =
+                dns::read_resolv_conf(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default();
+            let mut config = dns::Config::new(
+                vec![std::net::SocketAddr::new(node_addr.into(), 53)],
+                upstream,
+            );
+            config.cluster_domain.clone_from(&c.domain);
+            Some(tokio::spawn(dns::run(client.clone(), config)))
+        }
+        _ => None,
+    };
     // The service proxy: load (reusing pinned maps and links), attach, then reconcile.
     let proxy_task = if cli.no_service_proxy {
         None
@@ -99,14 +129,16 @@ async fn main() -> anyhow::Result<()> {
         dp.attach_cgroup(&cli.cgroup_root)
             .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
-        Some(tokio::spawn(proxy::run(
-            client.clone(),
-            dp,
-            proxy::Options::default(),
-        )))
+        let mut options = proxy::Options::default();
+        if dns_task.is_some() {
+            options
+                .node_local
+                .push(("kube-system".into(), "kube-dns".into(), node_addr));
+        }
+        Some(tokio::spawn(proxy::run(client.clone(), dp, options)))
     };
     let cfg = Config {
-        node_ip: cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip),
+        node_ip,
         node_name,
         cri_socket: cli.cri_socket,
         cni_conf_dir: cli.cni_conf_dir,
@@ -115,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| cli.state_dir.join("cni")),
         state_dir: cli.state_dir,
         dns: kubelet::host_dns(),
+        cluster_dns,
         service_cidr: Some(cli.service_cidr.clone()),
         kubelet_port: cli.kubelet_port,
     };
@@ -128,12 +161,22 @@ async fn main() -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let dns = async {
+        match dns_task {
+            Some(t) => match t.await {
+                Ok(r) => r.context("cluster DNS stopped"),
+                Err(e) => Err(anyhow::anyhow!("cluster DNS task failed: {e}")),
+            },
+            None => std::future::pending().await,
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // On exit the eBPF hooks and maps stay pinned: Services keep working until the next agent
     // takes over (`xtask up` removes them on a full teardown).
     tokio::select! {
         r = kubelet::run(cfg, client) => r.context("kubelet stopped")?,
         r = proxy => r?,
+        r = dns => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }
