@@ -288,6 +288,25 @@ async fn pods_run_on_containerd_with_sluice_cni() {
             .then_some(())
     })
     .await;
+    // Their logs went with them (the kubelet removes `<ns>_<pod>_<uid>` log directories).
+    wait_for(
+        "pod log directories removed",
+        Duration::from_mins(1),
+        || async {
+            let left: Vec<String> = walk(cluster.state())
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .filter_map(|p| {
+                    p.parent()
+                        .and_then(|c| c.parent())
+                        .map(|d| d.display().to_string())
+                })
+                .filter(|d| d.contains("/pods/default_"))
+                .collect();
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
     wait_for("veths removed", Duration::from_mins(1), || async {
         let now: Vec<String> = host_veths()
             .into_iter()

@@ -127,11 +127,16 @@ impl Worker {
                     if let Err(e) = self.kill_sandboxes(&uid, 0).await {
                         tracing::warn!(%uid, error = %e, "cleaning up a deleted pod");
                     }
+                    remove_pod_logs(std::path::Path::new(&self.cfg.log_root()), &uid);
                     return;
                 }
                 // Boxed: a step's future is large (CRI requests and responses).
                 Some(pod) => match Box::pin(self.step(&pod)).await {
-                    Ok(true) => return,
+                    Ok(true) => {
+                        // Stopped, removed and deleted from the API: its logs go too.
+                        remove_pod_logs(std::path::Path::new(&self.cfg.log_root()), &self.uid);
+                        return;
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(pod = %name_of(&pod), error = %e, "pod sync failed"),
                 },
@@ -1053,9 +1058,38 @@ pub(super) fn name_of(pod: &Pod) -> String {
     )
 }
 
+/// A removed pod's logs go with it: its `<ns>_<name>_<uid>` directory under the log root.
+fn remove_pod_logs(log_root: &std::path::Path, uid: &str) {
+    let Ok(entries) = std::fs::read_dir(log_root) else {
+        return;
+    };
+    let suffix = format!("_{uid}");
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(&suffix)
+            && let Err(err) = std::fs::remove_dir_all(e.path())
+        {
+            tracing::warn!(path = %e.path().display(), error = %err, "removing a deleted pod's logs");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_pods_logs_go_and_others_stay() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for d in ["default_web_u-1/c", "default_web_u-2/c", "other_x_u-11/c"] {
+            std::fs::create_dir_all(root.path().join(d)).expect("mkdir");
+            std::fs::write(root.path().join(d).join("0.log"), b"x").expect("write");
+        }
+        remove_pod_logs(root.path(), "u-1");
+        assert!(!root.path().join("default_web_u-1").exists());
+        assert!(root.path().join("default_web_u-2/c/0.log").exists());
+        assert!(root.path().join("other_x_u-11/c/0.log").exists());
+        remove_pod_logs(&root.path().join("missing"), "u-2");
+    }
 
     #[test]
     fn restart_policy_decisions() {
