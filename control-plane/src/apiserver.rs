@@ -12,6 +12,7 @@ mod http;
 mod kubelet;
 pub mod options;
 mod protobuf;
+mod proxy;
 pub mod selectors;
 pub mod status;
 mod table;
@@ -56,6 +57,9 @@ pub struct Config {
     /// The `kube-system/kube-dns` Service address (every node agent answers it itself);
     /// `None`: no cluster DNS Service.
     pub cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Whether `pods/proxy`, `services/proxy` and `nodes/proxy` may reach loopback
+    /// addresses (tests, whose fake pods listen on 127.0.0.1). Off, as upstream refuses them.
+    pub proxy_loopback: bool,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             min_request_timeout: Duration::from_mins(30),
             bookmark_interval: Duration::from_mins(1),
             cluster_dns: Some(std::net::Ipv4Addr::new(10, 96, 0, 10)),
+            proxy_loopback: false,
         }
     }
 }
@@ -91,6 +96,15 @@ enum Target {
         ns: Option<String>,
         name: String,
         sub: Option<Subresource>,
+    },
+    /// A `connect` subresource (exec, attach, portforward, proxy): the request goes on whole.
+    Connect {
+        r: Arc<Resource>,
+        ns: Option<String>,
+        name: String,
+        sub: Subresource,
+        /// How many path segments follow the subresource (`proxy/{path...}`).
+        tail: usize,
     },
 }
 
@@ -463,9 +477,42 @@ async fn route(srv: &Arc<ApiServer>, request: Request) -> ApiResult<Response> {
     let target = parse_target(&srv.registry, group, version, rest)
         .ok_or_else(|| ApiError::no_route(&path))?;
     check_segments(&target)?;
+    if let Target::Connect {
+        r,
+        ns,
+        name,
+        sub,
+        tail,
+    } = target
+    {
+        let tail = raw_tail(&path, tail);
+        let at = proxy::At {
+            r: &r,
+            ns: ns.as_deref(),
+            name: &name,
+            sub,
+            tail: &tail,
+        };
+        return proxy::serve(srv, &at, request).await;
+    }
     let req = read(request).await?;
     let watching = legacy_watch || matches!(req.q("watch"), Some("true" | "1"));
     http::serve(srv, &req, target, watching).await
+}
+
+/// The last `n` segments of the raw (still percent-encoded) path, as the path a proxy
+/// passes on: `/a/b`, with a trailing slash kept.
+fn raw_tail(path: &str, n: usize) -> String {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut out = String::new();
+    for s in &segs[segs.len().saturating_sub(n)..] {
+        out.push('/');
+        out.push_str(s);
+    }
+    if path.ends_with('/') || out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 /// Namespace and name segments are validated before anything uses them as store keys (as
@@ -473,7 +520,9 @@ async fn route(srv: &Arc<ApiServer>, request: Request) -> ApiResult<Response> {
 fn check_segments(target: &Target) -> ApiResult<()> {
     let (ns, name) = match target {
         Target::Collection { ns, .. } => (ns.as_deref(), None),
-        Target::Object { ns, name, .. } => (ns.as_deref(), Some(name.as_str())),
+        Target::Object { ns, name, .. } | Target::Connect { ns, name, .. } => {
+            (ns.as_deref(), Some(name.as_str()))
+        }
     };
     if let Some(ns) = ns
         && !is_dns1123_label(ns)
@@ -508,6 +557,15 @@ fn parse_target(reg: &Registry, group: &str, version: &str, rest: &[&str]) -> Op
                 Some(x)
             }
         };
+        if let Some(sub) = sub.filter(|s| s.is_connect()) {
+            return Some(Target::Connect {
+                r,
+                ns: ns.map(String::from),
+                name: name.to_string(),
+                sub,
+                tail: 0,
+            });
+        }
         Some(Target::Object {
             r,
             ns: ns.map(String::from),
@@ -534,6 +592,9 @@ fn parse_target(reg: &Registry, group: &str, version: &str, rest: &[&str]) -> Op
                 }),
                 [name] => obj(r, Some(ns), name, None),
                 [name, s] => obj(r, Some(ns), name, Some(s)),
+                [name, "proxy", path @ ..] => {
+                    proxy_target(obj(r, Some(ns), name, Some("proxy"))?, path.len())
+                }
                 _ => None,
             }
         }
@@ -555,6 +616,29 @@ fn parse_target(reg: &Registry, group: &str, version: &str, rest: &[&str]) -> Op
             }
             obj(r, None, name, Some(s))
         }
+        [plural, name, "proxy", path @ ..] => {
+            let r = find(plural)?;
+            if r.namespaced {
+                return None;
+            }
+            proxy_target(obj(r, None, name, Some("proxy"))?, path.len())
+        }
+        _ => None,
+    }
+}
+
+/// A `proxy` target with `tail` path segments after the subresource.
+fn proxy_target(t: Target, tail: usize) -> Option<Target> {
+    match t {
+        Target::Connect {
+            r, ns, name, sub, ..
+        } => Some(Target::Connect {
+            r,
+            ns,
+            name,
+            sub,
+            tail,
+        }),
         _ => None,
     }
 }
@@ -572,6 +656,13 @@ mod tests {
                 Target::Collection { r, ns } => format!("C {} {ns:?}", r.plural),
                 Target::Object { r, ns, name, sub } =>
                     format!("O {} {ns:?} {name} {sub:?}", r.plural),
+                Target::Connect {
+                    r,
+                    ns,
+                    name,
+                    sub,
+                    tail,
+                } => format!("X {} {ns:?} {name} {sub:?} {tail}", r.plural),
             })
         )
     }
@@ -611,6 +702,31 @@ mod tests {
         assert_eq!(t("", "v1", "namespaces/x/pods/a/scale"), "None");
         assert_eq!(t("", "v1", "namespaces/x/nodes"), "None");
         assert_eq!(t("", "v1", "pods/a"), "None");
+        assert_eq!(
+            t("", "v1", "namespaces/x/pods/a/exec"),
+            "Some(\"X pods Some(\\\"x\\\") a Exec 0\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/x/pods/a:8080/proxy/metrics/x"),
+            "Some(\"X pods Some(\\\"x\\\") a:8080 Proxy 2\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/x/services/http:s:web/proxy"),
+            "Some(\"X services Some(\\\"x\\\") http:s:web Proxy 0\")"
+        );
+        assert_eq!(
+            t("", "v1", "nodes/n1/proxy/stats/summary"),
+            "Some(\"X nodes None n1 Proxy 2\")"
+        );
+        assert_eq!(
+            t("", "v1", "namespaces/x/pods/a/ephemeralcontainers"),
+            "Some(\"O pods Some(\\\"x\\\") a Some(EphemeralContainers)\")"
+        );
+        assert_eq!(t("", "v1", "namespaces/x/pods/a/exec/more"), "None");
+        assert_eq!(t("", "v1", "namespaces/x/configmaps/a/proxy"), "None");
+        assert_eq!(raw_tail("/api/v1/nodes/n/proxy", 0), "/");
+        assert_eq!(raw_tail("/api/v1/nodes/n/proxy/", 0), "/");
+        assert_eq!(raw_tail("/api/v1/nodes/n/proxy/a%2Fb/c/", 2), "/a%2Fb/c/");
         assert_eq!(t("apps", "v1", "namespaces/x/widgets"), "None");
     }
 }

@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         min_request_timeout: Duration::from_secs(cli.min_request_timeout_seconds.max(1)),
         bookmark_interval: Duration::from_secs(cli.bookmark_interval_seconds.max(1)),
         cluster_dns,
+        proxy_loopback: false,
     };
     let controllers = (!cli.no_controllers)
         .then(|| -> anyhow::Result<_> {

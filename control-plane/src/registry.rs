@@ -28,17 +28,33 @@ pub enum Subresource {
     Eviction,
     /// `pods/log`: the container's log, from the kubelet of the pod's node.
     Log,
+    /// `pods/exec`: a command in a container, streamed through the kubelet (upgrade).
+    Exec,
+    /// `pods/attach`: the streams of a running container, through the kubelet (upgrade).
+    Attach,
+    /// `pods/portforward`: connections to pod ports, through the kubelet (upgrade).
+    PortForward,
+    /// `pods/proxy`, `services/proxy`, `nodes/proxy`: HTTP to the pod, a Service endpoint
+    /// or the node's kubelet.
+    Proxy,
+    /// `pods/ephemeralcontainers`: writes touch only `spec.ephemeralContainers`.
+    EphemeralContainers,
 }
 
 impl Subresource {
     /// Every subresource, for URL parsing.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 11] = [
         Self::Status,
         Self::Scale,
         Self::Binding,
         Self::Finalize,
         Self::Eviction,
         Self::Log,
+        Self::Exec,
+        Self::Attach,
+        Self::PortForward,
+        Self::Proxy,
+        Self::EphemeralContainers,
     ];
 
     /// The URL segment.
@@ -51,7 +67,22 @@ impl Subresource {
             Self::Finalize => "finalize",
             Self::Eviction => "eviction",
             Self::Log => "log",
+            Self::Exec => "exec",
+            Self::Attach => "attach",
+            Self::PortForward => "portforward",
+            Self::Proxy => "proxy",
+            Self::EphemeralContainers => "ephemeralcontainers",
         }
+    }
+
+    /// Whether requests to it are passed on whole (body stream and upgrade) to a backend
+    /// rather than read here: upstream's `connect` subresources.
+    #[must_use]
+    pub fn is_connect(self) -> bool {
+        matches!(
+            self,
+            Self::Exec | Self::Attach | Self::PortForward | Self::Proxy
+        )
     }
 
     /// The subresource named by a URL segment.

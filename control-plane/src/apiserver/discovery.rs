@@ -81,6 +81,15 @@ fn resource_entry(r: &Resource) -> Value {
     e
 }
 
+/// The options kind upstream lists for a `proxy` subresource (`PodProxyOptions`...).
+fn proxy_options_kind(kind: &str) -> &'static str {
+    match kind {
+        "Service" => "ServiceProxyOptions",
+        "Node" => "NodeProxyOptions",
+        _ => "PodProxyOptions",
+    }
+}
+
 fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
     let (group, version, kind, verbs): (Option<&str>, Option<&str>, &str, &[&str]) = match sub {
         Subresource::Status => (None, None, &r.kind, &["get", "patch", "update"]),
@@ -94,6 +103,16 @@ fn subresource_entry(r: &Resource, sub: Subresource) -> Value {
         Subresource::Finalize => (None, None, &r.kind, &["update"]),
         Subresource::Eviction => (Some("policy"), Some("v1"), "Eviction", &["create"]),
         Subresource::Log => (None, None, "Pod", &["get"]),
+        Subresource::Exec => (None, None, "PodExecOptions", &["create", "get"]),
+        Subresource::Attach => (None, None, "PodAttachOptions", &["create", "get"]),
+        Subresource::PortForward => (None, None, "PodPortForwardOptions", &["create", "get"]),
+        Subresource::Proxy => (
+            None,
+            None,
+            proxy_options_kind(&r.kind),
+            &["create", "delete", "get", "patch", "update"],
+        ),
+        Subresource::EphemeralContainers => (None, None, "Pod", &["get", "patch", "update"]),
     };
     let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced,
         "kind": kind, "verbs": verbs});
@@ -235,6 +254,46 @@ mod tests {
                 .any(|e| e["name"] == "pods/binding")
         );
         assert_eq!(resource_list(&reg, "nope", "v1").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn discovery_lists_streaming_and_proxy_subresources_with_upstream_verbs() {
+        let reg = Registry::builtin();
+        let core = resource_list(&reg, "", "v1").unwrap();
+        let res = core["resources"].as_array().unwrap();
+        let entry = |name: &str| {
+            res.iter()
+                .find(|e| e["name"] == name)
+                .unwrap_or_else(|| panic!("{name} is listed"))
+                .clone()
+        };
+        let connect = ["create", "get"];
+        let proxy = ["create", "delete", "get", "patch", "update"];
+        for (name, kind, verbs, namespaced) in [
+            ("pods/exec", "PodExecOptions", &connect[..], true),
+            ("pods/attach", "PodAttachOptions", &connect[..], true),
+            (
+                "pods/portforward",
+                "PodPortForwardOptions",
+                &connect[..],
+                true,
+            ),
+            ("pods/proxy", "PodProxyOptions", &proxy[..], true),
+            ("services/proxy", "ServiceProxyOptions", &proxy[..], true),
+            ("nodes/proxy", "NodeProxyOptions", &proxy[..], false),
+            (
+                "pods/ephemeralcontainers",
+                "Pod",
+                &["get", "patch", "update"][..],
+                true,
+            ),
+        ] {
+            let e = entry(name);
+            assert_eq!(e["kind"], kind, "{name}");
+            assert_eq!(e["verbs"], json!(verbs), "{name}");
+            assert_eq!(e["namespaced"], namespaced, "{name}");
+            assert!(e.get("group").is_none(), "{name}");
+        }
     }
 
     #[test]

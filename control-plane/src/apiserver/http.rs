@@ -157,7 +157,10 @@ pub(super) async fn serve(
         Target::Object { r, ns, name, sub } => {
             let ns = ns.as_deref();
             match (sub, &req.method) {
-                (None | Some(Subresource::Status), &Method::GET) => {
+                (
+                    None | Some(Subresource::Status | Subresource::EphemeralContainers),
+                    &Method::GET,
+                ) => {
                     let (v, _) = srv.get(&r, ns, &name).await?;
                     render_one(req, &r, &v)
                 }
@@ -190,14 +193,25 @@ pub(super) async fn serve(
                     let v = srv.evict(&r, ns, &name, &body_value(req)?).await?;
                     reply(req, 201, &v)
                 }
-                (None | Some(Subresource::Status | Subresource::Finalize), &Method::PUT) => {
+                (
+                    None
+                    | Some(
+                        Subresource::Status
+                        | Subresource::Finalize
+                        | Subresource::EphemeralContainers,
+                    ),
+                    &Method::PUT,
+                ) => {
                     let body = body_value(req)?;
                     let (v, warnings) = srv
                         .update(&r, ns, &name, sub, &body, &req.write_options()?)
                         .await?;
                     Ok(with_warnings(reply(req, 200, &v)?, &warnings))
                 }
-                (None | Some(Subresource::Status), &Method::PATCH) => {
+                (
+                    None | Some(Subresource::Status | Subresource::EphemeralContainers),
+                    &Method::PATCH,
+                ) => {
                     let opts = req.patch_options()?;
                     let patch = patch_value(req)?;
                     let (v, warnings, created) =
@@ -213,6 +227,9 @@ pub(super) async fn serve(
                 (_, m) => Err(not_allowed(m)),
             }
         }
+        Target::Connect { .. } => Err(ApiError::internal(
+            "connect subresources are served before the body is read",
+        )),
     }
 }
 

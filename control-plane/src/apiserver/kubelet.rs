@@ -5,10 +5,10 @@
 use axum::body::Body;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 
 use super::ApiServer;
 use super::options::Query;
+use super::proxy::container_of;
 use super::status::{ApiError, ApiResult};
 use crate::registry::Resource;
 
@@ -22,50 +22,6 @@ const LOG_PARAMS: &[(&str, bool)] = &[
     ("sinceSeconds", true),
     ("limitBytes", true),
 ];
-
-/// The container a log request means: the named one, or the only one.
-fn container_of(pod: &Value, name: &str, wanted: Option<&str>) -> ApiResult<String> {
-    let names: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
-        .iter()
-        .flat_map(|list| pod["spec"][*list].as_array().cloned().unwrap_or_default())
-        .filter_map(|c| c["name"].as_str().map(String::from))
-        .collect();
-    let main: Vec<&String> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .filter_map(|n| names.iter().find(|x| *x == n))
-        .collect();
-    match wanted {
-        Some(c) if names.iter().any(|n| n == c) => Ok(c.to_string()),
-        Some(c) => Err(ApiError::bad_request(format!(
-            "container {c} is not valid for pod {name}"
-        ))),
-        None if main.len() == 1 => Ok(main[0].clone()),
-        None => Err(ApiError::bad_request(format!(
-            "a container name must be specified for pod {name}, choose one of: [{}]",
-            main.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ))),
-    }
-}
-
-/// The kubelet address of a node: `InternalIP:kubeletEndpoint.Port`.
-fn kubelet_address(node: &Value) -> Option<String> {
-    let ip = node["status"]["addresses"]
-        .as_array()?
-        .iter()
-        .find(|a| a["type"] == "InternalIP")?["address"]
-        .as_str()?
-        .to_string();
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .unwrap_or(10250);
-    Some(format!("{ip}:{port}"))
-}
 
 /// The kubelet query for the request's log options; bad integers are refused here.
 fn log_query(query: &Query) -> ApiResult<String> {
@@ -100,13 +56,8 @@ impl ApiServer {
                 "pod {name} does not have a host assigned"
             )));
         }
-        let nodes = self.resource("", "v1", "nodes");
-        let (node, _) = self.get(&nodes, None, node_name).await?;
-        let addr = kubelet_address(&node).ok_or_else(|| {
-            ApiError::internal(format!(
-                "node {node_name} has no InternalIP to reach its kubelet at"
-            ))
-        })?;
+        let (ip, port) = self.kubelet_of(node_name).await?;
+        let addr = format!("{ip}:{port}");
         let ns = ns.unwrap_or_default();
         let path = format!(
             "/containerLogs/{ns}/{name}/{container}?{}",
@@ -161,6 +112,7 @@ impl ApiServer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::proxy::kubelet_address;
     use super::*;
     use serde_json::json;
 
@@ -168,21 +120,36 @@ mod tests {
     fn picks_the_only_container_or_asks() {
         let one = json!({"spec": {"containers": [{"name": "web"}]}});
         assert_eq!(container_of(&one, "p", None).unwrap(), "web");
-        let two = json!({"spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "a"}, {"name": "b"}]}});
+        let two = json!({"spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "a"}, {"name": "b"}],
+            "ephemeralContainers": [{"name": "dbg"}]}});
         let e = container_of(&two, "p", None).unwrap_err();
+        // Upstream's validateContainer lists every container, init and ephemeral ones too.
         assert_eq!(
             e.message,
-            "a container name must be specified for pod p, choose one of: [a b]"
+            "a container name must be specified for pod p, choose one of: [init a b dbg]"
         );
         assert_eq!(container_of(&two, "p", Some("init")).unwrap(), "init");
-        assert_eq!(container_of(&two, "p", Some("x")).unwrap_err().code, 400);
+        assert_eq!(container_of(&two, "p", Some("dbg")).unwrap(), "dbg");
+        let e = container_of(&two, "p", Some("x")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "container x is not valid for pod p")
+        );
+        let none = json!({"spec": {}});
+        assert_eq!(
+            container_of(&none, "p", None).unwrap_err().message,
+            "a container name must be specified for pod p"
+        );
     }
 
     #[test]
     fn kubelet_address_and_query() {
         let node = json!({"status": {"addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.0.5"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
-        assert_eq!(kubelet_address(&node).unwrap(), "10.0.0.5:10250");
+        assert_eq!(
+            kubelet_address(&node).unwrap(),
+            ("10.0.0.5".to_string(), 10250)
+        );
         let q = Query::parse(Some("follow=true&tailLines=5&container=c&bogus=1"));
         assert_eq!(log_query(&q).unwrap(), "follow=true&tailLines=5");
         assert_eq!(

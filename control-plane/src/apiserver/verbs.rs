@@ -562,10 +562,27 @@ impl ApiServer {
                     obj["spec"].get("finalizers").cloned().unwrap_or(json!([]));
                 n
             }
+            Some(Subresource::EphemeralContainers) => {
+                let mut n = current.clone();
+                let ecs = obj["spec"].get("ephemeralContainers").cloned();
+                match (n.get_mut("spec").and_then(Value::as_object_mut), ecs) {
+                    (Some(spec), Some(ecs)) if !ecs.is_null() => {
+                        spec.insert("ephemeralContainers".into(), ecs);
+                    }
+                    (Some(spec), _) => {
+                        spec.remove("ephemeralContainers");
+                    }
+                    (None, _) => {}
+                }
+                n
+            }
             _ => {
                 let mut n = obj;
                 if r.strategy.has_status() {
                     n["status"] = current.get("status").cloned().unwrap_or(Value::Null);
+                }
+                if sub.is_none() {
+                    r.strategy.prepare_update(current, &mut n);
                 }
                 n
             }
@@ -612,6 +629,9 @@ impl ApiServer {
         r.strategy.default(&mut new);
         let mut causes = self.validate(r, &new);
         causes.extend(r.strategy.validate_update(current, &new));
+        if let Some(sub) = sub {
+            causes.extend(r.strategy.validate_subresource_update(sub, current, &new));
+        }
         if !causes.is_empty() {
             return Err(ApiError::invalid(&r.group, &r.kind, name, causes));
         }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sluice_patch::ListStrategy;
 
+use super::Subresource;
 use super::printers::{age, s};
 use crate::apiserver::status::Cause;
 
@@ -99,6 +100,22 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Update rules beyond the generic ones: immutable fields.
     fn validate_update(&self, _old: &Value, _new: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Upstream's `PrepareForUpdate` of a write to the object itself (not a subresource):
+    /// fields only a subresource may write are taken from `old` (a pod's
+    /// `spec.ephemeralContainers`).
+    fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
+
+    /// Update rules of a write through `sub`, beyond [`Strategy::validate_update`]
+    /// (`pods/ephemeralcontainers`: existing ephemeral containers stay as they are).
+    fn validate_subresource_update(
+        &self,
+        _sub: Subresource,
+        _old: &Value,
+        _new: &Value,
+    ) -> Vec<Cause> {
         Vec::new()
     }
 

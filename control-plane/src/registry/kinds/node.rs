@@ -13,7 +13,7 @@ use super::super::{Resource, Subresource};
 pub fn resource() -> Resource {
     Resource::new("", "v1", "nodes", "node", "Node", false, NodeStrategy)
         .short_names(&["no"])
-        .subresources(&[Subresource::Status])
+        .subresources(&[Subresource::Status, Subresource::Proxy])
 }
 
 /// Upstream's `Node` strategy and printer.

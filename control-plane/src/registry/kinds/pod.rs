@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::super::printers::{age, n, none_if_empty, s};
 use super::super::strategy::{Canonical, Column, Strategy, ValidationContext, col, typed};
 use super::super::validation::{
-    default_pod_spec, obj_mut, set_default, validate_containers, without,
+    DNS1123_LABEL_MSG, default_pod_spec, is_dns1123_label, obj_mut, set_default,
+    validate_containers, without,
 };
 use super::super::{Resource, Subresource};
 use crate::apiserver::status::Cause;
@@ -22,6 +23,11 @@ pub fn resource() -> Resource {
             Subresource::Binding,
             Subresource::Eviction,
             Subresource::Log,
+            Subresource::Exec,
+            Subresource::Attach,
+            Subresource::PortForward,
+            Subresource::Proxy,
+            Subresource::EphemeralContainers,
         ])
 }
 
@@ -55,7 +61,37 @@ impl Strategy for PodStrategy {
     fn validate(&self, obj: &Value, _cx: &ValidationContext) -> Vec<Cause> {
         let mut causes = Vec::new();
         validate_containers(&obj["spec"], "spec", &mut causes);
+        validate_ephemeral_containers(&obj["spec"], &mut causes);
         causes
+    }
+
+    /// A write to the pod itself keeps the stored ephemeral containers: only
+    /// `pods/ephemeralcontainers` changes them (upstream drops them on update).
+    fn prepare_update(&self, old: &Value, new: &mut Value) {
+        let kept = old["spec"].get("ephemeralContainers").cloned();
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            match kept {
+                Some(ecs) if !ecs.is_null() => {
+                    spec.insert("ephemeralContainers".into(), ecs);
+                }
+                _ => {
+                    spec.remove("ephemeralContainers");
+                }
+            }
+        }
+    }
+
+    fn validate_subresource_update(
+        &self,
+        sub: Subresource,
+        old: &Value,
+        new: &Value,
+    ) -> Vec<Cause> {
+        if sub == Subresource::EphemeralContainers {
+            ephemeral_containers_update(old, new)
+        } else {
+            Vec::new()
+        }
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<Cause> {
@@ -205,10 +241,140 @@ fn pod_qos(pod: &Value) -> &'static str {
     }
 }
 
-/// Fields of a pod spec that an update may change.
+/// Container fields an ephemeral container may not set (upstream's
+/// `allowedEphemeralContainerFields` entries that are `false`).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// Whether a field is set in Go's sense (not the zero value: absent, null, empty).
+fn is_set(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(m)) => m.values().any(|x| is_set(Some(x))),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Upstream's `validateEphemeralContainers`: names unique across every container, an
+/// image, a target that is a regular or init container, and none of the fields that
+/// only workload containers may have.
+fn validate_ephemeral_containers(spec: &Value, causes: &mut Vec<Cause>) {
+    let Some(ecs) = spec["ephemeralContainers"].as_array() else {
+        return;
+    };
+    let others: std::collections::HashSet<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| spec[*l].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let mut all = others.clone();
+    for (i, ec) in ecs.iter().enumerate() {
+        let p = format!("spec.ephemeralContainers[{i}]");
+        match ec["name"].as_str() {
+            None | Some("") => causes.push(Cause::required(format!("{p}.name"))),
+            Some(n) if !is_dns1123_label(n) => {
+                causes.push(Cause::invalid(
+                    format!("{p}.name"),
+                    &json!(n),
+                    DNS1123_LABEL_MSG,
+                ));
+            }
+            Some(n) => {
+                if !all.insert(n) {
+                    causes.push(Cause::duplicate(format!("{p}.name"), &json!(n)));
+                }
+            }
+        }
+        if ec["image"].as_str().is_none_or(|s| s.trim().is_empty()) {
+            causes.push(Cause::required(format!("{p}.image")));
+        }
+        if let Some(t) = ec["targetContainerName"].as_str()
+            && !t.is_empty()
+            && !others.contains(t)
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotFound",
+                field: format!("{p}.targetContainerName"),
+                message: format!("Not found: {}", json!(t)),
+            });
+        }
+        for f in EPHEMERAL_FORBIDDEN {
+            if is_set(ec.get(*f)) {
+                causes.push(Cause::forbidden(
+                    format!("{p}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, vm) in ec["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for f in ["subPath", "subPathExpr"] {
+                if is_set(vm.get(f)) {
+                    causes.push(Cause::forbidden(
+                        format!("{p}.volumeMounts[{j}].{f}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Upstream's `ValidatePodEphemeralContainersUpdate`: existing ephemeral containers may be
+/// neither removed nor changed; static (mirror) pods take none.
+fn ephemeral_containers_update(old: &Value, new: &Value) -> Vec<Cause> {
+    if !old["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null() {
+        return vec![Cause::forbidden(
+            "",
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let new_ecs = new["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut causes = Vec::new();
+    for o in old["spec"]["ephemeralContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = o["name"].as_str().unwrap_or_default();
+        match new_ecs.iter().find(|n| n["name"].as_str() == Some(name)) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(n) if n != o => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
+    causes
+}
+
+/// Fields of a pod spec that an update may change (ephemeral containers are judged by
+/// their own subresource's rules).
 fn pod_spec_mutable_view(spec: &Value) -> Value {
     let mut s = spec.clone();
     if let Some(m) = s.as_object_mut() {
+        m.remove("ephemeralContainers");
         m.remove("activeDeadlineSeconds");
         m.remove("tolerations");
         m.remove("terminationGracePeriodSeconds");

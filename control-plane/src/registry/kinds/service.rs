@@ -25,7 +25,7 @@ pub fn resource() -> Resource {
     )
     .short_names(&["svc"])
     .categories(&["all"])
-    .subresources(&[Subresource::Status])
+    .subresources(&[Subresource::Status, Subresource::Proxy])
 }
 
 /// Upstream's `Service` strategy and printer.
