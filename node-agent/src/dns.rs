@@ -12,10 +12,13 @@
 //! change is served as soon as the event is read; only a (re)list rebuilds
 //! the whole zone. [`serve`] answers every query with the pure [`answer`]
 //! when it is in the cluster zone (or a reverse name of a cluster address),
-//! and forwards the rest to the node's upstream resolvers over UDP, retrying
-//! over TCP when the reply is truncated, passing the upstream's response code
-//! through. A malformed query gets FORMERR, an opcode other than QUERY gets
-//! NOTIMP, and neither stops the server.
+//! and forwards the rest to the upstream resolvers (the node's resolv.conf
+//! nameservers, or the agent's `--dns-upstream`) over UDP, retrying over TCP
+//! when the reply is truncated, passing the upstream's response code through.
+//! A malformed query gets FORMERR when its header can be read (its id is
+//! echoed; a query with no question or more than one is malformed too),
+//! anything shorter than a header is dropped, an opcode other than QUERY gets
+//! NOTIMP, and none of them stops the server.
 //!
 //! [`run`] is both, on the sockets of a [`Config`].
 
@@ -83,6 +86,12 @@ pub enum DnsError {
         /// The cause.
         #[source]
         source: hickory_server::net::NetError,
+    },
+    /// An upstream resolver is neither `ip` nor `ip:port`.
+    #[error("DNS upstream {value:?} is neither an IP address nor IP:port")]
+    Upstream {
+        /// The value given.
+        value: String,
     },
     /// A watch stream ended (the client was shut down).
     #[error("the {kind} watch ended")]
@@ -154,6 +163,27 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         }
     }
     servers
+}
+
+/// An upstream resolver given as `ip` (port 53) or `ip:port` (`[v6]:port`), as the agent's
+/// `--dns-upstream` takes it.
+///
+/// # Errors
+/// [`DnsError::Upstream`] when `value` is neither.
+pub fn parse_upstream(value: &str) -> Result<SocketAddr, DnsError> {
+    let value = value.trim();
+    value
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            value
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .ok_or_else(|| DnsError::Upstream {
+            value: value.to_owned(),
+        })
 }
 
 /// [`parse_resolv_conf`] of the file at `path` (the node's `/etc/resolv.conf`).

@@ -6,9 +6,11 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probe;
+pub mod rotation;
 pub mod server;
 pub mod spec;
 pub mod status;
+pub mod streaming;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,6 +52,11 @@ pub struct Config {
     pub service_cidr: Option<String>,
     /// The kubelet HTTP server's port on `node_ip` (`daemonEndpoints.kubeletEndpoint`).
     pub kubelet_port: u16,
+    /// When container logs are rotated.
+    pub log_rotation: rotation::Policy,
+    /// The API server's addresses: with loopback and `node_ip`, the only peers the kubelet
+    /// server answers (until TLS and authorization come).
+    pub api_server_ips: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -303,6 +310,72 @@ async fn collect_orphans(
     }
 }
 
+/// How often running containers' log sizes are checked (upstream's default monitor period).
+const LOG_ROTATION_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rotates the logs of this node's running containers as they outgrow `policy`.
+async fn rotate_logs(mut cri: sluice_proto::Clients, policy: rotation::Policy) {
+    let mut tick = tokio::time::interval(LOG_ROTATION_PERIOD);
+    loop {
+        tick.tick().await;
+        let filter = cri::ContainerFilter {
+            state: Some(cri::ContainerStateValue {
+                state: cri::ContainerState::ContainerRunning.into(),
+            }),
+            label_selector: [(spec::LABEL_MANAGED.to_string(), "true".to_string())].into(),
+            ..Default::default()
+        };
+        let Ok(list) = cri
+            .runtime
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await
+        else {
+            continue;
+        };
+        for c in list.into_inner().containers {
+            let Ok(status) = cri
+                .runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: c.id.clone(),
+                    verbose: false,
+                })
+                .await
+            else {
+                continue;
+            };
+            let Some(path) = status.into_inner().status.map(|s| s.log_path) else {
+                continue;
+            };
+            if path.is_empty() {
+                continue;
+            }
+            let mut reopen_cri = cri.clone();
+            let id = c.id.clone();
+            let reopen = || async move {
+                reopen_cri
+                    .runtime
+                    .reopen_container_log(cri::ReopenContainerLogRequest { container_id: id })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message().to_string())
+            };
+            let now = k8s_openapi::jiff::Timestamp::now();
+            match rotation::rotate_if_needed(std::path::Path::new(&path), policy, now, reopen).await
+            {
+                Ok(true) => {
+                    tracing::info!(container = %c.id, log = %path, "rotated the container log");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(container = %c.id, error = %e, "rotating the container log");
+                }
+            }
+        }
+    }
+}
+
 /// Run the kubelet until the future is dropped.
 pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> {
     let cfg = Arc::new(cfg);
@@ -348,12 +421,17 @@ pub async fn run(cfg: Config, client: kube::Client) -> Result<(), KubeletError> 
         cri: cri.clone(),
     });
     let app = server::router(source, PathBuf::from(cfg.log_root()));
+    let mut peers = cfg.api_server_ips.clone();
+    if let Ok(ip) = cfg.node_ip.parse() {
+        peers.push(ip);
+    }
     tracing::info!(%addr, "kubelet server listening");
     tokio::spawn(async move {
-        if let Err(e) = server::serve(listener, app).await {
+        if let Err(e) = server::serve(listener, app, peers).await {
             tracing::error!(error = %e, "kubelet server stopped");
         }
     });
+    tokio::spawn(rotate_logs(cri.clone(), cfg.log_rotation));
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut relist: Option<Vec<String>> = None;
     let mut gc = tokio::time::interval(Duration::from_secs(30));

@@ -13,6 +13,9 @@ use tempfile::TempDir;
 
 /// An `xtask up` process and everything it has printed so far.
 pub struct Up {
+    /// Held while this `up` runs: one node per machine (it binds the node IP's kubelet and
+    /// DNS ports and attaches to the root cgroup), so clusters of concurrent tests take turns.
+    _machine: std::fs::File,
     child: Child,
     output: mpsc::Receiver<String>,
     /// Every line `up` printed (stdout and stderr), in arrival order.
@@ -36,6 +39,8 @@ impl Up {
     /// # Panics
     /// When xtask cannot be started.
     pub fn spawn(args: &[&str], listen: &str, state: &Path, envs: &[(&str, &Path)]) -> Self {
+        let machine = std::fs::File::create(MACHINE_LOCK).expect("create the machine lock");
+        machine.lock().expect("take the machine lock");
         // xtask itself is always a debug build (`cargo xtask` runs it from target/debug).
         let xtask = crate::bin_dir()
             .parent()
@@ -68,6 +73,7 @@ impl Up {
             });
         }
         Self {
+            _machine: machine,
             child,
             output: rx,
             lines: Vec::new(),
@@ -141,6 +147,9 @@ impl Up {
     }
 }
 
+/// The lock file every `up` a test starts holds: see [`Up`].
+pub const MACHINE_LOCK: &str = "/tmp/sluice-e2e-node.lock";
+
 impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.interrupt();
@@ -179,6 +188,12 @@ impl Cluster {
 
     /// Start with the debug (`dev`) or release binaries.
     pub fn start_with(dev: bool) -> Self {
+        Self::start_with_env(dev, &[])
+    }
+
+    /// Start with the debug (`dev`) or release binaries, `envs` set for `up` and so for the
+    /// daemons it starts (`SLUICE_DNS_UPSTREAM` for the node agent, say).
+    pub fn start_with_env(dev: bool, envs: &[(&str, &Path)]) -> Self {
         let state = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -190,7 +205,7 @@ impl Cluster {
             &["--skip-build"]
         };
         let mut cluster = Self {
-            up: Some(Up::spawn(args, &addr, state.path(), &[])),
+            up: Some(Up::spawn(args, &addr, state.path(), envs)),
             kubeconfig: PathBuf::new(),
             state,
             addr,

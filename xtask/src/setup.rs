@@ -25,6 +25,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",
     "catatonit",
     "umoci",
+    // The reference DNS server of `bench dns` and the test upstream of `dns_e2e`.
+    "dnsmasq-base",
 ];
 
 /// The nightly toolchain that builds the eBPF crate (LLVM 22).

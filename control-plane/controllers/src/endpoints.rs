@@ -175,6 +175,17 @@ fn port_key(ports: &[EndpointPort]) -> PortKey {
         .collect()
 }
 
+/// The endpoint hostname upstream publishes (`ShouldSetHostname`): the pod's
+/// `spec.hostname` when its `spec.subdomain` names this Service in the same namespace, so
+/// DNS answers `<hostname>.<service>.<ns>.svc`.
+fn published_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == svc.metadata.name.as_deref()
+        && pod.metadata.namespace == svc.metadata.namespace)
+        .then(|| hostname.to_string())
+}
+
 /// The slices the Service should have: one per distinct port set, endpoints sorted by address.
 /// Terminating pods are included (ready=false, terminating=true); terminal and IP-less pods are
 /// not. With no endpoints at all, one empty placeholder slice remains.
@@ -204,6 +215,7 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<DesiredSlice> {
             }),
             node_name: node_name(pod),
             target_ref: Some(target_ref(pod)),
+            hostname: published_hostname(svc, pod),
             ..Endpoint::default()
         });
     }

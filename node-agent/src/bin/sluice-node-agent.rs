@@ -51,6 +51,14 @@ struct Cli {
     /// The kubelet HTTP server's port (container logs, pods), served on the node IP.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Rotate a container's log file when it reaches this size (upstream's
+    /// `containerLogMaxSize`; a quantity such as `10Mi`).
+    #[arg(long, default_value = "10Mi", value_parser = sluice_node_agent::kubelet::rotation::parse_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container, the current one included (upstream's
+    /// `containerLogMaxFiles`).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
     /// The cluster DNS Service address pods resolve through (`none`: pods get the host's
     /// resolv.conf). This agent answers it itself, on the node IP.
     #[arg(long, default_value = "10.96.0.10")]
@@ -58,6 +66,11 @@ struct Cli {
     /// The cluster domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Where cluster DNS forwards names outside the cluster (`ip` or `ip:port`, port 53 by
+    /// default; repeat the flag, comma-separate in the env). Default: the node's
+    /// /etc/resolv.conf nameservers.
+    #[arg(long, env = "SLUICE_DNS_UPSTREAM", value_delimiter = ',', value_parser = dns::parse_upstream)]
+    dns_upstream: Vec<std::net::SocketAddr>,
     /// Run without the eBPF service proxy.
     #[arg(long)]
     no_service_proxy: bool,
@@ -71,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,kube_runtime=warn,kube_client=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let node_name = match cli.node_name {
@@ -87,6 +101,18 @@ async fn main() -> anyhow::Result<()> {
         &kube::config::KubeConfigOptions::default(),
     )
     .await?;
+    // The kubelet server answers only the API server (and this host).
+    let api_server_ips: Vec<std::net::IpAddr> = {
+        let host = config
+            .cluster_url
+            .host()
+            .unwrap_or("127.0.0.1")
+            .trim_matches(['[', ']']);
+        let port = config.cluster_url.port_u16().unwrap_or(443);
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map(|a| a.map(|s| s.ip()).collect())
+            .unwrap_or_default()
+    };
     let client = kube::Client::try_from(config)?;
     let node_ip = cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip);
     let node_addr: std::net::Ipv4Addr = node_ip
@@ -100,8 +126,11 @@ async fn main() -> anyhow::Result<()> {
     // to it, so a lookup never leaves the node.
     let dns_task = match &cluster_dns {
         Some(c) if !cli.no_service_proxy => {
-            let upstream =
-                dns::read_resolv_conf(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default();
+            let upstream = if cli.dns_upstream.is_empty() {
+                dns::read_resolv_conf(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default()
+            } else {
+                cli.dns_upstream.clone()
+            };
             let mut config = dns::Config::new(
                 vec![std::net::SocketAddr::new(node_addr.into(), 53)],
                 upstream,
@@ -150,6 +179,11 @@ async fn main() -> anyhow::Result<()> {
         cluster_dns,
         service_cidr: Some(cli.service_cidr.clone()),
         kubelet_port: cli.kubelet_port,
+        api_server_ips,
+        log_rotation: sluice_node_agent::kubelet::rotation::Policy {
+            max_size: cli.container_log_max_size,
+            max_files: usize::from(cli.container_log_max_files),
+        },
     };
     tracing::info!(bin_dir = %cli.cni_bin_dir.display(), "starting node agent");
     let proxy = async {

@@ -529,7 +529,9 @@ impl Records {
     fn lookup(&self, name: &Name) -> Lookup {
         let lower = name.to_lowercase();
         if self.zone.zone_of(&lower) {
-            let depth = usize::from(lower.num_labels() - self.zone.num_labels());
+            // Every label counts, a leading `*` too (`num_labels` skips it): a
+            // wildcard is no name of ours, only a literal label that matches nothing.
+            let depth = lower.iter().count() - self.zone.iter().count();
             let mut labels: Vec<&str> = Vec::with_capacity(depth);
             for label in lower.iter().take(depth) {
                 let Ok(label) = std::str::from_utf8(label) else {

@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::client::{Client, ClientHandle};
@@ -244,6 +244,103 @@ async fn raw(socket: &UdpSocket, addr: SocketAddr, bytes: &[u8]) -> Option<Messa
     }
 }
 
+/// A query header: `id`, RD set, opcode QUERY, and the four section counts.
+fn header(id: u16, counts: [u16; 4]) -> Vec<u8> {
+    let mut bytes = id.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0x01, 0x00]);
+    for count in counts {
+        bytes.extend_from_slice(&count.to_be_bytes());
+    }
+    bytes
+}
+
+/// `name` in wire form (no compression).
+fn wire_name(name: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        bytes.push(u8::try_from(label.len()).unwrap());
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.push(0);
+    bytes
+}
+
+/// Malformed queries that still carry a header: `(id, what is wrong, bytes)`.
+fn malformed() -> Vec<(u16, &'static str, Vec<u8>)> {
+    let mut question = wire_name("kubernetes.default.svc.cluster.local");
+    question.extend_from_slice(&[0, 1, 0, 1]);
+    let cases: [(&str, [u16; 4], Vec<u8>); 10] = [
+        (
+            "garbage for a question",
+            [1, 0, 0, 0],
+            vec![0x3f, b'x', 0xff, 0xc0],
+        ),
+        ("no question", [0, 0, 0, 0], Vec::new()),
+        (
+            "one question announced, none sent",
+            [1, 0, 0, 0],
+            Vec::new(),
+        ),
+        (
+            "extended label type 0b01",
+            [1, 0, 0, 0],
+            vec![0x41, b'x', 0, 0, 1, 0, 1],
+        ),
+        (
+            "reserved label type 0b10",
+            [1, 0, 0, 0],
+            vec![0x81, b'x', 0, 0, 1, 0, 1],
+        ),
+        (
+            "a compression pointer to itself",
+            [1, 0, 0, 0],
+            vec![0xc0, 12, 0, 1, 0, 1],
+        ),
+        (
+            "a label running past the end",
+            [1, 0, 0, 0],
+            vec![0x20, b'w', b'e', b'b'],
+        ),
+        (
+            "a question without type and class",
+            [1, 0, 0, 0],
+            wire_name("web.svc.cluster.local"),
+        ),
+        (
+            "an answer announced, none sent",
+            [1, 1, 0, 0],
+            question.clone(),
+        ),
+        (
+            "an additional record cut short",
+            [1, 0, 0, 1],
+            [&question[..], &[0, 0, 41]].concat(),
+        ),
+    ];
+    cases
+        .into_iter()
+        .zip(1..)
+        .map(|((what, counts, body), id)| {
+            let mut bytes = header(id, counts);
+            bytes.extend_from_slice(&body);
+            (id, what, bytes)
+        })
+        .collect()
+}
+
+async fn read_tcp(stream: &mut tokio::net::TcpStream) -> Message {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let len = stream.read_u16().await.unwrap();
+        let mut buf = vec![0; usize::from(len)];
+        stream.read_exact(&mut buf).await.unwrap();
+        Message::from_vec(&buf).unwrap()
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("a TCP reply")
+}
+
 #[tokio::test]
 async fn malformed_queries_get_formerr_and_the_server_stays_up() {
     let (_tx, rx) = watch::channel(cluster());
@@ -252,32 +349,82 @@ async fn malformed_queries_get_formerr_and_the_server_stays_up() {
 
     // Shorter than a header: nothing to answer to.
     assert!(raw(&socket, addr, b"\xde\xad\xbe").await.is_none());
-    // A query header announcing one question, followed by garbage.
-    let mut garbage = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    garbage.extend_from_slice(&[0x3f, b'x', 0xff, 0xc0]);
-    let reply = raw(&socket, addr, &garbage).await.expect("a FORMERR reply");
-    assert_eq!(reply.metadata.id, 0x1234);
-    assert_eq!(reply.metadata.message_type, MessageType::Response);
-    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    assert!(raw(&socket, addr, b"").await.is_none());
+    // Every other malformed query is answered FORMERR, with its id.
+    for (id, what, bytes) in malformed() {
+        let reply = raw(&socket, addr, &bytes)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(reply.metadata.id, id, "{what}");
+        assert_eq!(reply.metadata.message_type, MessageType::Response, "{what}");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "{what}"
+        );
+        assert!(reply.answers.is_empty(), "{what}");
+    }
     // Two questions in one query.
     let mut two = Message::query();
-    two.metadata.id = 7;
+    two.metadata.id = 70;
     two.add_query(Query::query(name("a.cluster.local."), RecordType::A));
     two.add_query(Query::query(name("b.cluster.local."), RecordType::A));
     let reply = raw(&socket, addr, &two.to_vec().unwrap()).await.unwrap();
+    assert_eq!(reply.metadata.id, 70);
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
 
     // An opcode other than QUERY.
     let mut status = Message::query();
-    status.metadata.id = 8;
+    status.metadata.id = 80;
     status.metadata.op_code = OpCode::Status;
     status.add_query(Query::query(
         name("kubernetes.default.svc.cluster.local."),
         RecordType::A,
     ));
     let reply = raw(&socket, addr, &status.to_vec().unwrap()).await.unwrap();
-    assert_eq!(reply.metadata.id, 8);
+    assert_eq!(reply.metadata.id, 80);
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+
+    // Random bytes behind a header, of every length up to 300: whatever the
+    // server makes of them, it keeps serving (checked below).
+    let mut rng = rand::rng();
+    for len in 0..300 {
+        let mut bytes = header(0xf000, [1, 0, 0, 0]);
+        bytes.extend((0..len).map(|_| rand::Rng::random::<u8>(&mut rng)));
+        socket.send_to(&bytes, addr).await.unwrap();
+    }
+
+    // Over TCP: FORMERR for each, on the same connection, then a real answer.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for (id, what, bytes) in malformed() {
+        use tokio::io::AsyncWriteExt;
+        let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await.unwrap();
+        let reply = read_tcp(&mut stream).await;
+        assert_eq!(reply.metadata.id, id, "TCP {what}");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "TCP {what}"
+        );
+    }
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut query = Message::query();
+        query.metadata.id = 90;
+        query.add_query(Query::query(
+            name("dns-version.cluster.local."),
+            RecordType::TXT,
+        ));
+        let bytes = query.to_vec().unwrap();
+        let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await.unwrap();
+    }
+    let reply = read_tcp(&mut stream).await;
+    assert_eq!(reply.metadata.id, 90);
+    assert_eq!(reply.answers.len(), 1);
 
     // Still serving.
     let mut client = udp_client(addr);
@@ -297,18 +444,16 @@ const SERVICES: &str = "api/v1/namespaces/default/services";
 const SLICES: &str = "apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
 const NAMESPACES: &str = "api/v1/namespaces";
 
-/// Waits until `records` satisfy `f`, returning how long that took.
+/// Waits until `records` satisfy `f`.
 async fn wait_for(
     records: &mut watch::Receiver<Records>,
     what: &str,
     f: impl Fn(&Records) -> bool,
-) -> Duration {
-    let start = Instant::now();
+) {
     tokio::time::timeout(Duration::from_secs(10), records.wait_for(|r| f(r)))
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
         .unwrap_or_else(|_| panic!("follow stopped while waiting for {what}"));
-    start.elapsed()
 }
 
 fn a_of(records: &Records, qname: &str) -> Vec<Ipv4Addr> {
@@ -362,8 +507,8 @@ async fn follow_keeps_records_in_line_with_the_api() {
         .unwrap_or_else(|_| panic!("timed out waiting for the watches"))
         .unwrap();
 
-    // A new headless Service, then its slice: each watch event is served at once.
-    let insert = Instant::now();
+    // A new headless Service, then its slice: each watch event is served at once
+    // (how fast is `cargo xtask bench dns`'s to measure, not this test's).
     api.insert(
         SERVICES,
         json!({
@@ -387,11 +532,6 @@ async fn follow_keeps_records_in_line_with_the_api() {
         a_of(r, "db-0.db.default.svc.cluster.local.") == [Ipv4Addr::new(10, 244, 0, 5)]
     })
     .await;
-    let latency = insert.elapsed();
-    assert!(
-        latency < Duration::from_millis(100),
-        "records changed {latency:?} after the API write"
-    );
 
     // The endpoint turns unready: the Service has no ready endpoint, NXDOMAIN.
     api.insert(
@@ -453,4 +593,34 @@ options ndots:5
         ]
     );
     assert!(parse_resolv_conf("").is_empty());
+}
+
+#[test]
+fn upstream_flag_values() {
+    use super::parse_upstream;
+    assert_eq!(
+        parse_upstream("10.0.0.2").unwrap(),
+        "10.0.0.2:53".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        parse_upstream(" 127.0.0.1:5353 ").unwrap(),
+        "127.0.0.1:5353".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        parse_upstream("fd00::53").unwrap(),
+        "[fd00::53]:53".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        parse_upstream("[fd00::53]:5300").unwrap(),
+        "[fd00::53]:5300".parse::<SocketAddr>().unwrap()
+    );
+    for bad in [
+        "",
+        "dns.example",
+        "10.0.0.2:",
+        "10.0.0.2:99999",
+        "10.0.0.256",
+    ] {
+        assert!(parse_upstream(bad).is_err(), "{bad:?}");
+    }
 }

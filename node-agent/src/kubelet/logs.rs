@@ -410,6 +410,10 @@ async fn count_lines(path: &Path) -> io::Result<u64> {
 /// it returns `None`, or turn it into a stream with [`LogStream::into_stream`].
 pub struct LogStream {
     records: Records<tokio::fs::File>,
+    /// The file followed, and the inode open: when rotation renames the file away, the
+    /// runtime reopens a new one at `path`, and a follower moves on to it.
+    path: PathBuf,
+    inode: u64,
     phase: Phase,
     timestamps: bool,
     since: Option<Timestamp>,
@@ -438,8 +442,12 @@ impl LogStream {
             Some(n) => count_lines(path).await?.saturating_sub(n),
             None => 0,
         };
+        let file = tokio::fs::File::open(path).await?;
+        let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata().await?);
         Ok(Self {
-            records: Records::new(tokio::fs::File::open(path).await?),
+            records: Records::new(file),
+            path: path.to_path_buf(),
+            inode,
             phase: if opts.limit_bytes == Some(0) {
                 Phase::Done
             } else if opts.follow {
@@ -523,6 +531,9 @@ impl LogStream {
                         // Flush what arrived before waiting for more.
                         return Some(Ok(out));
                     }
+                    if self.reopen_rotated().await {
+                        continue;
+                    }
                     if running().await {
                         tokio::time::sleep(POLL_INTERVAL).await;
                     } else {
@@ -532,6 +543,24 @@ impl LogStream {
                 }
             }
         }
+    }
+
+    /// At the end of the open file: if `path` now names another file (the log was rotated
+    /// and the runtime reopened it), continue with that one. Returns whether it did.
+    async fn reopen_rotated(&mut self) -> bool {
+        let Ok(meta) = tokio::fs::metadata(&self.path).await else {
+            return false;
+        };
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        if inode == self.inode {
+            return false;
+        }
+        let Ok(file) = tokio::fs::File::open(&self.path).await else {
+            return false;
+        };
+        self.records = Records::new(file);
+        self.inode = inode;
+        true
     }
 
     /// The output as a stream of chunks; `running` as for [`LogStream::next_chunk`].
@@ -852,6 +881,32 @@ not a record
             rest.extend(c.unwrap());
         }
         assert_eq!(rest, b"last\n");
+    }
+
+    #[tokio::test]
+    async fn follow_moves_to_the_reopened_file_after_rotation() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(
+            dir.path(),
+            "0.log",
+            "2024-05-01T10:00:00Z stdout F before\n",
+        );
+        let opts = q(&[("follow", "1")]).unwrap();
+        let mut s = LogStream::open(&p, &opts, ts(NOW)).await.unwrap();
+        let mut running = || std::future::ready(true);
+        assert_eq!(
+            s.next_chunk(&mut running).await.unwrap().unwrap(),
+            b"before\n"
+        );
+        // Rotation: the file is renamed away, the runtime reopens a new one at the path.
+        std::fs::rename(&p, dir.path().join("0.log.20240501-100001")).unwrap();
+        let mut f = std::fs::File::create(&p).unwrap();
+        writeln!(f, "2024-05-01T10:00:02Z stdout F after").unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), s.next_chunk(&mut running))
+            .await
+            .expect("the follower saw the reopened file");
+        assert_eq!(next.unwrap().unwrap(), b"after\n");
     }
 
     #[tokio::test]

@@ -476,6 +476,30 @@ impl Worker {
         attempt: u32,
         ip: &str,
     ) {
+        Box::pin(self.create_and_start(pod, sb, c, attempt, None, ip)).await;
+    }
+
+    /// An ephemeral container, in the process namespace of `target` (a container id) if set.
+    async fn start_ephemeral(
+        &mut self,
+        pod: &Pod,
+        sb: &cri::PodSandbox,
+        c: &Container,
+        target: Option<String>,
+        ip: &str,
+    ) {
+        Box::pin(self.create_and_start(pod, sb, c, 0, target, ip)).await;
+    }
+
+    async fn create_and_start(
+        &mut self,
+        pod: &Pod,
+        sb: &cri::PodSandbox,
+        c: &Container,
+        attempt: u32,
+        pid_target: Option<String>,
+        ip: &str,
+    ) {
         self.acted = true;
         if let Err((reason, message)) = self.ensure_image(pod, c).await {
             self.memo.entry(c.name.clone()).or_default().waiting = Some((reason, message));
@@ -497,7 +521,17 @@ impl Worker {
             0,
         );
         let _ = std::fs::create_dir_all(format!("{}/{}", sandbox_config.log_directory, c.name));
-        let config = spec::container_config(pod, c, attempt, envs);
+        let mut config = spec::container_config(pod, c, attempt, envs);
+        if let Some(target) = pid_target
+            && let Some(ns) = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = cri::NamespaceMode::Target as i32;
+            ns.target_id = target;
+        }
         let created = self
             .cri
             .runtime
@@ -634,6 +668,25 @@ impl Worker {
                             .await;
                     }
                 }
+            }
+        }
+        // Ephemeral containers run once each and are never restarted, whatever the policy.
+        for (c, target) in spec::ephemeral_containers(pod) {
+            match rt.containers.get(&c.name).and_then(|v| v.last()) {
+                None => {
+                    let target_id = target.and_then(|t| {
+                        rt.containers
+                            .get(&t)
+                            .and_then(|v| v.last())
+                            .filter(|cur| cur.state == cri::ContainerState::ContainerRunning as i32)
+                            .map(|cur| cur.id.clone())
+                    });
+                    self.start_ephemeral(pod, sb, &c, target_id, &ip).await;
+                }
+                Some(cur) if cur.state == cri::ContainerState::ContainerCreated as i32 => {
+                    self.start_created(&cur.id).await;
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -978,6 +1031,10 @@ impl Worker {
             }
             containers.push(v);
         }
+        let mut ephemeral = Vec::new();
+        for (c, _) in spec::ephemeral_containers(pod) {
+            ephemeral.push(self.view(&c, rt, true).await);
+        }
         let observed = Observed {
             restart_policy: spec
                 .restart_policy
@@ -994,6 +1051,7 @@ impl Worker {
             }),
             init,
             containers,
+            ephemeral,
         };
         let previous =
             serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or(Value::Null);

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -21,10 +21,13 @@ use sluice_proto::runtime::v1 as cri;
 
 use super::logs::{self, LogOptions, LogStream};
 use super::spec;
+use super::streaming::{self, StreamRequest, Verb};
 
 /// One attempt (restart) of a container as the runtime has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
+    /// The runtime's container id.
+    pub id: String,
     /// The restart number (`ContainerMetadata.attempt`, the log file's name).
     pub attempt: u32,
     /// Whether it is running.
@@ -49,6 +52,19 @@ pub trait PodSource: Send + Sync + 'static {
     /// The runtime's attempts of `container` in the pod with `uid` (empty when it has
     /// none, or cannot be asked).
     fn attempts(&self, uid: &str, container: &str) -> BoxFuture<'static, Vec<Attempt>>;
+
+    /// The id of the pod's ready sandbox.
+    fn sandbox(&self, uid: &str) -> BoxFuture<'static, Option<String>>;
+
+    /// A one-shot URL on the runtime's stream server.
+    fn stream_url(&self, req: StreamRequest) -> BoxFuture<'static, Result<String, tonic::Status>>;
+
+    /// Runs a command in a container and waits for its output.
+    fn exec_sync(
+        &self,
+        container_id: String,
+        cmd: Vec<String>,
+    ) -> BoxFuture<'static, Result<cri::ExecSyncResponse, tonic::Status>>;
 }
 
 /// The agent's [`PodSource`]: the kubelet's reflector of this node's pods, and CRI.
@@ -95,6 +111,7 @@ impl PodSource for KubeletPods {
                     .containers
                     .into_iter()
                     .map(|c| Attempt {
+                        id: c.id,
                         attempt: c.metadata.map_or(0, |m| m.attempt),
                         running: c.state == cri::ContainerState::ContainerRunning as i32,
                         created_at: c.created_at,
@@ -105,6 +122,63 @@ impl PodSource for KubeletPods {
                     Vec::new()
                 }
             }
+        })
+    }
+
+    fn sandbox(&self, uid: &str) -> BoxFuture<'static, Option<String>> {
+        let mut cri = self.cri.clone();
+        let filter = cri::PodSandboxFilter {
+            label_selector: [(spec::LABEL_POD_UID.to_string(), uid.to_string())].into(),
+            state: Some(cri::PodSandboxStateValue {
+                state: cri::PodSandboxState::SandboxReady.into(),
+            }),
+            ..Default::default()
+        };
+        Box::pin(async move {
+            let list = cri
+                .runtime
+                .list_pod_sandbox(cri::ListPodSandboxRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .ok()?;
+            list.into_inner()
+                .items
+                .into_iter()
+                .max_by_key(|s| s.created_at)
+                .map(|s| s.id)
+        })
+    }
+
+    fn stream_url(&self, req: StreamRequest) -> BoxFuture<'static, Result<String, tonic::Status>> {
+        let mut cri = self.cri.clone();
+        Box::pin(async move {
+            Ok(match req {
+                StreamRequest::Exec(r) => cri.runtime.exec(r).await?.into_inner().url,
+                StreamRequest::Attach(r) => cri.runtime.attach(r).await?.into_inner().url,
+                StreamRequest::PortForward(r) => {
+                    cri.runtime.port_forward(r).await?.into_inner().url
+                }
+            })
+        })
+    }
+
+    fn exec_sync(
+        &self,
+        container_id: String,
+        cmd: Vec<String>,
+    ) -> BoxFuture<'static, Result<cri::ExecSyncResponse, tonic::Status>> {
+        let mut cri = self.cri.clone();
+        Box::pin(async move {
+            Ok(cri
+                .runtime
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id,
+                    cmd,
+                    timeout: 60,
+                })
+                .await?
+                .into_inner())
         })
     }
 }
@@ -125,15 +199,62 @@ pub fn router(source: Arc<dyn PodSource>, log_root: PathBuf) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
+        .route("/run/{namespace}/{pod}/{container}", post(run))
         .with_state(AppState {
             source,
             log_root: Arc::new(log_root),
         })
 }
 
-/// Serves `router` on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+/// Serves `router` on `listener` until the future is dropped, answering only loopback and
+/// `peers` (the API server, this node); anyone else gets a 403 `Status`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    peers: Vec<std::net::IpAddr>,
+) -> std::io::Result<()> {
+    let peers = Arc::new(peers);
+    let guarded = router.layer(axum::middleware::from_fn(
+        move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+              req: axum::extract::Request,
+              next: axum::middleware::Next| {
+            let peers = peers.clone();
+            async move {
+                if allowed(&peers, peer.ip()) {
+                    next.run(req).await
+                } else {
+                    streaming::status(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &format!("the kubelet answers only the API server, not {}", peer.ip()),
+                    )
+                }
+            }
+        },
+    ));
+    axum::serve(
+        listener,
+        guarded.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
+
+/// Whether a peer may use the kubelet server: loopback or one of `peers`.
+fn allowed(peers: &[std::net::IpAddr], peer: std::net::IpAddr) -> bool {
+    let peer = match peer {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+        v4 @ std::net::IpAddr::V4(_) => v4,
+    };
+    peer.is_loopback() || peers.contains(&peer)
 }
 
 fn plain(code: StatusCode, msg: String) -> Response {
@@ -158,6 +279,38 @@ async fn list_pods(State(st): State<AppState>) -> Response {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn exec(
+    State(st): State<AppState>,
+    UrlPath(target): UrlPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    streaming::remote_command(st.source, Verb::Exec, target, req).await
+}
+
+async fn attach(
+    State(st): State<AppState>,
+    UrlPath(target): UrlPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    streaming::remote_command(st.source, Verb::Attach, target, req).await
+}
+
+async fn port_forward(
+    State(st): State<AppState>,
+    UrlPath(target): UrlPath<(String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    streaming::port_forward(st.source, target, req).await
+}
+
+async fn run(
+    State(st): State<AppState>,
+    UrlPath(target): UrlPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    streaming::run(st.source, target, req).await
 }
 
 fn has_container(pod: &Pod, name: &str) -> bool {
@@ -301,6 +454,29 @@ mod tests {
             };
             Box::pin(std::future::ready(v))
         }
+
+        fn sandbox(&self, _uid: &str) -> BoxFuture<'static, Option<String>> {
+            Box::pin(std::future::ready(None))
+        }
+
+        fn stream_url(
+            &self,
+            _req: StreamRequest,
+        ) -> BoxFuture<'static, Result<String, tonic::Status>> {
+            Box::pin(std::future::ready(Err(tonic::Status::unimplemented(
+                "fake",
+            ))))
+        }
+
+        fn exec_sync(
+            &self,
+            _id: String,
+            _cmd: Vec<String>,
+        ) -> BoxFuture<'static, Result<cri::ExecSyncResponse, tonic::Status>> {
+            Box::pin(std::future::ready(Err(tonic::Status::unimplemented(
+                "fake",
+            ))))
+        }
     }
 
     fn pod() -> Pod {
@@ -340,11 +516,13 @@ mod tests {
             pods: vec![Arc::new(pod())],
             attempts: Mutex::new(vec![
                 Attempt {
+                    id: String::new(),
                     attempt: 0,
                     running: false,
                     created_at: 1,
                 },
                 Attempt {
+                    id: String::new(),
                     attempt: 1,
                     running: false,
                     created_at: 2,
@@ -371,6 +549,17 @@ mod tests {
             .await
             .unwrap();
         (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn only_loopback_and_the_api_server_are_answered() {
+        let peers: Vec<std::net::IpAddr> = vec!["10.1.2.3".parse().unwrap()];
+        assert!(allowed(&peers, "127.0.0.1".parse().unwrap()));
+        assert!(allowed(&peers, "::1".parse().unwrap()));
+        assert!(allowed(&peers, "10.1.2.3".parse().unwrap()));
+        assert!(allowed(&peers, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!allowed(&peers, "10.1.2.4".parse().unwrap()));
+        assert!(!allowed(&[], "192.0.2.1".parse().unwrap()));
     }
 
     #[tokio::test]
@@ -468,6 +657,7 @@ mod tests {
         use std::io::Write as _;
         let s = setup();
         s.fake.attempts.lock().unwrap().push(Attempt {
+            id: String::new(),
             attempt: 2,
             running: true,
             created_at: 3,

@@ -445,6 +445,24 @@ pub fn container_config(
     }
 }
 
+/// A pod's ephemeral containers as containers to run, each with the container whose process
+/// namespace it targets (`targetContainerName`, `kubectl debug --target`).
+#[must_use]
+pub fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            let target = v
+                .as_object_mut()?
+                .remove("targetContainerName")
+                .and_then(|t| t.as_str().map(String::from));
+            Some((serde_json::from_value(v).ok()?, target))
+        })
+        .collect()
+}
+
 /// The cluster DNS the kubelet points pods at (upstream's `--cluster-dns` and
 /// `--cluster-domain`).
 #[derive(Debug, Clone, PartialEq, Eq)]

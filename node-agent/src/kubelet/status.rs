@@ -181,6 +181,9 @@ pub struct Observed {
     pub init: Vec<ContainerView>,
     /// App containers, in spec order.
     pub containers: Vec<ContainerView>,
+    /// Ephemeral (debug) containers, in spec order: they count for neither phase nor
+    /// readiness.
+    pub ephemeral: Vec<ContainerView>,
 }
 
 /// The full `.status`; `previous` is the pod's current status (for condition transition times
@@ -248,6 +251,10 @@ pub fn pod_status(o: &Observed, previous: &Value, now: &str) -> Value {
     if !o.init.is_empty() {
         status["initContainerStatuses"] =
             Value::Array(o.init.iter().map(ContainerView::to_json).collect());
+    }
+    if !o.ephemeral.is_empty() {
+        status["ephemeralContainerStatuses"] =
+            Value::Array(o.ephemeral.iter().map(ContainerView::to_json).collect());
     }
     if let Some(ip) = &o.pod_ip {
         status["podIP"] = json!(ip);
@@ -376,6 +383,7 @@ mod tests {
                 c("a", running(), true, 0, None),
                 c("b", running(), false, 1, Some(exited(137))),
             ],
+            ephemeral: vec![c("debugger", running(), false, 0, None)],
         };
         let s = pod_status(
             &o,
@@ -384,6 +392,9 @@ mod tests {
         );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["podIP"], "10.244.0.2");
+        // An ephemeral container has a status of its own and no say in readiness or phase.
+        assert_eq!(s["ephemeralContainerStatuses"][0]["name"], "debugger");
+        assert_eq!(s["containerStatuses"].as_array().unwrap().len(), 2);
         let ready = s["conditions"]
             .as_array()
             .unwrap()

@@ -289,3 +289,23 @@ mod glue {
         assert!(writes.iter().all(|w| w.starts_with("PUT")));
     }
 }
+
+#[test]
+fn hostname_published_only_for_the_pods_subdomain() {
+    let svc = service(&json!([{ "name": "web", "port": 80 }]));
+    let mut named = pod("a", Some("10.0.0.1"), true, None);
+    let spec = named.spec.as_mut().unwrap();
+    spec.hostname = Some("db-0".into());
+    spec.subdomain = Some("web".into());
+    let mut other = pod("b", Some("10.0.0.2"), true, None);
+    let spec = other.spec.as_mut().unwrap();
+    spec.hostname = Some("db-1".into());
+    spec.subdomain = Some("elsewhere".into());
+    let slices = desired_slices(&svc, &[named, other]);
+    let hostnames: Vec<Option<&str>> = slices[0]
+        .endpoints
+        .iter()
+        .map(|e| e.hostname.as_deref())
+        .collect();
+    assert_eq!(hostnames, [Some("db-0"), None]);
+}

@@ -641,6 +641,45 @@ fn zone_structure_nxdomain_and_nodata() {
 }
 
 #[test]
+fn odd_names_in_the_zone_are_answered_without_panicking() {
+    let records = cluster();
+    // No wildcards in the zone: `*` is a label like any other, and matches nothing.
+    for qname in [
+        "*.cluster.local.",
+        "*.svc.cluster.local.",
+        "*.default.svc.cluster.local.",
+        "*.kubernetes.default.svc.cluster.local.",
+        "_http._tcp.*.default.svc.cluster.local.",
+        "*.default.pod.cluster.local.",
+    ] {
+        assert_nxdomain(&records, qname, RecordType::A);
+    }
+    // Letter case, binary labels, the longest names: answered, never a panic.
+    let r = ask(
+        &records,
+        "KUBERNETES.Default.SVC.cluster.LOCAL.",
+        RecordType::A,
+    );
+    assert_eq!(r.answers.len(), 1);
+    let binary =
+        Name::from_labels([&b"\xff\x00"[..], b"default", b"svc", b"cluster", b"local"]).unwrap();
+    let r = answer(&records, &Query::query(binary, RecordType::A)).unwrap();
+    assert_eq!(r.code, ResponseCode::NXDomain);
+    let label = "a".repeat(63);
+    let long = format!("{label}.{label}.{label}.{label:.47}.cluster.local.");
+    assert_nxdomain(&records, &long, RecordType::A);
+    for qtype in [
+        RecordType::ANY,
+        RecordType::AXFR,
+        RecordType::OPT,
+        RecordType::Unknown(65_280),
+    ] {
+        let r = ask(&records, "kubernetes.default.svc.cluster.local.", qtype);
+        assert_eq!(r.code, ResponseCode::NoError, "{qtype}");
+    }
+}
+
+#[test]
 fn names_outside_the_zone_are_forwarded() {
     let records = cluster();
     for outside in ["www.example.com.", "local.", "cluster.local.example.", "."] {
