@@ -313,7 +313,8 @@ async fn run(
     streaming::run(st.source, target, req).await
 }
 
-fn has_container(pod: &Pod, name: &str) -> bool {
+/// Whether the pod's spec has a container (regular, init or ephemeral) named `name`.
+pub(super) fn has_container(pod: &Pod, name: &str) -> bool {
     let Some(spec) = &pod.spec else { return false };
     spec.containers.iter().any(|c| c.name == name)
         || spec

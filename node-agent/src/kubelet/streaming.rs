@@ -119,21 +119,6 @@ fn query_pairs(req: &Request<Body>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn in_spec(pod: &Pod, name: &str) -> bool {
-    let Some(spec) = &pod.spec else { return false };
-    spec.containers.iter().any(|c| c.name == name)
-        || spec
-            .init_containers
-            .iter()
-            .flatten()
-            .any(|c| c.name == name)
-        || spec
-            .ephemeral_containers
-            .iter()
-            .flatten()
-            .any(|c| c.name == name)
-}
-
 /// The pod, or the `Status` that says it is not on this node.
 fn find_pod(
     source: &dyn PodSource,
@@ -156,7 +141,7 @@ async fn running_container(
     container: &str,
 ) -> Result<String, Box<Response<Body>>> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    if !in_spec(pod, container) {
+    if !super::server::has_container(pod, container) {
         return Err(Box::new(status(
             StatusCode::NOT_FOUND,
             "NotFound",
