@@ -74,3 +74,29 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     );
     p
 }
+
+/// For a benchmark that builds host state (netns, veths, servers): on SIGINT or SIGTERM run
+/// `cleanup`, then exit 130. Nothing else would run its drops; `xtask up`, in the same process
+/// group, stops the cluster on the same Ctrl-C.
+pub fn cleanup_on_signal(cleanup: fn()) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("signal runtime: {e}"))?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("[bench] interrupted: cleaning up");
+            cleanup();
+            std::process::exit(130);
+        });
+    });
+    Ok(())
+}

@@ -175,31 +175,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// On SIGINT or SIGTERM: clean up, then exit (nothing else would run the drops; `xtask up`,
-/// in the same process group, stops the cluster on the same Ctrl-C).
-fn cleanup_on_signal() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("signal runtime")?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut term) = signal(SignalKind::terminate()) else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            eprintln!("[bench] interrupted: cleaning up");
-            cleanup();
-            std::process::exit(130);
-        });
-    });
-    Ok(())
-}
-
 /// The bench's namespace, a veth pair to it, and a default route back through the host (the
 /// pod's queries are routed to it).
 fn create_namespace() -> Result<()> {
@@ -624,7 +599,7 @@ fn main() -> Result<()> {
     // Leftovers of a killed run go first; from here on, every way out cleans up.
     cleanup();
     let _cleanup = Cleanup;
-    cleanup_on_signal()?;
+    sluice_tests::cleanup_on_signal(cleanup)?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     create_namespace()?;

@@ -230,30 +230,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// On SIGINT or SIGTERM: clean up, then exit (nothing else would run the drops).
-fn cleanup_on_signal() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("signal runtime")?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut term) = signal(SignalKind::terminate()) else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            eprintln!("[bench] interrupted: cleaning up");
-            cleanup();
-            std::process::exit(130);
-        });
-    });
-    Ok(())
-}
-
 // ---- the backends --------------------------------------------------------------------------
 
 /// nginx's config: one server on both pod IPs, a tiny fixed-size body naming the backend
@@ -917,7 +893,7 @@ fn main() -> Result<()> {
     // Leftovers of a killed run go first; from here on, every way out cleans up.
     cleanup();
     let _cleanup = Cleanup;
-    cleanup_on_signal()?;
+    sluice_tests::cleanup_on_signal(cleanup)?;
 
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
