@@ -20,6 +20,7 @@ mod containerd;
 mod ebpf;
 mod images;
 mod lint;
+mod process;
 mod setup;
 mod up;
 
