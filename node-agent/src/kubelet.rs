@@ -57,9 +57,29 @@ pub struct Config {
     /// The API server's addresses: with loopback and `node_ip`, the only peers the kubelet
     /// server answers (until TLS and authorization come).
     pub api_server_ips: Vec<std::net::IpAddr>,
+    /// The cgroup under which this node's pods live (`""`: the hierarchy's root, as
+    /// upstream's `--cgroup-root=/`); pods go to `<cgroup_root>/kubepods/...`. Several
+    /// nodes on one machine each get their own, so each node's eBPF hooks see only
+    /// its own pods.
+    pub cgroup_root: String,
 }
 
 impl Config {
+    /// The sandbox config of `pod` on this node (logs, DNS, cgroup).
+    #[must_use]
+    pub fn sandbox_config(&self, pod: &k8s_openapi::api::core::v1::Pod) -> cri::PodSandboxConfig {
+        let mut config = spec::sandbox_config(
+            pod,
+            &self.log_root(),
+            &spec::pod_dns(pod, self.cluster_dns.as_ref(), &self.dns),
+            0,
+        );
+        if let Some(linux) = config.linux.as_mut() {
+            linux.cgroup_parent = spec::nest_cgroup(&self.cgroup_root, &linux.cgroup_parent);
+        }
+        config
+    }
+
     /// Root of pod log directories.
     #[must_use]
     pub fn log_root(&self) -> String {

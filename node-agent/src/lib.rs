@@ -11,3 +11,4 @@ pub mod dns;
 
 pub mod kubelet;
 pub mod proxy;
+pub mod routes;

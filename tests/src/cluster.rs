@@ -169,6 +169,9 @@ pub fn free_addr() -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The host's address on the bridge of a multi-node `up` (xtask's `up/network.rs`).
+pub const BRIDGE_HOST: &str = "172.30.0.1";
+
 /// A running `xtask up`.
 pub struct Cluster {
     up: Option<Up>,
@@ -194,16 +197,34 @@ impl Cluster {
     /// Start with the debug (`dev`) or release binaries, `envs` set for `up` and so for the
     /// daemons it starts (`SLUICE_DNS_UPSTREAM` for the node agent, say).
     pub fn start_with_env(dev: bool, envs: &[(&str, &Path)]) -> Self {
-        let state = tempfile::Builder::new()
-            .prefix("sluice-e2e-")
-            .tempdir()
-            .expect("state dir");
-        let addr = free_addr();
         let args: &[&str] = if dev {
             &["--dev", "--skip-build"]
         } else {
             &["--skip-build"]
         };
+        Self::start_up(args, free_addr(), envs)
+    }
+
+    /// Start `nodes` nodes (`xtask up --dev --skip-build --nodes <nodes>`): each in its own
+    /// network namespace on the `sluice0` bridge, the API server on the host's address there.
+    pub fn start_nodes(nodes: u16) -> Self {
+        let port = free_addr()
+            .rsplit_once(':')
+            .map(|(_, port)| port.to_owned())
+            .expect("host:port");
+        let nodes = nodes.to_string();
+        Self::start_up(
+            &["--dev", "--skip-build", "--nodes", &nodes],
+            format!("{BRIDGE_HOST}:{port}"),
+            &[],
+        )
+    }
+
+    fn start_up(args: &[&str], addr: String, envs: &[(&str, &Path)]) -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("sluice-e2e-")
+            .tempdir()
+            .expect("state dir");
         let mut cluster = Self {
             up: Some(Up::spawn(args, &addr, state.path(), envs)),
             kubeconfig: PathBuf::new(),
@@ -214,7 +235,7 @@ impl Cluster {
             .up
             .as_mut()
             .expect("up")
-            .outcome(Duration::from_mins(4));
+            .outcome(Duration::from_mins(6));
         match outcome {
             Outcome::Ready { kubeconfig } => cluster.kubeconfig = kubeconfig,
             Outcome::Exited(status) => panic!(
@@ -292,12 +313,24 @@ impl Cluster {
             .as_ref()
             .map(|up| up.lines.join("\n"))
             .unwrap_or_default();
-        for f in [
+        let mut files: Vec<PathBuf> = [
             "control-plane.log",
             "node-agent.log",
             "containerd/containerd.log",
-        ] {
-            let p = self.state.path().join(f);
+        ]
+        .iter()
+        .map(|f| self.state.path().join(f))
+        .collect();
+        // A multi-node `up` keeps each node's logs under nodes/<name>/.
+        if let Ok(nodes) = std::fs::read_dir(self.state.path().join("nodes")) {
+            let mut dirs: Vec<PathBuf> = nodes.filter_map(Result::ok).map(|e| e.path()).collect();
+            dirs.sort();
+            for dir in dirs {
+                files.push(dir.join("node-agent.log"));
+                files.push(dir.join("containerd/containerd.log"));
+            }
+        }
+        for p in files {
             if let Ok(text) = std::fs::read_to_string(&p) {
                 let tail: Vec<&str> = text.lines().rev().take(60).collect();
                 let _ = writeln!(s, "\n--- {} (last 60 lines) ---", p.display());

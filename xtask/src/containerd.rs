@@ -118,6 +118,9 @@ impl Containerd {
         if containerd.cfg.die_with_parent {
             process::die_with_parent(&mut cmd);
         }
+        if let Some(netns) = &containerd.cfg.netns {
+            process::in_netns(&mut cmd, netns)?;
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", containerd.cfg.containerd.display()))?;

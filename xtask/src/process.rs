@@ -51,6 +51,29 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Makes the child enter the network namespace bound at `netns` (as `ip
+/// netns exec` does, without its private mount namespace: the child's mounts
+/// stay visible to the host, where our teardown finds them).
+///
+/// # Errors
+/// When the namespace cannot be opened.
+pub fn in_netns(cmd: &mut Command, netns: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let file = fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
+    // SAFETY: the closure runs between fork and exec and only calls setns(2), which is
+    // async-signal-safe; `file` is moved into it, so the descriptor is open until then.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(())
+}
+
 /// SIGTERM, wait up to `timeout`, then SIGKILL.
 pub fn terminate(child: &mut Child, timeout: Duration) -> Result<()> {
     if child.try_wait()?.is_some() {
@@ -134,12 +157,14 @@ pub struct Supervised {
     dir: Option<PathBuf>,
     /// Its log file.
     pub log: PathBuf,
+    /// The network namespace it runs in (`None`: ours).
+    netns: Option<PathBuf>,
     restarts: Vec<Instant>,
 }
 
 impl Supervised {
     /// Records how to start `cmd` (program, arguments, environment, working
-    /// directory) with its output in `log`.
+    /// directory; not its `pre_exec` hooks) with its output in `log`.
     pub fn of(name: impl Into<String>, cmd: &Command, log: &Path) -> Self {
         Self {
             name: name.into(),
@@ -151,8 +176,16 @@ impl Supervised {
                 .collect(),
             dir: cmd.get_current_dir().map(Path::to_path_buf),
             log: log.to_path_buf(),
+            netns: None,
             restarts: Vec::new(),
         }
+    }
+
+    /// Runs it in the network namespace bound at `netns` ([`in_netns`]).
+    #[must_use]
+    pub fn in_netns(mut self, netns: PathBuf) -> Self {
+        self.netns = Some(netns);
+        self
     }
 
     /// Starts it (again).
@@ -173,6 +206,9 @@ impl Supervised {
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);
+        }
+        if let Some(netns) = &self.netns {
+            in_netns(&mut cmd, netns)?;
         }
         spawn(&mut cmd, &self.log)
     }

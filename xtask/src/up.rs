@@ -15,6 +15,7 @@
 //! the node agent against a real CRI.
 
 mod control_plane;
+mod network;
 mod node;
 mod readiness;
 
@@ -29,6 +30,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, target_dir, workspace_root};
 use control_plane::ControlPlane;
+use network::{NodeNet, TestNetwork};
 use node::{Node, NodeSpec};
 
 /// Set by SIGINT/SIGTERM.
@@ -53,9 +55,15 @@ pub struct Options {
     /// Build and run the dev profile (target/debug) instead of release.
     #[arg(long)]
     pub dev: bool,
-    /// Where the API server listens (HTTP; keep it on loopback).
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    pub listen: String,
+    /// Where the API server listens (HTTP; keep it on loopback). Default: 127.0.0.1:6443,
+    /// or the host's address on the test network with `--nodes` above 1.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// How many nodes. One runs on the host's own network; more each get a network
+    /// namespace on the host bridge `sluice0` (172.30.0.0/24, the host at .1, node i at
+    /// .10+i), named `node-<i>`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub nodes: u16,
 }
 
 impl Options {
@@ -131,19 +139,53 @@ pub fn run(opts: &Options) -> Result<()> {
     if stopping() {
         return Ok(());
     }
-    let spec = NodeSpec {
-        name: hostname(),
-        state: state.clone(),
-        bin_dir: opts.bin_dir(),
-        bpf_object,
-        force_images: opts.force_images,
+    let specs = node_specs(opts, &state, &bpf_object);
+    let network = if opts.nodes > 1 {
+        let nets: Vec<NodeNet> = specs.iter().filter_map(|s| s.net.clone()).collect();
+        let network = TestNetwork::create(&nets)?;
+        say(
+            "network",
+            &format!(
+                "bridge {} ({}/{}), {} node namespaces",
+                network::BRIDGE,
+                network::HOST_ADDRESS,
+                network::PREFIX,
+                nets.len()
+            ),
+        );
+        Some(network)
+    } else {
+        None
     };
     let mut cluster = Cluster {
-        nodes: vec![Node::start_containerd(spec)?],
+        nodes: Vec::new(),
         control_plane: None,
     };
-    let result = cluster.start_and_wait(&state, &opts.bin_dir(), &opts.listen);
-    let stopped = cluster.stop();
+    let mut result = Ok(());
+    for spec in specs {
+        match Node::start_containerd(spec) {
+            Ok(node) => cluster.nodes.push(node),
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        }
+    }
+    let listen = opts.listen.clone().unwrap_or_else(|| {
+        if opts.nodes > 1 {
+            format!("{}:6443", network::HOST_ADDRESS)
+        } else {
+            "127.0.0.1:6443".to_owned()
+        }
+    });
+    if result.is_ok() {
+        result = cluster.start_and_wait(&state, &opts.bin_dir(), &listen);
+    }
+    let mut stopped = cluster.stop();
+    if let Some(network) = network {
+        say("removing", "the test network");
+        stopped = stopped.and(network.remove());
+    }
     // Ctrl-C during start is a stop, not a failure.
     if stopping() {
         return stopped;
@@ -161,6 +203,7 @@ pub fn containerd_only(opts: &Options) -> Result<()> {
         bin_dir: opts.bin_dir(),
         bpf_object: PathBuf::new(),
         force_images: opts.force_images,
+        net: None,
     })?;
     let containerd = node.containerd().context("containerd is gone")?;
     println!(
@@ -186,6 +229,29 @@ pub fn containerd_only(opts: &Options) -> Result<()> {
     } else {
         bail!("stopping containerd: {}", problems.join("; "))
     }
+}
+
+/// The nodes of this run: the host itself for one node (state in `<state>/`), else
+/// `node-1..N`, each in its own namespace with its state in `<state>/nodes/<name>/`.
+fn node_specs(opts: &Options, state: &Path, bpf_object: &Path) -> Vec<NodeSpec> {
+    let spec = |name: String, state: PathBuf, net: Option<NodeNet>| NodeSpec {
+        name,
+        state,
+        bin_dir: opts.bin_dir(),
+        bpf_object: bpf_object.to_path_buf(),
+        force_images: opts.force_images,
+        net,
+    };
+    if opts.nodes == 1 {
+        return vec![spec(hostname(), state.to_path_buf(), None)];
+    }
+    (1..=usize::from(opts.nodes))
+        .map(|i| {
+            let name = format!("node-{i}");
+            let net = NodeNet::of(i, &name);
+            spec(name.clone(), state.join("nodes").join(&name), Some(net))
+        })
+        .collect()
 }
 
 fn state_dir(opts: &Options) -> Result<PathBuf> {

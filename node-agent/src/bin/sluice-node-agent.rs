@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_node_agent::datapath::{self, Datapath, ObjectSource};
 use sluice_node_agent::kubelet::{self, Config};
-use sluice_node_agent::{dns, proxy};
+use sluice_node_agent::{dns, proxy, routes};
 
 /// sluice node agent: registers this node and runs its pods on containerd over CRI.
 #[derive(Debug, Parser)]
@@ -45,6 +45,11 @@ struct Cli {
     /// The cgroup2 directory whose sockets (and all below it) get the Service hooks.
     #[arg(long, default_value = datapath::DEFAULT_CGROUP_ROOT)]
     cgroup_root: PathBuf,
+    /// The cgroup (a path from the hierarchy's root) under which this node's pods are
+    /// created, as `<pods-cgroup>/kubepods/...` (upstream's `--cgroup-root`). Nodes sharing
+    /// a machine each get their own, with `--cgroup-root` pointing at it in cgroup2.
+    #[arg(long, default_value = "")]
+    pods_cgroup: String,
     /// The cluster's Service range (routed nowhere on the node, so untranslated `ClusterIPs` fail fast).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
@@ -155,6 +160,9 @@ async fn main() -> anyhow::Result<()> {
                     cli.bpf_object.display()
                 )
             })?;
+        // A node's own cgroup subtree may not exist before its first pod.
+        std::fs::create_dir_all(&cli.cgroup_root)
+            .with_context(|| format!("creating {}", cli.cgroup_root.display()))?;
         dp.attach_cgroup(&cli.cgroup_root)
             .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
@@ -180,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         service_cidr: Some(cli.service_cidr.clone()),
         kubelet_port: cli.kubelet_port,
         api_server_ips,
+        cgroup_root: cli.pods_cgroup.clone(),
         log_rotation: sluice_node_agent::kubelet::rotation::Policy {
             max_size: cli.container_log_max_size,
             max_files: usize::from(cli.container_log_max_files),
@@ -204,6 +213,16 @@ async fn main() -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    // Routes to the other nodes' pod ranges (native routing).
+    let routes = {
+        let task = tokio::spawn(routes::run(client.clone(), cfg.node_name.clone()));
+        async move {
+            match task.await {
+                Ok(r) => r.context("pod routes stopped"),
+                Err(e) => Err(anyhow::anyhow!("pod routes task failed: {e}")),
+            }
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // On exit the eBPF hooks and maps stay pinned: Services keep working until the next agent
     // takes over (`xtask up` removes them on a full teardown).
@@ -211,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         r = kubelet::run(cfg, client) => r.context("kubelet stopped")?,
         r = proxy => r?,
         r = dns => r?,
+        r = routes => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }

@@ -285,12 +285,7 @@ impl Worker {
     }
 
     async fn run_sandbox(&mut self, pod: &Pod) {
-        let config = spec::sandbox_config(
-            pod,
-            &self.cfg.log_root(),
-            &spec::pod_dns(pod, self.cfg.cluster_dns.as_ref(), &self.cfg.dns),
-            0,
-        );
+        let config = self.cfg.sandbox_config(pod);
         if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
             self.sandbox_error = Some(format!("creating log directory: {e}"));
             return;
@@ -514,12 +509,7 @@ impl Worker {
                 return;
             }
         };
-        let sandbox_config = spec::sandbox_config(
-            pod,
-            &self.cfg.log_root(),
-            &spec::pod_dns(pod, self.cfg.cluster_dns.as_ref(), &self.cfg.dns),
-            0,
-        );
+        let sandbox_config = self.cfg.sandbox_config(pod);
         let _ = std::fs::create_dir_all(format!("{}/{}", sandbox_config.log_directory, c.name));
         let mut config = spec::container_config(pod, c, attempt, envs);
         if let Some(target) = pid_target

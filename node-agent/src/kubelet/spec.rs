@@ -63,6 +63,17 @@ pub fn linux_resources(c: &Container) -> cri::LinuxContainerResources {
     }
 }
 
+/// `parent` (an absolute cgroup path) moved under `root` (`""` or `/`: unchanged).
+#[must_use]
+pub fn nest_cgroup(root: &str, parent: &str) -> String {
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        parent.to_owned()
+    } else {
+        format!("{root}/{}", parent.trim_start_matches('/'))
+    }
+}
+
 /// The `QoS` class directory under `/kubepods` (`cgroupfs` driver layout).
 #[must_use]
 pub fn cgroup_parent(pod: &Pod) -> String {
@@ -744,6 +755,12 @@ mod tests {
         assert_eq!(s.labels["app"], "web");
         assert_eq!(s.port_mappings.len(), 1);
         assert_eq!(s.linux.unwrap().cgroup_parent, "/kubepods/burstable/podu-1");
+        assert_eq!(
+            nest_cgroup("/sluice/b", "/kubepods/burstable/podu-1"),
+            "/sluice/b/kubepods/burstable/podu-1"
+        );
+        assert_eq!(nest_cgroup("/", "/kubepods/podu-1"), "/kubepods/podu-1");
+        assert_eq!(nest_cgroup("", "/kubepods/podu-1"), "/kubepods/podu-1");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Config {
     /// (`PR_SET_PDEATHSIG`): right for a CLI's main thread, wrong for a
     /// test thread that hands the handle to others.
     pub die_with_parent: bool,
+    /// The network namespace containerd runs in (and so its pods' host-side veths,
+    /// CNI runs and stream server): `None` for the caller's own.
+    pub netns: Option<PathBuf>,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(10),
             die_with_parent: false,
+            netns: None,
         }
     }
 }

@@ -114,7 +114,11 @@ impl Containerd {
         config["cniVersion"] = "1.0.0".into();
         config["name"] = CNI_NETWORK.into();
         let stdin = config.to_string();
-        let mut child = Command::new(&binary)
+        let mut cmd = Command::new(&binary);
+        if let Some(ns) = &self.cfg.netns {
+            process::in_netns(&mut cmd, ns)?;
+        }
+        let mut child = cmd
             .env("CNI_COMMAND", "DEL")
             .env("CNI_CONTAINERID", id)
             .env("CNI_NETNS", netns)

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use super::network::NodeNet;
 use super::readiness::Readiness;
 use super::{say, stopping};
 use crate::{
@@ -37,12 +38,21 @@ pub struct NodeSpec {
     pub bpf_object: PathBuf,
     /// Rebuild and re-import the local images.
     pub force_images: bool,
+    /// The node's own network namespace and address on the test network; `None`
+    /// runs the node in the host's network (the single-node default).
+    pub net: Option<NodeNet>,
 }
 
 impl NodeSpec {
     /// Where the agent pins its eBPF maps and links (its default for this name).
     fn pin_dir(&self) -> PathBuf {
         Path::new("/sys/fs/bpf/sluice").join(&self.name)
+    }
+
+    /// The cgroup (from the hierarchy's root) of a namespaced node's pods: each such
+    /// node's socket hooks attach there, so they see only its own pods.
+    fn pods_cgroup(&self) -> Option<String> {
+        self.net.as_ref().map(|_| format!("/sluice/{}", self.name))
     }
 }
 
@@ -64,6 +74,7 @@ impl Node {
         cfg.cni_plugin = Some(spec.bin_dir.join("sluice-cni"));
         images::PAUSE.clone_into(&mut cfg.sandbox_image);
         cfg.die_with_parent = true;
+        cfg.netns = spec.net.as_ref().map(NodeNet::netns_path);
         let containerd = Containerd::start(cfg)?;
         say(
             "containerd",
@@ -128,7 +139,17 @@ impl Node {
             .arg(self.spec.state.join("node"))
             .env("SLUICE_BPF_OBJ", &self.spec.bpf_object)
             .current_dir(workspace_root());
+        if let Some(net) = &self.spec.net {
+            let pods = self.spec.pods_cgroup().unwrap_or_default();
+            cmd.args(["--node-ip", &net.address.to_string()])
+                .args(["--pods-cgroup", &pods])
+                .arg("--cgroup-root")
+                .arg(format!("{CGROUP2}{pods}"));
+        }
         let mut supervised = Supervised::of("the node agent", &cmd, &log);
+        if let Some(net) = &self.spec.net {
+            supervised = supervised.in_netns(net.netns_path());
+        }
         // Evidence of readiness must come from this agent: a heartbeat after this instant.
         let started = SystemTime::now();
         self.agent = Some(supervised.spawn()?);
@@ -230,6 +251,12 @@ impl Node {
                 .arg("-c")
                 .arg("ip route show type unreachable | grep -E '^unreachable (10\\.244\\.|10\\.96\\.0\\.0/12)' | while read -r _ cidr _; do ip route del unreachable \"$cidr\"; done")
                 .status();
+            // ... and the routes to other nodes' pod ranges (`routes.rs`, protocol 213).
+            if self.spec.net.is_none() {
+                let _ = Command::new("ip")
+                    .args(["route", "flush", "proto", "213"])
+                    .status();
+            }
             let pins = self.spec.pin_dir();
             if pins.exists() {
                 say(
@@ -245,6 +272,47 @@ impl Node {
             say("stopping", "containerd (pods, shims, mounts, netns)");
             if let Err(err) = containerd.stop() {
                 problems.push(format!("{err:#}"));
+            }
+        }
+        if let Some(pods) = self.spec.pods_cgroup() {
+            remove_cgroups(&pods, problems);
+        }
+    }
+}
+
+/// Where cgroup2 is mounted on the test machines (hybrid hierarchy).
+const CGROUP2: &str = "/sys/fs/cgroup/unified";
+/// The cgroup v1 controllers runc's cgroupfs driver creates pod cgroups in.
+const CGROUP_V1: &[&str] = &[
+    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd",
+];
+
+/// Removes a node's (now empty) cgroup subtree from every hierarchy, deepest first.
+fn remove_cgroups(path: &str, problems: &mut Vec<String>) {
+    let roots = std::iter::once(CGROUP2.to_owned())
+        .chain(CGROUP_V1.iter().map(|c| format!("/sys/fs/cgroup/{c}")));
+    for root in roots {
+        let top = PathBuf::from(format!("{root}{path}"));
+        if !top.exists() {
+            continue;
+        }
+        let mut dirs = Vec::new();
+        collect_dirs(&top, &mut dirs);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            if let Err(err) = fs::remove_dir(&dir) {
+                problems.push(format!("removing cgroup {}: {err}", dir.display()));
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&entry.path(), out);
             }
         }
     }
