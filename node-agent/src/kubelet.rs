@@ -62,6 +62,9 @@ pub struct Config {
     /// nodes on one machine each get their own, so each node's eBPF hooks see only
     /// its own pods.
     pub cgroup_root: String,
+    /// The MTU of pods' interfaces (`None`: the CNI plugin's default); less than the
+    /// uplink's under an overlay.
+    pub pod_mtu: Option<u32>,
 }
 
 impl Config {
@@ -273,7 +276,7 @@ async fn heartbeat(cfg: Arc<Config>, client: kube::Client, mut cri: sluice_proto
 
 /// Writes the conflist for `pod_cidr`; whether it is in place.
 fn write_cni_config(cfg: &Config, pod_cidr: Ipv4Net) -> bool {
-    match node::write_cni_config(&cfg.cni_conf_dir, pod_cidr, &cfg.cni_data_dir) {
+    match node::write_cni_config(&cfg.cni_conf_dir, pod_cidr, &cfg.cni_data_dir, cfg.pod_mtu) {
         Ok(changed) => {
             if changed {
                 tracing::info!(%pod_cidr, dir = %cfg.cni_conf_dir.display(), "wrote CNI config");

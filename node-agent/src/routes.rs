@@ -14,6 +14,11 @@
 //! of the host, of the CNI plugin (pod /32s) and of the kubelet
 //! (`unreachable` ranges) are never touched. A route whose node went away is
 //! removed on the next pass, also after an agent restart.
+//!
+//! With [`Tunnel::Vxlan`] the same routes go through the overlay device
+//! instead (`vxlan.rs`): for networks that do not carry pod addresses.
+
+pub mod vxlan;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -55,6 +60,50 @@ pub enum RoutesError {
     /// The Node watch ended.
     #[error("the Node watch ended")]
     WatchEnded,
+    /// No link holds the node's address (so there is no uplink MTU to derive from).
+    #[error("no interface holds the node address {address}")]
+    NoUplink {
+        /// The node's `InternalIP`.
+        address: Ipv4Addr,
+    },
+    /// The overlay device was created but cannot be found.
+    #[error("{} vanished after its creation", vxlan::DEVICE)]
+    NoDevice,
+}
+
+/// How pod traffic crosses to other nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tunnel {
+    /// Native routing: the other node's podCIDR via its `InternalIP` (one L2 network).
+    #[default]
+    None,
+    /// VXLAN encapsulation between the nodes' addresses.
+    Vxlan,
+}
+
+/// Settings of [`run`].
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// This node's `InternalIP` (the overlay's outer source).
+    pub node_ip: Ipv4Addr,
+    /// Native routing or VXLAN.
+    pub tunnel: Tunnel,
+    /// The overlay device's MTU ([`pod_mtu`]).
+    pub mtu: u32,
+}
+
+/// The MTU pods get: the uplink's for native routing, less the VXLAN headers
+/// with the overlay (so pod packets fit the device unfragmented).
+///
+/// # Errors
+/// When the uplink cannot be read.
+pub async fn pod_mtu(tunnel: Tunnel, node_ip: Ipv4Addr) -> Result<u32, RoutesError> {
+    let handle = connect()?;
+    let uplink = vxlan::uplink_mtu(&handle, node_ip).await?;
+    Ok(match tunnel {
+        Tunnel::None => uplink,
+        Tunnel::Vxlan => uplink.saturating_sub(vxlan::OVERHEAD),
+    })
 }
 
 /// One route: `cidr` via `via` (a next hop on a directly connected network).
@@ -192,27 +241,54 @@ fn ours(message: &RouteMessage) -> Option<PodRoute> {
     Some(PodRoute { cidr, via: via? })
 }
 
-fn message(route: PodRoute) -> RouteMessage {
-    RouteMessageBuilder::<Ipv4Addr>::new()
+fn message(route: PodRoute, overlay: Option<u32>) -> RouteMessage {
+    let builder = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(route.cidr.network(), route.cidr.prefix_len())
         .gateway(route.via)
-        .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
-        .build()
+        .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
+    match overlay {
+        Some(index) => builder.output_interface(index).onlink().build(),
+        None => builder.build(),
+    }
+}
+
+/// The kernel's form of `route`: via the other node natively, via its range's
+/// gateway on the overlay device.
+#[must_use]
+pub fn kernel_route(route: PodRoute, overlay: bool) -> PodRoute {
+    if overlay {
+        PodRoute {
+            cidr: route.cidr,
+            via: vxlan::gateway(&route),
+        }
+    } else {
+        route
+    }
 }
 
 /// Makes the kernel's routes of ours equal to `wanted`: replaces what is
-/// missing or different, then deletes what is no longer wanted.
+/// missing or different, then deletes what is no longer wanted. With
+/// `overlay` (the VXLAN device's index) the routes go through it.
 ///
 /// # Errors
 /// The first failing netlink request (the next pass retries).
-pub async fn apply(handle: &Handle, wanted: &BTreeSet<PodRoute>) -> Result<Changes, RoutesError> {
+pub async fn apply(
+    handle: &Handle,
+    wanted: &BTreeSet<PodRoute>,
+    overlay: Option<u32>,
+) -> Result<Changes, RoutesError> {
+    let wanted: BTreeSet<PodRoute> = wanted
+        .iter()
+        .map(|r| kernel_route(*r, overlay.is_some()))
+        .collect();
+    let wanted = &wanted;
     let changes = diff(&current(handle).await?, wanted);
     for route in &changes.added {
         // `replace`: a route for the same range via another node (the range moved) is
         // swapped in place, with no moment without a route.
         handle
             .route()
-            .add(message(*route))
+            .add(message(*route, overlay))
             .replace()
             .execute()
             .await
@@ -228,7 +304,7 @@ pub async fn apply(handle: &Handle, wanted: &BTreeSet<PodRoute>) -> Result<Chang
         }
         handle
             .route()
-            .del(message(*route))
+            .del(message(*route, None))
             .execute()
             .await
             .map_err(|source| RoutesError::Netlink {
@@ -255,8 +331,16 @@ pub fn connect() -> Result<Handle, RoutesError> {
 /// [`RoutesError::Connect`] when netlink cannot be opened,
 /// [`RoutesError::WatchEnded`] when the watch stream ends. Failed applies are
 /// logged and retried.
-pub async fn run(client: kube::Client, me: String) -> Result<(), RoutesError> {
+pub async fn run(client: kube::Client, me: String, opts: Options) -> Result<(), RoutesError> {
     let handle = connect()?;
+    let overlay = match opts.tunnel {
+        Tunnel::None => None,
+        Tunnel::Vxlan => {
+            let index = vxlan::ensure_device(&handle, opts.node_ip, opts.mtu).await?;
+            tracing::info!(device = vxlan::DEVICE, mtu = opts.mtu, "VXLAN overlay");
+            Some(index)
+        }
+    };
     let (store, writer) = reflector::store::<Node>();
     let mut events = pin!(
         reflector::reflector(
@@ -282,15 +366,28 @@ pub async fn run(client: kube::Client, me: String) -> Result<(), RoutesError> {
             _ = resync.tick() => true,
         };
         if changed && listed {
-            sync(&handle, &store, &me).await;
+            sync(&handle, &store, &me, overlay).await;
         }
     }
 }
 
-async fn sync(handle: &Handle, store: &Store<Node>, me: &str) {
+async fn sync(handle: &Handle, store: &Store<Node>, me: &str, overlay: Option<u32>) {
     let nodes = store.state();
     let wanted = desired(nodes.iter().map(AsRef::as_ref), me);
-    match apply(handle, &wanted).await {
+    if let Some(index) = overlay {
+        let peers = wanted
+            .iter()
+            .map(|r| vxlan::Peer {
+                gateway: vxlan::gateway(r),
+                node: r.via,
+            })
+            .collect();
+        if let Err(e) = vxlan::program_peers(handle, index, &peers).await {
+            tracing::warn!(error = %e, "programming the VXLAN peers; retrying on the next change");
+            return;
+        }
+    }
+    match apply(handle, &wanted, overlay).await {
         Ok(changes) => {
             for route in &changes.added {
                 tracing::info!(%route, "pod route to another node");

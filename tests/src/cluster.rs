@@ -205,16 +205,24 @@ impl Cluster {
         Self::start_up(args, free_addr(), envs)
     }
 
-    /// Start `nodes` nodes (`xtask up --dev --skip-build --nodes <nodes>`): each in its own
-    /// network namespace on the `sluice0` bridge, the API server on the host's address there.
-    pub fn start_nodes(nodes: u16) -> Self {
+    /// Start `nodes` nodes (`xtask up --dev --skip-build --nodes <nodes> --tunnel <tunnel>`):
+    /// each in its own network namespace on the `sluice0` bridge, the API server on the host's
+    /// address there; `tunnel` is `none` (native routing) or `vxlan`.
+    pub fn start_nodes(nodes: u16, tunnel: &str) -> Self {
         let port = free_addr()
             .rsplit_once(':')
             .map(|(_, port)| port.to_owned())
             .expect("host:port");
         let nodes = nodes.to_string();
         Self::start_up(
-            &["--dev", "--skip-build", "--nodes", &nodes],
+            &[
+                "--dev",
+                "--skip-build",
+                "--nodes",
+                &nodes,
+                "--tunnel",
+                tunnel,
+            ],
             format!("{BRIDGE_HOST}:{port}"),
             &[],
         )

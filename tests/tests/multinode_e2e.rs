@@ -3,7 +3,7 @@
 //! eBPF pins. Pods on different nodes reach each other by pod IP over the routes the agents
 //! program from the Node objects, with the client's pod IP preserved; a `ClusterIP` Service
 //! whose only endpoint is on one node answers from pods on every node; no node gets an
-//! iptables rule.
+//! iptables rule. Once with native routing, once over the VXLAN overlay (`--tunnel vxlan`).
 
 use std::time::Duration;
 
@@ -79,7 +79,22 @@ async fn pods_and_cluster_ips_across_three_nodes() {
     ) {
         return;
     }
-    let cluster = Cluster::start_nodes(3);
+    across_three_nodes("none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_and_cluster_ips_across_three_nodes_over_vxlan() {
+    if !cluster::require_cluster(
+        "pods_and_cluster_ips_across_three_nodes_over_vxlan",
+        &["iptables-save"],
+    ) {
+        return;
+    }
+    across_three_nodes("vxlan").await;
+}
+
+async fn across_three_nodes(tunnel: &str) {
+    let cluster = Cluster::start_nodes(3, tunnel);
 
     // Three Ready nodes, each with its own podCIDR and address on the bridge.
     let nodes = cluster.kubectl_ok(&[
@@ -117,6 +132,29 @@ async fn pods_and_cluster_ips_across_three_nodes() {
     }
     let srv = pod_ip(&cluster, "srv");
     let cli1 = pod_ip(&cluster, "cli1");
+
+    // The route to node-3's pods: via node-3 natively, through the overlay device with
+    // vxlan; pods' MTU leaves room for the VXLAN headers.
+    let node3_range = rows[2][1];
+    let route = sluice_test_util::stdout(std::process::Command::new("ip").args([
+        "-n",
+        "sluice-node-1",
+        "route",
+        "show",
+        node3_range,
+    ]));
+    let mtu = exec(&cluster, "cli1", "cat /sys/class/net/eth0/mtu");
+    if tunnel == "vxlan" {
+        assert!(
+            route.contains("dev sluice_vxlan") && route.contains("onlink"),
+            "{route}"
+        );
+        assert_eq!(mtu.trim(), "1450", "pod MTU under vxlan");
+    } else {
+        assert!(route.contains("via 172.30.0.13 dev eth0"), "{route}");
+        assert_eq!(mtu.trim(), "1500", "pod MTU natively");
+    }
+    assert!(route.contains("proto 213"), "{route}");
 
     // Pod to pod across nodes by pod IP, both ways.
     let answer = exec(

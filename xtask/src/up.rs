@@ -64,6 +64,9 @@ pub struct Options {
     /// .10+i), named `node-<i>`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub nodes: u16,
+    /// How pods reach other nodes: `none` (native routing) or `vxlan` (an overlay).
+    #[arg(long, default_value = "none", value_parser = ["none", "vxlan"])]
+    pub tunnel: String,
 }
 
 impl Options {
@@ -203,6 +206,7 @@ pub fn containerd_only(opts: &Options) -> Result<()> {
         bin_dir: opts.bin_dir(),
         bpf_object: PathBuf::new(),
         force_images: opts.force_images,
+        tunnel: opts.tunnel.clone(),
         net: None,
     })?;
     let containerd = node.containerd().context("containerd is gone")?;
@@ -240,6 +244,7 @@ fn node_specs(opts: &Options, state: &Path, bpf_object: &Path) -> Vec<NodeSpec> 
         bin_dir: opts.bin_dir(),
         bpf_object: bpf_object.to_path_buf(),
         force_images: opts.force_images,
+        tunnel: opts.tunnel.clone(),
         net,
     };
     if opts.nodes == 1 {

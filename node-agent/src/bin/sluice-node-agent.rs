@@ -76,6 +76,10 @@ struct Cli {
     /// /etc/resolv.conf nameservers.
     #[arg(long, env = "SLUICE_DNS_UPSTREAM", value_delimiter = ',', value_parser = dns::parse_upstream)]
     dns_upstream: Vec<std::net::SocketAddr>,
+    /// How pod traffic reaches other nodes: `none` (native routing: their podCIDRs via their
+    /// `InternalIP`s) or `vxlan` (an overlay; pods get the uplink's MTU less 50).
+    #[arg(long, value_enum, default_value_t = routes::Tunnel::None)]
+    tunnel: routes::Tunnel,
     /// Run without the eBPF service proxy.
     #[arg(long)]
     no_service_proxy: bool,
@@ -174,6 +178,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(tokio::spawn(proxy::run(client.clone(), dp, options)))
     };
+    // Pods fit the overlay without fragmenting; natively they keep the plugin's default.
+    let overlay_mtu = match cli.tunnel {
+        routes::Tunnel::None => None,
+        routes::Tunnel::Vxlan => Some(
+            routes::pod_mtu(cli.tunnel, node_addr)
+                .await
+                .context("reading the uplink's MTU")?,
+        ),
+    };
     let cfg = Config {
         node_ip,
         node_name,
@@ -189,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         kubelet_port: cli.kubelet_port,
         api_server_ips,
         cgroup_root: cli.pods_cgroup.clone(),
+        pod_mtu: overlay_mtu,
         log_rotation: sluice_node_agent::kubelet::rotation::Policy {
             max_size: cli.container_log_max_size,
             max_files: usize::from(cli.container_log_max_files),
@@ -215,7 +229,12 @@ async fn main() -> anyhow::Result<()> {
     };
     // Routes to the other nodes' pod ranges (native routing).
     let routes = {
-        let task = tokio::spawn(routes::run(client.clone(), cfg.node_name.clone()));
+        let options = routes::Options {
+            node_ip: node_addr,
+            tunnel: cli.tunnel,
+            mtu: overlay_mtu.unwrap_or(1500),
+        };
+        let task = tokio::spawn(routes::run(client.clone(), cfg.node_name.clone(), options));
         async move {
             match task.await {
                 Ok(r) => r.context("pod routes stopped"),

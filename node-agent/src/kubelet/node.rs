@@ -143,11 +143,13 @@ pub fn write_cni_config(
     conf_dir: &Path,
     pod_cidr: Ipv4Net,
     data_dir: &Path,
+    mtu: Option<u32>,
 ) -> std::io::Result<bool> {
     std::fs::create_dir_all(conf_dir)?;
     let path = conf_dir.join(cni::CONFLIST_FILE);
-    let body = serde_json::to_string_pretty(&cni::Network::new(pod_cidr, data_dir).conflist())
-        .map_err(std::io::Error::other)?;
+    let mut network = cni::Network::new(pod_cidr, data_dir);
+    network.mtu = mtu;
+    let body = serde_json::to_string_pretty(&network.conflist()).map_err(std::io::Error::other)?;
     if std::fs::read_to_string(&path).is_ok_and(|old| old == body) {
         return Ok(false);
     }
@@ -258,9 +260,9 @@ mod tests {
         let d = std::env::temp_dir().join(format!("sluice-cni-conf-{}", std::process::id()));
         let data = Path::new("/var/lib/sluice/cni");
         let net = |s: &str| cni::parse_pod_cidr(s).unwrap();
-        assert!(write_cni_config(&d, net("10.244.0.0/24"), data).unwrap());
-        assert!(!write_cni_config(&d, net("10.244.0.0/24"), data).unwrap());
-        assert!(write_cni_config(&d, net("10.244.1.0/24"), data).unwrap());
+        assert!(write_cni_config(&d, net("10.244.0.0/24"), data, None).unwrap());
+        assert!(!write_cni_config(&d, net("10.244.0.0/24"), data, None).unwrap());
+        assert!(write_cni_config(&d, net("10.244.1.0/24"), data, None).unwrap());
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(d.join("10-sluice.conflist")).unwrap())
                 .unwrap();
@@ -270,6 +272,13 @@ mod tests {
         assert_eq!(v["plugins"][0]["podCIDR"], "10.244.1.0/24");
         assert_eq!(v["plugins"][0]["dataDir"], "/var/lib/sluice/cni");
         assert_eq!(v["plugins"][1]["type"], "loopback");
+        assert!(v["plugins"][0].get("mtu").is_none());
+        // Under an overlay the pods' MTU changes, and so the file.
+        assert!(write_cni_config(&d, net("10.244.1.0/24"), data, Some(1450)).unwrap());
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("10-sluice.conflist")).unwrap())
+                .unwrap();
+        assert_eq!(v["plugins"][0]["mtu"], 1450);
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -111,11 +111,25 @@ fn diff_adds_missing_and_removes_stale() {
 #[test]
 fn reads_back_only_its_own_routes() {
     let r = route("10.244.1.0/24", "10.99.0.12");
-    assert_eq!(ours(&message(r)), Some(r));
-    let mut other = message(r);
+    assert_eq!(ours(&message(r, None)), Some(r));
+    assert_eq!(ours(&message(r, Some(7))), Some(r));
+    let mut other = message(r, None);
     other.header.protocol = RouteProtocol::Static;
     assert_eq!(ours(&other), None);
-    let mut unreachable = message(r);
+    let mut unreachable = message(r, None);
     unreachable.header.kind = RouteType::Unreachable;
     assert_eq!(ours(&unreachable), None);
+}
+
+#[test]
+fn the_overlay_routes_via_the_range_gateway_at_a_mac_from_the_node_address() {
+    let r = route("10.244.1.0/24", "172.30.0.12");
+    assert_eq!(kernel_route(r, false), r);
+    assert_eq!(kernel_route(r, true), route("10.244.1.0/24", "10.244.1.0"));
+    assert_eq!(
+        vxlan::mac_of("172.30.0.12".parse().unwrap()),
+        [0x0a, 0x58, 172, 30, 0, 12]
+    );
+    // Locally administered, unicast.
+    assert_eq!(vxlan::mac_of(Ipv4Addr::UNSPECIFIED)[0] & 0b11, 0b10);
 }

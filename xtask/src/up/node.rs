@@ -38,6 +38,8 @@ pub struct NodeSpec {
     pub bpf_object: PathBuf,
     /// Rebuild and re-import the local images.
     pub force_images: bool,
+    /// The agent's `--tunnel` (`none` or `vxlan`).
+    pub tunnel: String,
     /// The node's own network namespace and address on the test network; `None`
     /// runs the node in the host's network (the single-node default).
     pub net: Option<NodeNet>,
@@ -125,6 +127,7 @@ impl Node {
         let log = self.spec.state.join("node-agent.log");
         let mut cmd = Command::new(self.spec.bin_dir.join("sluice-node-agent"));
         cmd.args(["--node-name", &self.spec.name])
+            .args(["--tunnel", &self.spec.tunnel])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cri-socket")
