@@ -12,3 +12,4 @@ pub mod dns;
 pub mod kubelet;
 pub mod proxy;
 pub mod routes;
+pub mod sockets;
