@@ -35,6 +35,10 @@ struct Cli {
     /// Prefix length of each node's podCIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Addresses for `type: LoadBalancer` Services, written to their
+    /// `status.loadBalancer.ingress` (unset: such Services stay pending).
+    #[arg(long)]
+    lb_pool: Option<String>,
     /// Compact the store's history every this many seconds.
     #[arg(long, default_value_t = 300)]
     compaction_interval_seconds: u64,
@@ -100,6 +104,12 @@ async fn main() -> anyhow::Result<()> {
                 cluster_cidr: sluice_k8s_values::cidr::parse(&cli.cluster_cidr)
                     .context("--cluster-cidr")?,
                 node_cidr_mask_size: cli.node_cidr_mask_size,
+                lb_pool: cli
+                    .lb_pool
+                    .as_deref()
+                    .map(sluice_k8s_values::cidr::parse)
+                    .transpose()
+                    .context("--lb-pool")?,
                 ..sluice_controllers::Config::default()
             })
         })

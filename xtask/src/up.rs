@@ -67,6 +67,10 @@ pub struct Options {
     /// How pods reach other nodes: `none` (native routing) or `vxlan` (an overlay).
     #[arg(long, default_value = "none", value_parser = ["none", "vxlan"])]
     pub tunnel: String,
+    /// Addresses for `LoadBalancer` Services. Default with `--nodes` above 1: 172.30.0.240/28
+    /// on the test network; with one node, none (such Services stay pending).
+    #[arg(long)]
+    pub lb_pool: Option<String>,
 }
 
 impl Options {
@@ -182,7 +186,14 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     });
     if result.is_ok() {
-        result = cluster.start_and_wait(&state, &opts.bin_dir(), &listen);
+        let pool = opts
+            .lb_pool
+            .clone()
+            .or_else(|| (opts.nodes > 1).then(|| network::LB_POOL.to_owned()));
+        let extra: Vec<String> = pool
+            .map(|p| vec!["--lb-pool".to_owned(), p])
+            .unwrap_or_default();
+        result = cluster.start_and_wait(&state, &opts.bin_dir(), &listen, &extra);
     }
     let mut stopped = cluster.stop();
     if let Some(network) = network {
@@ -272,10 +283,16 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start_and_wait(&mut self, state: &Path, bin_dir: &Path, listen: &str) -> Result<()> {
+    fn start_and_wait(
+        &mut self,
+        state: &Path,
+        bin_dir: &Path,
+        listen: &str,
+        extra: &[String],
+    ) -> Result<()> {
         let plane = self
             .control_plane
-            .insert(ControlPlane::start(state, bin_dir, listen)?);
+            .insert(ControlPlane::start(state, bin_dir, listen, extra)?);
         let kubeconfig = plane.kubeconfig.clone();
         for node in &mut self.nodes {
             node.start_agent(&kubeconfig)?;

@@ -19,6 +19,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod kinds;
+pub mod loadbalancer;
 pub mod namespace;
 pub mod node_ipam;
 pub mod replicaset;
@@ -37,6 +38,8 @@ pub struct Config {
     pub scheduler_name: String,
     /// Periodic resync of every reconciled object, on top of watch events.
     pub resync: Duration,
+    /// Addresses for `type: LoadBalancer` Services (`None`: they stay pending).
+    pub lb_pool: Option<Ipv4Net>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             node_cidr_mask_size: 24,
             scheduler_name: "default-scheduler".to_string(),
             resync: Duration::from_mins(5),
+            lb_pool: None,
         }
     }
 }
@@ -90,6 +94,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         serviceaccount::run(client.clone(), config.clone()),
         garbage_collector::run(client.clone(), kinds.clone()),
         node_ipam::run(client.clone(), config.clone()),
+        loadbalancer::run(client.clone(), config.clone()),
         namespace::run(client.clone(), config.clone(), kinds),
     );
     Ok(())

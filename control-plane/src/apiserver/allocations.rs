@@ -123,7 +123,25 @@ fn service_values(svc: &Value) -> Vec<Alloc> {
             out.push(Alloc::Port(np));
         }
     }
+    if let Some(hc) = health_check_port(svc) {
+        out.push(Alloc::Port(hc));
+    }
     out
+}
+
+/// `spec.healthCheckNodePort` (0 and absent alike: none).
+fn health_check_port(svc: &Value) -> Option<u16> {
+    svc["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n != 0)
+}
+
+/// Upstream's `needsHealthCheck`: a `LoadBalancer` that keeps traffic on the node it arrives
+/// at (`externalTrafficPolicy: Local`) gets a health-check port for the load balancer to
+/// probe.
+fn needs_health_check(svc: &Value) -> bool {
+    svc["spec"]["type"] == "LoadBalancer" && svc["spec"]["externalTrafficPolicy"] == "Local"
 }
 
 fn is_services(r: &Resource) -> bool {
@@ -312,7 +330,78 @@ impl ApiServer {
                 }
             }
         }
-        Ok(())
+        self.allocate_health_check(obj, old, owner, taken).await
+    }
+
+    /// `spec.healthCheckNodePort`, as upstream: allocated from the `NodePort` range when the
+    /// Service needs one (and it names none), the one asked for taken when free, the old one
+    /// kept across updates, and dropped (so released) when no longer needed.
+    async fn allocate_health_check(
+        &self,
+        obj: &mut Value,
+        old: Option<&Value>,
+        owner: &Owner<'_>,
+        taken: &mut Vec<Alloc>,
+    ) -> ApiResult<()> {
+        let field = "spec.healthCheckNodePort";
+        if !needs_health_check(obj) {
+            // Left over from before the change that made it unneeded: dropped with it
+            // (upstream's `dropTypeDependentFields`); asked for anew: invalid.
+            if let Some(port) = health_check_port(obj)
+                && old.and_then(health_check_port) != Some(port)
+            {
+                return Err(ApiError::invalid(
+                    "",
+                    "Service",
+                    owner.name,
+                    vec![Cause::invalid(
+                        field,
+                        &json!(port),
+                        "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                    )],
+                ));
+            }
+            if let Some(spec) = obj["spec"].as_object_mut() {
+                spec.remove("healthCheckNodePort");
+            }
+            return Ok(());
+        }
+        let previous = old
+            .filter(|o| needs_health_check(o))
+            .and_then(health_check_port);
+        match (health_check_port(obj), previous) {
+            (Some(port), Some(before)) if port == before => Ok(()),
+            (Some(port), _) => {
+                let invalid = |e: &dyn std::fmt::Display| {
+                    ApiError::invalid(
+                        "",
+                        "Service",
+                        owner.name,
+                        vec![Cause::invalid(field, &json!(port), &e.to_string())],
+                    )
+                };
+                let mut probe = PortAllocator::new(self.allocations.range);
+                probe.allocate(port).map_err(|e| invalid(&e))?;
+                if !self.take(Alloc::Port(port), owner).await? {
+                    return Err(invalid(&AllocError::InUse { what: "port" }));
+                }
+                let _ = lock(&self.allocations.ports).allocate(port);
+                taken.push(Alloc::Port(port));
+                Ok(())
+            }
+            (None, Some(before)) => {
+                obj["spec"]["healthCheckNodePort"] = json!(before);
+                Ok(())
+            }
+            (None, None) => {
+                let a = self.take_next(false, owner).await?;
+                taken.push(a);
+                if let Alloc::Port(port) = a {
+                    obj["spec"]["healthCheckNodePort"] = json!(port);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Give values back (a failed write, a deleted Service).

@@ -24,7 +24,8 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts `<bin_dir>/sluice-control-plane` over `<state>/store` and waits
     /// until it wrote `<state>/kubeconfig` (which it does once it listens).
-    pub fn start(state: &Path, bin_dir: &Path, listen: &str) -> Result<Self> {
+    /// `extra` arguments go to the control plane as they are (`--lb-pool ...`).
+    pub fn start(state: &Path, bin_dir: &Path, listen: &str, extra: &[String]) -> Result<Self> {
         let store = state.join("store");
         let kubeconfig = state.join("kubeconfig");
         fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
@@ -43,6 +44,7 @@ impl ControlPlane {
             .args(["--listen", listen])
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
+            .args(extra)
             .current_dir(workspace_root());
         let mut plane = Self {
             child: Some(process::spawn(&mut cmd, &log)?),

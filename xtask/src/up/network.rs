@@ -25,6 +25,8 @@ pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 pub const PREFIX: u8 = 24;
 /// Node `i` (from 1) gets `172.30.0.<10 + i>`.
 const FIRST_NODE_HOST: u8 = 10;
+/// The `LoadBalancer` address pool on the test network (above the nodes' addresses).
+pub const LB_POOL: &str = "172.30.0.240/28";
 /// At most this many nodes fit the addressing and the name scheme.
 pub const MAX_NODES: usize = 32;
 

@@ -450,3 +450,54 @@ async fn dry_run_writes_nothing_and_holds_nothing() {
         "only the kubernetes and kube-dns Services hold an address"
     );
 }
+
+#[tokio::test]
+async fn local_load_balancers_get_a_health_check_port_that_goes_with_the_policy() {
+    let srv = server().await;
+    let r = srv.resource("", "v1", "services");
+    let lb = json!({"metadata": {"name": "lb"}, "spec": {
+        "type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}});
+    let (v, _) = srv.create(&r, Some("default"), &lb, &w()).await.unwrap();
+    let hc = v["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .expect("a health-check port");
+    let np = v["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&hc) && hc != np, "{v}");
+    // An update that leaves it out keeps it.
+    let mut next = v.clone();
+    next["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("healthCheckNodePort");
+    let (v, _) = srv
+        .update(&r, Some("default"), "lb", None, &next, &w())
+        .await
+        .unwrap();
+    assert_eq!(v["spec"]["healthCheckNodePort"].as_u64(), Some(hc));
+    // Its port cannot go to a Service's nodePort while held.
+    let clash = json!({"metadata": {"name": "np"}, "spec": {
+        "type": "NodePort", "ports": [{"port": 80, "nodePort": hc}]}});
+    let e = srv
+        .create(&r, Some("default"), &clash, &w())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 422, "{}", e.message);
+    // Cluster policy: the port goes, and is free again.
+    let mut cluster = v.clone();
+    cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    let (v, _) = srv
+        .update(&r, Some("default"), "lb", None, &cluster, &w())
+        .await
+        .unwrap();
+    assert!(v["spec"].get("healthCheckNodePort").is_none(), "{v}");
+    srv.create(&r, Some("default"), &clash, &w()).await.unwrap();
+    // Asked for where it cannot apply: invalid, as upstream.
+    let bad = json!({"metadata": {"name": "bad"}, "spec": {
+        "type": "NodePort", "healthCheckNodePort": 31000, "ports": [{"port": 80}]}});
+    let e = srv
+        .create(&r, Some("default"), &bad, &w())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 422, "{}", e.message);
+    assert!(e.message.contains("healthCheckNodePort"), "{}", e.message);
+}
