@@ -1,0 +1,393 @@
+//! The north-south datapath (tc and XDP on a node's external interface):
+//! loading `sluice-nodeport` / `sluice-nodeport-xdp` with their maps pinned
+//! next to the socket-LB maps, typed operations on those maps, and
+//! `BPF_PROG_RUN` of the loaded programs (tests, benchmarks).
+//!
+//! Layouts, names and the frontend/conntrack/SNAT schemes are documented in
+//! `sluice_ebpf_common::nodeport`.
+
+use std::{fs, io, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use sluice_ebpf_common::nodeport::{
+    CT_MAP, CtKey, CtValue, EXT_SERVICES_MAP, ExtServiceValue, MAGLEV_MAP, MaglevKey, MaglevValue,
+    NODE_IPS_MAP, NODEPORT_CONFIG_MAP, NODEPORT_STATS_MAP, NP_STATS_LEN, NP_TC_EGRESS_PROGRAM,
+    NP_TC_INGRESS_PROGRAM, NP_XDP_PROGRAM, NodeIpKey, NodeIpValue, NodePortConfig, SNAT_MAP,
+    ServiceKey, SnatKey, SnatValue,
+};
+
+use super::{
+    BPFFS, DatapathError, ObjectSource, ensure_bpffs,
+    kernel::{is_not_found, map_error, program_error},
+};
+
+/// Every map of the north-south objects (for [`unpin_nodeport`]).
+pub const NODEPORT_MAPS: [&str; 7] = [
+    EXT_SERVICES_MAP,
+    NODE_IPS_MAP,
+    NODEPORT_CONFIG_MAP,
+    CT_MAP,
+    SNAT_MAP,
+    NODEPORT_STATS_MAP,
+    MAGLEV_MAP,
+];
+
+/// Which north-south object to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePortKind {
+    /// `sluice-nodeport`: tc ingress and egress.
+    Tc,
+    /// `sluice-nodeport-xdp`: the XDP ingress fast path.
+    Xdp,
+}
+
+/// The result of one `BPF_PROG_RUN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The program's return code (`TC_ACT_*`, `XDP_*`).
+    pub retval: u32,
+    /// The packet as the program left it.
+    pub packet: Vec<u8>,
+    /// Mean run time per repetition, in nanoseconds (the kernel's figure).
+    pub duration_ns: u64,
+}
+
+/// A loaded north-south object: programs verified and loaded, maps created
+/// (or reused) and pinned under the pin directory.
+pub struct NodePortObject {
+    ebpf: Ebpf,
+    kind: NodePortKind,
+}
+
+impl std::fmt::Debug for NodePortObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodePortObject")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodePortObject {
+    /// Loads `object` (of `kind`), creating or reusing its maps pinned in
+    /// `pin_dir`, and loads its programs into the kernel (the verifier runs
+    /// here). Nothing is attached.
+    ///
+    /// # Errors
+    /// [`DatapathError::Bpffs`], [`DatapathError::PinDir`],
+    /// [`DatapathError::Load`], [`DatapathError::MissingProgram`],
+    /// [`DatapathError::Program`] (verifier).
+    pub fn load(
+        object: ObjectSource<'_>,
+        kind: NodePortKind,
+        pin_dir: &Path,
+    ) -> Result<Self, DatapathError> {
+        if pin_dir.starts_with(BPFFS) {
+            ensure_bpffs(Path::new(BPFFS))?;
+        }
+        fs::create_dir_all(pin_dir).map_err(|source| DatapathError::PinDir {
+            path: pin_dir.to_owned(),
+            source,
+        })?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_dir);
+        let mut ebpf = match object {
+            ObjectSource::Path(path) => loader.load_file(path),
+            ObjectSource::Bytes(bytes) => loader.load(bytes),
+        }
+        .map_err(|source| DatapathError::Load {
+            object: match object {
+                ObjectSource::Path(path) => path.display().to_string(),
+                ObjectSource::Bytes(bytes) => format!("<{} bytes in memory>", bytes.len()),
+            },
+            source: Box::new(source),
+        })?;
+        for name in programs(kind) {
+            let program = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram { name })?;
+            match program {
+                Program::SchedClassifier(tc) => tc.load(),
+                Program::Xdp(xdp) => xdp.load(),
+                _ => return Err(DatapathError::MissingProgram { name }),
+            }
+            .map_err(program_error(name, "load"))?;
+        }
+        Ok(Self { ebpf, kind })
+    }
+
+    /// Runs program `name` of this object once per `repeat` on `packet`
+    /// (`BPF_PROG_RUN`) and returns its verdict and output packet.
+    ///
+    /// # Errors
+    /// [`DatapathError::MissingProgram`], [`DatapathError::Program`] when the
+    /// kernel refuses the run.
+    pub fn run(
+        &self,
+        name: &'static str,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<RunOutput, DatapathError> {
+        let mut out = vec![0u8; packet.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let program = self
+            .ebpf
+            .program(name)
+            .ok_or(DatapathError::MissingProgram { name })?;
+        let result = match program {
+            Program::SchedClassifier(tc) => SchedClassifier::test_run(tc, opts),
+            Program::Xdp(xdp) => Xdp::test_run(xdp, opts),
+            _ => return Err(DatapathError::MissingProgram { name }),
+        }
+        .map_err(program_error(name, "test run"))?;
+        out.truncate(usize::try_from(result.data_size_out).unwrap_or(usize::MAX));
+        Ok(RunOutput {
+            retval: result.return_value,
+            packet: out,
+            duration_ns: u64::try_from(result.duration.as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Which object this is.
+    #[must_use]
+    pub fn kind(&self) -> NodePortKind {
+        self.kind
+    }
+}
+
+/// The programs of an object of `kind`.
+#[must_use]
+pub fn programs(kind: NodePortKind) -> &'static [&'static str] {
+    match kind {
+        NodePortKind::Tc => &[NP_TC_INGRESS_PROGRAM, NP_TC_EGRESS_PROGRAM],
+        NodePortKind::Xdp => &[NP_XDP_PROGRAM],
+    }
+}
+
+/// Typed handles on the pinned north-south maps of one pin directory
+/// (opened from their pins, so they work whichever object created them).
+pub struct NodePortMaps {
+    services: HashMap<MapData, ServiceKey, ExtServiceValue>,
+    node_ips: HashMap<MapData, NodeIpKey, NodeIpValue>,
+    config: Array<MapData, NodePortConfig>,
+    ct: HashMap<MapData, CtKey, CtValue>,
+    snat: HashMap<MapData, SnatKey, SnatValue>,
+    stats: PerCpuArray<MapData, u64>,
+    maglev: HashMap<MapData, MaglevKey, MaglevValue>,
+}
+
+impl std::fmt::Debug for NodePortMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodePortMaps").finish_non_exhaustive()
+    }
+}
+
+fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
+    let data = MapData::from_pin(pin_dir.join(name)).map_err(map_error(name, "open pin"))?;
+    // The map type decides the variant; the typed wrappers check it again.
+    aya::maps::Map::from_map_data(data).map_err(map_error(name, "open"))
+}
+
+macro_rules! typed {
+    ($pin_dir:expr, $name:expr, $ty:ty) => {
+        <$ty>::try_from(open_pinned($pin_dir, $name)?).map_err(map_error($name, "open"))?
+    };
+}
+
+impl NodePortMaps {
+    /// Opens the maps pinned in `pin_dir` (a loaded object created them).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when a pin is missing or of the wrong type.
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        Ok(Self {
+            services: typed!(pin_dir, EXT_SERVICES_MAP, HashMap<MapData, ServiceKey, ExtServiceValue>),
+            node_ips: typed!(pin_dir, NODE_IPS_MAP, HashMap<MapData, NodeIpKey, NodeIpValue>),
+            config: typed!(pin_dir, NODEPORT_CONFIG_MAP, Array<MapData, NodePortConfig>),
+            ct: typed!(pin_dir, CT_MAP, HashMap<MapData, CtKey, CtValue>),
+            snat: typed!(pin_dir, SNAT_MAP, HashMap<MapData, SnatKey, SnatValue>),
+            stats: typed!(pin_dir, NODEPORT_STATS_MAP, PerCpuArray<MapData, u64>),
+            maglev: typed!(pin_dir, MAGLEV_MAP, HashMap<MapData, MaglevKey, MaglevValue>),
+        })
+    }
+
+    /// Inserts or replaces one frontend or backend slot.
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn upsert_service(
+        &mut self,
+        key: ServiceKey,
+        value: ExtServiceValue,
+    ) -> Result<(), DatapathError> {
+        self.services
+            .insert(key, value, 0)
+            .map_err(map_error(EXT_SERVICES_MAP, "insert"))
+    }
+
+    /// Removes one frontend or slot (absent is fine).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DatapathError> {
+        remove_hash(&mut self.services, key, EXT_SERVICES_MAP)
+    }
+
+    /// Every frontend and slot, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn services(&self) -> Result<Vec<(ServiceKey, ExtServiceValue)>, DatapathError> {
+        let mut entries = self
+            .services
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(EXT_SERVICES_MAP, "dump"))?;
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        Ok(entries)
+    }
+
+    /// Adds one of this node's addresses (where wildcard `NodePort`s answer).
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn add_node_ip(&mut self, key: NodeIpKey) -> Result<(), DatapathError> {
+        self.node_ips
+            .insert(key, NodeIpValue::default(), 0)
+            .map_err(map_error(NODE_IPS_MAP, "insert"))
+    }
+
+    /// Removes one node address (absent is fine).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn remove_node_ip(&mut self, key: &NodeIpKey) -> Result<(), DatapathError> {
+        remove_hash(&mut self.node_ips, key, NODE_IPS_MAP)
+    }
+
+    /// Sets the SNAT address, port range and flags.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn set_config(&mut self, config: NodePortConfig) -> Result<(), DatapathError> {
+        self.config
+            .set(0, config, 0)
+            .map_err(map_error(NODEPORT_CONFIG_MAP, "set"))
+    }
+
+    /// Inserts or replaces the Maglev table of service `key`.
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn upsert_maglev(
+        &mut self,
+        key: MaglevKey,
+        table: &MaglevValue,
+    ) -> Result<(), DatapathError> {
+        self.maglev
+            .insert(key, table, 0)
+            .map_err(map_error(MAGLEV_MAP, "insert"))
+    }
+
+    /// Removes the Maglev table of service `key` (absent is fine).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn remove_maglev(&mut self, key: &MaglevKey) -> Result<(), DatapathError> {
+        remove_hash(&mut self.maglev, key, MAGLEV_MAP)
+    }
+
+    /// The conntrack entry of `key`, if any.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn ct(&self, key: &CtKey) -> Result<Option<CtValue>, DatapathError> {
+        match self.ct.get(key, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(map_error(CT_MAP, "lookup")(error)),
+        }
+    }
+
+    /// Every conntrack entry, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn ct_entries(&self) -> Result<Vec<(CtKey, CtValue)>, DatapathError> {
+        let mut entries = self
+            .ct
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(CT_MAP, "dump"))?;
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        Ok(entries)
+    }
+
+    /// Every SNAT port in use, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn snat_entries(&self) -> Result<Vec<(SnatKey, SnatValue)>, DatapathError> {
+        let mut entries = self
+            .snat
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(SNAT_MAP, "dump"))?;
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        Ok(entries)
+    }
+
+    /// The counters (`NP_STAT_*`), summed over CPUs.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn stats(&self) -> Result<[u64; NP_STATS_LEN as usize], DatapathError> {
+        let mut totals = [0u64; NP_STATS_LEN as usize];
+        for (index, total) in (0..NP_STATS_LEN).zip(totals.iter_mut()) {
+            let per_cpu = self
+                .stats
+                .get(&index, 0)
+                .map_err(map_error(NODEPORT_STATS_MAP, "lookup"))?;
+            *total = per_cpu.iter().sum();
+        }
+        Ok(totals)
+    }
+}
+
+fn remove_hash<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
+    name: &'static str,
+) -> Result<(), DatapathError> {
+    match map.remove(key) {
+        Ok(()) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(map_error(name, "remove")(error)),
+    }
+}
+
+/// Removes the north-south map pins of `pin_dir` (absent ones are fine);
+/// the directory itself is left (see [`unpin`](super::unpin)).
+///
+/// # Errors
+/// [`DatapathError::Unpin`] when a pin exists but cannot be removed.
+pub fn unpin_nodeport(pin_dir: &Path) -> Result<(), DatapathError> {
+    for name in NODEPORT_MAPS {
+        let path = pin_dir.join(name);
+        match fs::remove_file(&path) {
+            Err(source) if source.kind() != io::ErrorKind::NotFound => {
+                return Err(DatapathError::Unpin { path, source });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
