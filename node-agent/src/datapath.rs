@@ -24,6 +24,7 @@ mod ebpf_log;
 mod fake;
 mod kernel;
 mod links;
+pub mod maglev;
 mod nodeport;
 #[cfg(test)]
 mod tests;

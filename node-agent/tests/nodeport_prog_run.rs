@@ -33,7 +33,7 @@ use sluice_ebpf_common::{
     },
 };
 use sluice_node_agent::datapath::{
-    NodePortKind, NodePortMaps, NodePortObject, ObjectSource, unpin, unpin_nodeport,
+    NodePortKind, NodePortMaps, NodePortObject, ObjectSource, maglev, unpin, unpin_nodeport,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -924,4 +924,57 @@ fn tc_maglev_choice() {
         &out,
         &tcp((CLIENT, CLIENT_PORT + 1), (LOCAL_BE, plain_port_2)),
     );
+}
+
+/// The table the userspace builder makes, in the map, decides the backend
+/// of each new flow, at tc and at XDP alike: flow `f` goes to
+/// `backends[table[reduce(flow_hash(f), MAGLEV_TABLE_SIZE)]]`.
+#[test]
+fn maglev_table_from_builder_decides_backends() {
+    let Some(mut env) = env("maglev_table_from_builder_decides_backends") else {
+        return;
+    };
+    let backends: Vec<Be> = (0..5).map(|i| (LOCAL_BE, 2_000 + i, true)).collect();
+    env.frontend(
+        ext_frontend(),
+        EXT_FLAG_EXTERNAL_IP | EXT_FLAG_MAGLEV,
+        11,
+        &backends,
+    );
+    let names: Vec<String> = backends
+        .iter()
+        .map(|(addr, port, _)| format!("{addr}:{port}"))
+        .collect();
+    let table = maglev::build(&names, MAGLEV_TABLE_SIZE).expect("maglev table");
+    env.maps
+        .upsert_maglev(
+            MaglevKey { svc_id: 11, pad: 0 },
+            &maglev::to_map_value(&table).expect("map value"),
+        )
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for client_port in 41_000..41_040 {
+        let hash = flow_hash(
+            Be32::from_ipv4(CLIENT),
+            Be16::from_host(client_port),
+            Be32::from_ipv4(EXT_IP),
+            Be16::from_host(EXT_PORT),
+            PROTO_TCP,
+        );
+        let index =
+            usize::try_from(reduce(hash, u32::try_from(MAGLEV_TABLE_SIZE).unwrap())).unwrap();
+        let (_, port, _) = backends[usize::from(table[index])];
+        seen.insert(port);
+        let input = tcp((CLIENT, client_port), (EXT_IP, EXT_PORT));
+        let expected = tcp((CLIENT, client_port), (LOCAL_BE, port));
+        let (program, pass) = if client_port % 2 == 0 {
+            (NP_TC_INGRESS_PROGRAM, TC_ACT_OK)
+        } else {
+            (NP_XDP_PROGRAM, XDP_PASS)
+        };
+        let (rc, out) = env.run(program, &input);
+        assert_eq!(rc, pass, "{program}");
+        assert_golden(&out, &expected);
+    }
+    assert!(seen.len() > 1, "40 flows all on one backend: {seen:?}");
 }
