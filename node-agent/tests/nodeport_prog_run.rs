@@ -24,10 +24,12 @@ use std::{
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP, PROTO_UDP,
     nodeport::{
-        CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey, EXT_BACKEND_LOCAL, EXT_FLAG_EXTERNAL_IP,
-        EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT, ExtServiceValue, MAGLEV_TABLE_SIZE,
-        MaglevKey, MaglevValue, NODEPORT_TC_OBJECT, NODEPORT_XDP_OBJECT, NP_STAT_CT_CREATE,
-        NP_STAT_DROP_NO_BACKEND, NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_FORWARD,
+        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey,
+        EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP, EXT_FLAG_LOADBALANCER,
+        EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT, EXT_FLAG_SOURCE_RANGES,
+        ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, MaglevValue, NODEPORT_TC_OBJECT,
+        NODEPORT_XDP_OBJECT, NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE, NP_STAT_DROP_NO_BACKEND,
+        NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE, NP_STAT_FORWARD,
         NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NP_TC_EGRESS_PROGRAM, NP_TC_INGRESS_PROGRAM,
         NP_XDP_PROGRAM, NodeIpKey, NodePortConfig, ServiceKey, SnatKey, flow_hash, reduce,
     },
@@ -977,4 +979,183 @@ fn maglev_table_from_builder_decides_backends() {
         assert_golden(&out, &expected);
     }
     assert!(seen.len() > 1, "40 flows all on one backend: {seen:?}");
+}
+
+// ------------------------------------------------- source ranges, affinity
+
+const LB_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
+
+/// `loadBalancerSourceRanges`: with the flag set, a client inside one of
+/// the service's prefixes gets through (tc and XDP); one outside, or inside
+/// only another service's prefix, is dropped and counted.
+#[test]
+fn source_ranges_filter_new_flows() {
+    let Some(mut env) = env("source_ranges_filter_new_flows") else {
+        return;
+    };
+    env.frontend(
+        (LB_IP, 443, PROTO_TCP),
+        EXT_FLAG_LOADBALANCER | EXT_FLAG_SOURCE_RANGES,
+        5,
+        &[(LOCAL_BE, BE_PORT, true)],
+    );
+    env.maps
+        .add_source_range(5, Be32::from_octets([198, 51, 100, 0]), 24)
+        .unwrap();
+    env.maps
+        .add_source_range(6, Be32::from_octets([203, 0, 113, 0]), 24)
+        .unwrap();
+
+    for (program, pass, drop) in [
+        (NP_TC_INGRESS_PROGRAM, TC_ACT_OK, TC_ACT_SHOT),
+        (NP_XDP_PROGRAM, XDP_PASS, XDP_DROP),
+    ] {
+        let port = if program == NP_XDP_PROGRAM {
+            40_100
+        } else {
+            40_200
+        };
+        let (rc, out) = env.run(program, &tcp((CLIENT, port), (LB_IP, 443)));
+        assert_eq!(rc, pass, "{program}: inside the range");
+        assert_golden(&out, &tcp((CLIENT, port), (LOCAL_BE, BE_PORT)));
+        let (rc, _) = env.run(program, &tcp((OUTSIDER, port), (LB_IP, 443)));
+        assert_eq!(rc, drop, "{program}: outside the range");
+    }
+    assert_eq!(env.stat(NP_STAT_DROP_SOURCE_RANGE), 2);
+
+    // Removing the range drops the client too.
+    env.maps
+        .remove_source_range(5, Be32::from_octets([198, 51, 100, 0]), 24)
+        .unwrap();
+    let (rc, _) = env.run(NP_TC_INGRESS_PROGRAM, &tcp((CLIENT, 40_300), (LB_IP, 443)));
+    assert_eq!(rc, TC_ACT_SHOT);
+}
+
+/// The slot the flow hash alone picks for `client:port -> EXT_IP:80`.
+fn hashed_slot(client: Ipv4Addr, port: u16, count: u32) -> u16 {
+    let hash = flow_hash(
+        Be32::from_ipv4(client),
+        Be16::from_host(port),
+        Be32::from_ipv4(EXT_IP),
+        Be16::from_host(EXT_PORT),
+        PROTO_TCP,
+    );
+    u16::try_from(reduce(hash, count)).unwrap() + 1
+}
+
+/// `sessionAffinity: ClientIP`: every new flow of a client goes to the
+/// backend its first flow got, whatever the flow hash says; another client
+/// is independent. A stale entry (older than the timeout) or one whose slot
+/// now holds another backend is ignored; a live one is obeyed.
+#[test]
+fn session_affinity_pins_client_to_backend() {
+    let Some(mut env) = env("session_affinity_pins_client_to_backend") else {
+        return;
+    };
+    let backends: Vec<Be> = (0..4).map(|i| (LOCAL_BE, 3_000 + i, true)).collect();
+    let key = ServiceKey::frontend(
+        Be32::from_ipv4(EXT_IP),
+        Be16::from_host(EXT_PORT),
+        PROTO_TCP,
+    );
+    env.frontend(
+        ext_frontend(),
+        EXT_FLAG_EXTERNAL_IP | EXT_FLAG_AFFINITY,
+        7,
+        &backends,
+    );
+    let with_timeout = |env: &mut Env, seconds: u32| {
+        env.maps
+            .upsert_service(
+                key,
+                ExtServiceValue::frontend(4, EXT_FLAG_EXTERNAL_IP | EXT_FLAG_AFFINITY, 7)
+                    .with_affinity_timeout(seconds),
+            )
+            .unwrap();
+    };
+    with_timeout(&mut env, 10_800);
+    let be_port = |slot: u16| backends[usize::from(slot - 1)].1;
+
+    let first = hashed_slot(CLIENT, 42_000, 4);
+    let mut spread = std::collections::BTreeSet::new();
+    for port in 42_000..42_020 {
+        spread.insert(hashed_slot(CLIENT, port, 4));
+        let (rc, out) = env.run(
+            NP_TC_INGRESS_PROGRAM,
+            &tcp((CLIENT, port), (EXT_IP, EXT_PORT)),
+        );
+        assert_eq!(rc, TC_ACT_OK);
+        assert_golden(&out, &tcp((CLIENT, port), (LOCAL_BE, be_port(first))));
+    }
+    assert!(
+        spread.len() > 1,
+        "the hash alone would have spread these flows"
+    );
+    assert_eq!(env.stat(NP_STAT_AFFINITY_HIT), 19);
+    let aff_key = |client: Ipv4Addr| AffinityKey {
+        client: Be32::from_ipv4(client),
+        svc_id: 7,
+        pad: 0,
+    };
+    let entry = env
+        .maps
+        .affinity(&aff_key(CLIENT))
+        .unwrap()
+        .expect("affinity entry");
+    assert_eq!(entry.slot, first);
+    assert_eq!(entry.backend_port, Be16::from_host(be_port(first)));
+
+    // Another client: its own hash choice (through XDP this time).
+    let other = Ipv4Addr::new(198, 51, 100, 8);
+    let slot = hashed_slot(other, 42_000, 4);
+    let (rc, out) = env.run(NP_XDP_PROGRAM, &tcp((other, 42_000), (EXT_IP, EXT_PORT)));
+    assert_eq!(rc, XDP_PASS);
+    assert_golden(&out, &tcp((other, 42_000), (LOCAL_BE, be_port(slot))));
+
+    // A third client with planted entries pointing away from its hash choice.
+    let third = Ipv4Addr::new(198, 51, 100, 9);
+    let hashed = hashed_slot(third, 43_000, 4);
+    let planted = hashed % 4 + 1;
+    let plant = |env: &mut Env, slot: u16, port: u16, last_seen: u64| {
+        env.maps
+            .set_affinity(
+                aff_key(third),
+                AffinityValue {
+                    backend_addr: Be32::from_ipv4(LOCAL_BE),
+                    backend_port: Be16::from_host(port),
+                    slot,
+                    last_seen,
+                },
+            )
+            .unwrap();
+    };
+    // Stale: last seen at boot, timeout 1 s.
+    with_timeout(&mut env, 1);
+    plant(&mut env, planted, be_port(planted), 0);
+    let (rc, out) = env.run(
+        NP_TC_INGRESS_PROGRAM,
+        &tcp((third, 43_000), (EXT_IP, EXT_PORT)),
+    );
+    assert_eq!(rc, TC_ACT_OK);
+    assert_golden(&out, &tcp((third, 43_000), (LOCAL_BE, be_port(hashed))));
+    // Live (last seen "now or later") but the slot holds another backend.
+    with_timeout(&mut env, 10_800);
+    plant(&mut env, planted, 9_999, u64::MAX);
+    let (rc, out) = env.run(
+        NP_TC_INGRESS_PROGRAM,
+        &tcp((third, 43_001), (EXT_IP, EXT_PORT)),
+    );
+    assert_eq!(rc, TC_ACT_OK);
+    let hashed_1 = hashed_slot(third, 43_001, 4);
+    assert_golden(&out, &tcp((third, 43_001), (LOCAL_BE, be_port(hashed_1))));
+    // Live and valid: obeyed.
+    let planted = hashed_slot(third, 43_002, 4) % 4 + 1;
+    plant(&mut env, planted, be_port(planted), u64::MAX);
+    let (rc, out) = env.run(
+        NP_TC_INGRESS_PROGRAM,
+        &tcp((third, 43_002), (EXT_IP, EXT_PORT)),
+    );
+    assert_eq!(rc, TC_ACT_OK);
+    assert_golden(&out, &tcp((third, 43_002), (LOCAL_BE, be_port(planted))));
 }

@@ -82,6 +82,16 @@ pub const NODEPORT_STATS_MAP: &str = "sluice_npstat_v1";
 /// filled by userspace.
 pub const MAGLEV_MAP: &str = "sluice_maglev_v1";
 
+/// Pinned name of the source ranges (`LpmTrie<SourceRangeKey, u32>`),
+/// filled by userspace: key prefix length `SOURCE_RANGE_SVC_BITS + prefix`.
+pub const SOURCE_RANGES_MAP: &str = "sluice_srcrange_v1";
+/// Pinned name of the session-affinity map
+/// (`LruHashMap<AffinityKey, AffinityValue>`), written by the programs.
+pub const AFFINITY_MAP: &str = "sluice_affinity_v1";
+/// Bits of a [`SourceRangeKey`] before the address (service id and
+/// padding): always matched in full.
+pub const SOURCE_RANGE_SVC_BITS: u32 = 32;
+
 /// Capacity of [`EXT_SERVICES_MAP`] (frontends plus backend slots).
 pub const EXT_SERVICES_MAX_ENTRIES: u32 = 65_536;
 /// Capacity of [`NODE_IPS_MAP`].
@@ -92,6 +102,10 @@ pub const CT_MAX_ENTRIES: u32 = 524_288;
 pub const SNAT_MAX_ENTRIES: u32 = 262_144;
 /// Capacity of [`MAGLEV_MAP`] (services with a Maglev table).
 pub const MAGLEV_MAX_ENTRIES: u32 = 1_024;
+/// Capacity of [`SOURCE_RANGES_MAP`].
+pub const SOURCE_RANGES_MAX_ENTRIES: u32 = 16_384;
+/// Capacity of [`AFFINITY_MAP`].
+pub const AFFINITY_MAX_ENTRIES: u32 = 65_536;
 
 /// Object (ELF) holding the tc programs.
 pub const NODEPORT_TC_OBJECT: &str = "sluice-nodeport";
@@ -119,6 +133,14 @@ pub const EXT_FLAG_LOCAL: u16 = 1 << 3;
 /// Frontend flag: choose backends through the service's Maglev table
 /// ([`MAGLEV_MAP`]) instead of the flow hash modulo `count`.
 pub const EXT_FLAG_MAGLEV: u16 = 1 << 4;
+
+/// Frontend flag: `loadBalancerSourceRanges` are set: a new flow whose
+/// client matches no `{svc_id, prefix}` of [`SOURCE_RANGES_MAP`] is dropped.
+pub const EXT_FLAG_SOURCE_RANGES: u16 = 1 << 5;
+/// Frontend flag: `sessionAffinity: ClientIP`: a client's new flows go to
+/// the backend in [`AFFINITY_MAP`] while that entry is younger than
+/// [`ExtServiceValue::affinity_timeout_s`].
+pub const EXT_FLAG_AFFINITY: u16 = 1 << 6;
 
 /// Backend flag (slot entries): the backend runs on this node, so a packet
 /// to it is passed to the stack and never source-NATed.
@@ -148,8 +170,12 @@ pub const NP_STAT_REPLY: u32 = 5;
 pub const NP_STAT_PASS_UNSUPPORTED: u32 = 6;
 /// Counter: new conntrack entries (flows) created.
 pub const NP_STAT_CT_CREATE: u32 = 7;
+/// Counter: new flows dropped by `loadBalancerSourceRanges`.
+pub const NP_STAT_DROP_SOURCE_RANGE: u32 = 8;
+/// Counter: new flows sent to their client's affinity backend.
+pub const NP_STAT_AFFINITY_HIT: u32 = 9;
 /// Number of counters in [`NODEPORT_STATS_MAP`].
-pub const NP_STATS_LEN: u32 = 8;
+pub const NP_STATS_LEN: u32 = 10;
 
 /// Conntrack idle timeout of TCP flows, in nanoseconds (6 hours).
 pub const CT_TIMEOUT_TCP_NS: u64 = 6 * 3_600 * 1_000_000_000;
@@ -187,6 +213,9 @@ pub struct ExtServiceValue {
     pub pad0: u8,
     /// Explicit padding; always 0.
     pub pad1: u16,
+    /// `sessionAffinity` timeout in seconds (frontend with
+    /// [`EXT_FLAG_AFFINITY`] only).
+    pub affinity_timeout_s: u32,
 }
 
 impl ExtServiceValue {
@@ -202,6 +231,16 @@ impl ExtServiceValue {
             backend_flags: 0,
             pad0: 0,
             pad1: 0,
+            affinity_timeout_s: 0,
+        }
+    }
+
+    /// The same frontend with a `sessionAffinity` timeout (seconds).
+    #[must_use]
+    pub const fn with_affinity_timeout(self, affinity_timeout_s: u32) -> Self {
+        Self {
+            affinity_timeout_s,
+            ..self
         }
     }
 
@@ -217,6 +256,7 @@ impl ExtServiceValue {
             backend_flags,
             pad0: 0,
             pad1: 0,
+            affinity_timeout_s: 0,
         }
     }
 }
@@ -351,6 +391,49 @@ pub struct SnatValue {
     pub pad: u32,
 }
 
+/// Key data of [`SOURCE_RANGES_MAP`] (the LPM key's prefix length is
+/// [`SOURCE_RANGE_SVC_BITS`] + the CIDR's prefix length, so the service id
+/// always matches exactly).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRangeKey {
+    /// The frontend's service id.
+    pub svc_id: u16,
+    /// Explicit padding; always 0.
+    pub pad: u16,
+    /// The range's network address.
+    pub addr: Be32,
+}
+
+/// Key of [`AFFINITY_MAP`]: one client of one service.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AffinityKey {
+    /// The client address.
+    pub client: Be32,
+    /// The frontend's service id.
+    pub svc_id: u16,
+    /// Explicit padding; always 0.
+    pub pad: u16,
+}
+
+/// Value of [`AFFINITY_MAP`]: the backend a client's flows go to.
+///
+/// Used only while the slot still holds the same backend (slots may be
+/// renumbered when endpoints change).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityValue {
+    /// Backend address.
+    pub backend_addr: Be32,
+    /// Backend port.
+    pub backend_port: Be16,
+    /// The frontend slot the backend was in.
+    pub slot: u16,
+    /// `bpf_ktime_get_ns` of the client's last new flow.
+    pub last_seen: u64,
+}
+
 // Padding is made of integer fields, not byte arrays: zeroing a `[u8; N]`
 // can become a call to `memset`, which bpf-linker emits as a BPF
 // subprogram; calls like that have cost verifier rejections here.
@@ -421,7 +504,14 @@ const fn fmix32(mut h: u32) -> u32 {
 }
 
 const _: () = {
-    assert!(size_of::<ExtServiceValue>() == 16);
+    assert!(size_of::<ExtServiceValue>() == 20);
+    assert!(offset_of!(ExtServiceValue, affinity_timeout_s) == 16);
+    assert!(size_of::<SourceRangeKey>() == 8);
+    assert!(offset_of!(SourceRangeKey, addr) == 4);
+    assert!(size_of::<AffinityKey>() == 8);
+    assert!(size_of::<AffinityValue>() == 16);
+    assert!(offset_of!(AffinityValue, slot) == 6);
+    assert!(offset_of!(AffinityValue, last_seen) == 8);
     assert!(offset_of!(ExtServiceValue, count) == 0);
     assert!(offset_of!(ExtServiceValue, flags) == 2);
     assert!(offset_of!(ExtServiceValue, svc_id) == 4);
@@ -482,11 +572,18 @@ const _: () = {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        CtKey, CtValue, ExtServiceValue, MaglevKey, MaglevValue, NodeIpKey, NodeIpValue,
-        NodePortConfig, SnatKey, SnatValue,
+        AffinityKey, AffinityValue, CtKey, CtValue, ExtServiceValue, MaglevKey, MaglevValue,
+        NodeIpKey, NodeIpValue, NodePortConfig, SnatKey, SnatValue, SourceRangeKey,
     };
 
-    // SAFETY (all impls below): each type is `#[repr(C)]`, `Copy`, made only
+    // SAFETY: see below.
+    unsafe impl aya::Pod for SourceRangeKey {}
+    // SAFETY: see below.
+    unsafe impl aya::Pod for AffinityKey {}
+    // SAFETY: see below; the `u64` sits at offset 8, 8-aligned, no hole.
+    unsafe impl aya::Pod for AffinityValue {}
+
+    // SAFETY (all impls here): each type is `#[repr(C)]`, `Copy`, made only
     // of integers and integer arrays (`Be32`/`Be16` are `repr(transparent)`
     // integers), with every padding byte an explicit field (sizes and
     // offsets asserted above), so any bit pattern is valid and no byte is

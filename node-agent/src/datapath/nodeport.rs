@@ -10,14 +10,18 @@ use std::{fs, io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use sluice_ebpf_common::nodeport::{
-    CT_MAP, CtKey, CtValue, EXT_SERVICES_MAP, ExtServiceValue, MAGLEV_MAP, MaglevKey, MaglevValue,
-    NODE_IPS_MAP, NODEPORT_CONFIG_MAP, NODEPORT_STATS_MAP, NP_STATS_LEN, NP_TC_EGRESS_PROGRAM,
-    NP_TC_INGRESS_PROGRAM, NP_XDP_PROGRAM, NodeIpKey, NodeIpValue, NodePortConfig, SNAT_MAP,
-    ServiceKey, SnatKey, SnatValue,
+    AFFINITY_MAP, AffinityKey, AffinityValue, CT_MAP, CtKey, CtValue, EXT_SERVICES_MAP,
+    ExtServiceValue, MAGLEV_MAP, MaglevKey, MaglevValue, NODE_IPS_MAP, NODEPORT_CONFIG_MAP,
+    NODEPORT_STATS_MAP, NP_STATS_LEN, NP_TC_EGRESS_PROGRAM, NP_TC_INGRESS_PROGRAM, NP_XDP_PROGRAM,
+    NodeIpKey, NodeIpValue, NodePortConfig, SNAT_MAP, SOURCE_RANGE_SVC_BITS, SOURCE_RANGES_MAP,
+    ServiceKey, SnatKey, SnatValue, SourceRangeKey,
 };
 
 use super::{
@@ -26,7 +30,7 @@ use super::{
 };
 
 /// Every map of the north-south objects (for [`unpin_nodeport`]).
-pub const NODEPORT_MAPS: [&str; 7] = [
+pub const NODEPORT_MAPS: [&str; 9] = [
     EXT_SERVICES_MAP,
     NODE_IPS_MAP,
     NODEPORT_CONFIG_MAP,
@@ -34,6 +38,8 @@ pub const NODEPORT_MAPS: [&str; 7] = [
     SNAT_MAP,
     NODEPORT_STATS_MAP,
     MAGLEV_MAP,
+    SOURCE_RANGES_MAP,
+    AFFINITY_MAP,
 ];
 
 /// Which north-south object to load.
@@ -182,6 +188,8 @@ pub struct NodePortMaps {
     snat: HashMap<MapData, SnatKey, SnatValue>,
     stats: PerCpuArray<MapData, u64>,
     maglev: HashMap<MapData, MaglevKey, MaglevValue>,
+    source_ranges: LpmTrie<MapData, SourceRangeKey, u32>,
+    affinity: HashMap<MapData, AffinityKey, AffinityValue>,
 }
 
 impl std::fmt::Debug for NodePortMaps {
@@ -216,6 +224,8 @@ impl NodePortMaps {
             snat: typed!(pin_dir, SNAT_MAP, HashMap<MapData, SnatKey, SnatValue>),
             stats: typed!(pin_dir, NODEPORT_STATS_MAP, PerCpuArray<MapData, u64>),
             maglev: typed!(pin_dir, MAGLEV_MAP, HashMap<MapData, MaglevKey, MaglevValue>),
+            source_ranges: typed!(pin_dir, SOURCE_RANGES_MAP, LpmTrie<MapData, SourceRangeKey, u32>),
+            affinity: typed!(pin_dir, AFFINITY_MAP, HashMap<MapData, AffinityKey, AffinityValue>),
         })
     }
 
@@ -303,6 +313,82 @@ impl NodePortMaps {
     /// [`DatapathError::Map`].
     pub fn remove_maglev(&mut self, key: &MaglevKey) -> Result<(), DatapathError> {
         remove_hash(&mut self.maglev, key, MAGLEV_MAP)
+    }
+
+    /// Allows clients in `addr/prefix_len` for service `svc_id` (a
+    /// `loadBalancerSourceRanges` entry; the frontend needs
+    /// `EXT_FLAG_SOURCE_RANGES`). `addr` must be the network address.
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn add_source_range(
+        &mut self,
+        svc_id: u16,
+        addr: sluice_ebpf_common::Be32,
+        prefix_len: u8,
+    ) -> Result<(), DatapathError> {
+        let key = Key::new(
+            SOURCE_RANGE_SVC_BITS + u32::from(prefix_len.min(32)),
+            SourceRangeKey {
+                svc_id,
+                pad: 0,
+                addr,
+            },
+        );
+        self.source_ranges
+            .insert(&key, 1, 0)
+            .map_err(map_error(SOURCE_RANGES_MAP, "insert"))
+    }
+
+    /// Removes one source range (absent is fine).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn remove_source_range(
+        &mut self,
+        svc_id: u16,
+        addr: sluice_ebpf_common::Be32,
+        prefix_len: u8,
+    ) -> Result<(), DatapathError> {
+        let key = Key::new(
+            SOURCE_RANGE_SVC_BITS + u32::from(prefix_len.min(32)),
+            SourceRangeKey {
+                svc_id,
+                pad: 0,
+                addr,
+            },
+        );
+        match self.source_ranges.remove(&key) {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(map_error(SOURCE_RANGES_MAP, "remove")(error)),
+        }
+    }
+
+    /// The affinity entry of a client of a service, if any.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn affinity(&self, key: &AffinityKey) -> Result<Option<AffinityValue>, DatapathError> {
+        match self.affinity.get(key, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(map_error(AFFINITY_MAP, "lookup")(error)),
+        }
+    }
+
+    /// Writes an affinity entry (tests; a restore after a restart).
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn set_affinity(
+        &mut self,
+        key: AffinityKey,
+        value: AffinityValue,
+    ) -> Result<(), DatapathError> {
+        self.affinity
+            .insert(key, value, 0)
+            .map_err(map_error(AFFINITY_MAP, "insert"))
     }
 
     /// The conntrack entry of `key`, if any.

@@ -4,12 +4,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use sluice_ebpf_common::nodeport::{
-    CT_MAX_ENTRIES, CtKey, CtValue, EXT_SERVICES_MAX_ENTRIES, ExtServiceValue, MAGLEV_MAX_ENTRIES,
-    MaglevKey, MaglevValue, NODE_IPS_MAX_ENTRIES, NP_STATS_LEN, NodeIpKey, NodeIpValue,
-    NodePortConfig, SNAT_MAX_ENTRIES, ServiceKey, SnatKey, SnatValue,
+    AFFINITY_MAX_ENTRIES, AffinityKey, AffinityValue, CT_MAX_ENTRIES, CtKey, CtValue,
+    EXT_SERVICES_MAX_ENTRIES, ExtServiceValue, MAGLEV_MAX_ENTRIES, MaglevKey, MaglevValue,
+    NODE_IPS_MAX_ENTRIES, NP_STATS_LEN, NodeIpKey, NodeIpValue, NodePortConfig, SNAT_MAX_ENTRIES,
+    SOURCE_RANGES_MAX_ENTRIES, ServiceKey, SnatKey, SnatValue, SourceRangeKey,
 };
 
 /// North-south frontends (slot 0) and their backend slots; written by userspace.
@@ -40,6 +41,17 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(NP_STATS_LEN, 0);
 /// Maglev tables by service id; written by userspace.
 #[map(name = "sluice_maglev_v1")]
 pub static MAGLEV: HashMap<MaglevKey, MaglevValue> = HashMap::pinned(MAGLEV_MAX_ENTRIES, 0);
+
+/// `loadBalancerSourceRanges`: `{svc_id, prefix}` -> 1; written by userspace.
+/// LPM tries must be created with `BPF_F_NO_PREALLOC` (1).
+#[map(name = "sluice_srcrange_v1")]
+pub static SOURCE_RANGES: LpmTrie<SourceRangeKey, u32> =
+    LpmTrie::pinned(SOURCE_RANGES_MAX_ENTRIES, 1);
+
+/// `sessionAffinity: ClientIP`: `{client, svc_id}` -> backend, last use.
+#[map(name = "sluice_affinity_v1")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
 /// Adds one to counter `index` (`NP_STAT_*`) of this CPU.
 #[inline(always)]

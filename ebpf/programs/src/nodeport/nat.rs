@@ -18,21 +18,23 @@
 //! on the same tuple); the maps are LRU, so the kernel evicts the oldest
 //! under pressure. TCP state (FIN/RST) is not followed.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP,
     nodeport::{
-        CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CT_REFRESH_NS, CT_TIMEOUT_TCP_NS,
-        CT_TIMEOUT_UDP_NS, CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV,
-        ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, NP_CFG_FIB_REDIRECT, NP_STAT_CT_CREATE,
+        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CT_REFRESH_NS,
+        CT_TIMEOUT_TCP_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY,
+        EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_SOURCE_RANGES, ExtServiceValue,
+        MAGLEV_TABLE_SIZE, MaglevKey, NP_CFG_FIB_REDIRECT, NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE,
         NP_STAT_DROP_CT, NP_STAT_DROP_NO_BACKEND, NP_STAT_DROP_REWRITE,
-        NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_FORWARD, NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY,
-        NodeIpKey, NodePortConfig, ServiceKey, SnatKey, SnatValue, flow_hash, reduce,
+        NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE, NP_STAT_FORWARD,
+        NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NodeIpKey, NodePortConfig, SOURCE_RANGE_SVC_BITS,
+        ServiceKey, SnatKey, SnatValue, SourceRangeKey, flow_hash, reduce,
     },
 };
 
 use super::{
-    maps::{CONFIG, CT, EXT_SERVICES, MAGLEV, NODE_IPS, SNAT, count},
+    maps::{AFFINITY, CONFIG, CT, EXT_SERVICES, MAGLEV, NODE_IPS, SNAT, SOURCE_RANGES, count},
     packet::{Action, DST, Packet, RewriteError, SRC},
     parse::{DPORT_OFF, Parsed, SPORT_OFF, Tuple, parse},
 };
@@ -161,15 +163,47 @@ fn new_flow<P: Packet>(pkt: &mut P, tuple: &Tuple, key: &CtKey, now: u64) -> Act
         count(NP_STAT_DROP_NO_BACKEND);
         return Action::DROP;
     }
-    let hash = flow_hash(tuple.src, tuple.sport, tuple.dst, tuple.dport, tuple.proto);
-    let backend = choose_slot(&fe, hash)
-        .and_then(|slot| EXT_SERVICES.get_ptr(fe_key.with_slot(slot)))
-        // SAFETY: pointer from a successful lookup, copied out at once.
-        .map(|value| unsafe { *value });
-    let Some(backend) = backend else {
-        count(NP_STAT_DROP_NO_BACKEND);
+    if fe.flags & EXT_FLAG_SOURCE_RANGES != 0 && !source_allowed(fe.svc_id, tuple.src) {
+        count(NP_STAT_DROP_SOURCE_RANGE);
         return Action::DROP;
+    }
+    let hash = flow_hash(tuple.src, tuple.sport, tuple.dst, tuple.dport, tuple.proto);
+    let affinity_key = AffinityKey {
+        client: tuple.src,
+        svc_id: fe.svc_id,
+        pad: 0,
     };
+    let affinity = fe.flags & EXT_FLAG_AFFINITY != 0;
+    let sticky = if affinity {
+        affinity_backend(&fe_key, &fe, &affinity_key, now)
+    } else {
+        None
+    };
+    let (slot, backend) = if let Some(found) = sticky {
+        count(NP_STAT_AFFINITY_HIT);
+        found
+    } else {
+        let chosen = choose_slot(&fe, hash).and_then(|slot| {
+            // SAFETY: pointer from a successful lookup, copied out at once.
+            let value = unsafe { *EXT_SERVICES.get_ptr(fe_key.with_slot(slot))? };
+            Some((slot, value))
+        });
+        let Some(chosen) = chosen else {
+            count(NP_STAT_DROP_NO_BACKEND);
+            return Action::DROP;
+        };
+        chosen
+    };
+    if affinity {
+        let value = AffinityValue {
+            backend_addr: backend.backend_addr,
+            backend_port: backend.backend_port,
+            slot,
+            last_seen: now,
+        };
+        // Best effort: without the entry the next flow is hashed again.
+        let _ = AFFINITY.insert(affinity_key, value, 0);
+    }
     let local = backend.backend_flags & EXT_BACKEND_LOCAL != 0;
     // SAFETY: pointer from a successful lookup of an array entry, copied out.
     let config = CONFIG
@@ -221,6 +255,41 @@ fn new_flow<P: Packet>(pkt: &mut P, tuple: &Tuple, key: &CtKey, now: u64) -> Act
     }
     count(NP_STAT_CT_CREATE);
     forward(pkt, tuple, &entry)
+}
+
+/// Whether `client` is inside one of service `svc_id`'s source ranges.
+#[inline(always)]
+fn source_allowed(svc_id: u16, client: Be32) -> bool {
+    let key = Key::new(
+        SOURCE_RANGE_SVC_BITS + 32,
+        SourceRangeKey {
+            svc_id,
+            pad: 0,
+            addr: client,
+        },
+    );
+    SOURCE_RANGES.get(&key).is_some()
+}
+
+/// The client's affinity backend `(slot, value)`, if its entry is younger
+/// than the frontend's timeout and the slot still holds that backend.
+#[inline(always)]
+fn affinity_backend(
+    fe_key: &ServiceKey,
+    fe: &ExtServiceValue,
+    key: &AffinityKey,
+    now: u64,
+) -> Option<(u16, ExtServiceValue)> {
+    // SAFETY: pointer from a successful lookup, copied out at once.
+    let entry = unsafe { *AFFINITY.get_ptr(key)? };
+    let timeout = u64::from(fe.affinity_timeout_s) * 1_000_000_000;
+    if now.saturating_sub(entry.last_seen) > timeout || entry.slot == 0 || entry.slot > fe.count {
+        return None;
+    }
+    // SAFETY: pointer from a successful lookup, copied out at once.
+    let value = unsafe { *EXT_SERVICES.get_ptr(fe_key.with_slot(entry.slot))? };
+    (value.backend_addr == entry.backend_addr && value.backend_port == entry.backend_port)
+        .then_some((entry.slot, value))
 }
 
 /// Takes a free SNAT port for a new flow, trying up to [`SNAT_TRIES`] ports
