@@ -38,8 +38,8 @@ pub use kernel::{
     cgroup2_mount, default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
 };
 pub use nodeport::{
-    NODEPORT_MAPS, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
-    programs as nodeport_programs, unpin_nodeport,
+    AttachMode, NODEPORT_MAPS, NodePortHook, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
+    detach_nodeport, hook_pin, programs as nodeport_programs, unpin_nodeport,
 };
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,

@@ -6,7 +6,11 @@
 //! Layouts, names and the frontend/conntrack/SNAT schemes are documented in
 //! `sluice_ebpf_common::nodeport`.
 
-use std::{fs, io, path::Path};
+use std::{
+    fs, io,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -14,7 +18,10 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
+    programs::{
+        Program, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+        links::FdLink,
+    },
 };
 use sluice_ebpf_common::nodeport::{
     AFFINITY_MAP, AffinityKey, AffinityValue, CT_MAP, CtKey, CtValue, EXT_SERVICES_MAP,
@@ -27,7 +34,75 @@ use sluice_ebpf_common::nodeport::{
 use super::{
     BPFFS, DatapathError, ObjectSource, ensure_bpffs,
     kernel::{is_not_found, map_error, program_error},
+    links,
 };
+
+/// `ENOLINK`: a pinned link whose device is gone (defunct).
+const ENOLINK: i32 = 67;
+
+/// How a program ended up on its interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// A new TCX link (kernel >= 6.6).
+    Tcx,
+    /// A new XDP link in native (driver) mode.
+    XdpNative,
+    /// A new XDP link in generic (SKB) mode: the driver refused native.
+    XdpGeneric,
+    /// The link pinned by an earlier run, its program swapped atomically
+    /// (`BPF_LINK_UPDATE`).
+    Reused,
+}
+
+/// One north-south program attached to an interface with a pinned link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePortHook {
+    /// The program name.
+    pub program: &'static str,
+    /// The link's pin: `<links dir>/<program>-<interface>`.
+    pub pin: PathBuf,
+    /// How it was attached.
+    pub mode: AttachMode,
+}
+
+/// The pin of `program`'s link on `iface` under `links_dir`.
+#[must_use]
+pub fn hook_pin(links_dir: &Path, program: &str, iface: &str) -> PathBuf {
+    links_dir.join(format!("{program}-{iface}"))
+}
+
+/// Detaches the north-south programs from `iface` and removes their pins
+/// under `links_dir`; pins that are not there are fine.
+///
+/// # Errors
+/// [`DatapathError::Link`] when a pin exists but cannot be opened, detached
+/// or removed.
+pub fn detach_nodeport(links_dir: &Path, iface: &str) -> Result<(), DatapathError> {
+    for program in [NP_TC_INGRESS_PROGRAM, NP_TC_EGRESS_PROGRAM, NP_XDP_PROGRAM] {
+        let pin = hook_pin(links_dir, program, iface);
+        let link = match links::obj_get(&pin) {
+            Ok(link) => link,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(link_err(&pin, "open", source)),
+        };
+        match links::link_detach(link.as_fd()) {
+            Err(error) if error.raw_os_error() != Some(ENOLINK) => {
+                return Err(link_err(&pin, "detach", error));
+            }
+            _ => {}
+        }
+        fs::remove_file(&pin).map_err(|source| link_err(&pin, "unpin", source))?;
+    }
+    Ok(())
+}
+
+fn link_err(path: &Path, op: &'static str, source: io::Error) -> DatapathError {
+    DatapathError::Link {
+        path: path.to_owned(),
+        op,
+        source,
+    }
+}
 
 /// Every map of the north-south objects (for [`unpin_nodeport`]).
 pub const NODEPORT_MAPS: [&str; 9] = [
@@ -160,6 +235,119 @@ impl NodePortObject {
             packet: out,
             duration_ns: u64::try_from(result.duration.as_nanos()).unwrap_or(u64::MAX),
         })
+    }
+
+    /// Attaches this object's programs to `iface` (tc: ingress and egress
+    /// through TCX; XDP: native mode, falling back to generic when the
+    /// driver refuses), each with a link pinned at
+    /// [`hook_pin`]`(links_dir, program, iface)`, so the hooks outlive this
+    /// value. A pin left by an earlier run keeps its link and gets this
+    /// object's program atomically (`BPF_LINK_UPDATE`: no packet sees no
+    /// program); a defunct one (its device gone) is replaced.
+    ///
+    /// The pin is named by interface name: one pin directory serves one
+    /// network namespace.
+    ///
+    /// # Errors
+    /// [`DatapathError::PinDir`], [`DatapathError::Program`] (attach),
+    /// [`DatapathError::Link`] (pin, update).
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        links_dir: &Path,
+    ) -> Result<Vec<NodePortHook>, DatapathError> {
+        fs::create_dir_all(links_dir).map_err(|source| DatapathError::PinDir {
+            path: links_dir.to_owned(),
+            source,
+        })?;
+        let mut hooks = Vec::new();
+        for &program in programs(self.kind) {
+            let pin = hook_pin(links_dir, program, iface);
+            let mode = if self.update_pinned(program, &pin)? {
+                AttachMode::Reused
+            } else {
+                self.attach_new(program, iface, &pin)?
+            };
+            hooks.push(NodePortHook { program, pin, mode });
+        }
+        Ok(hooks)
+    }
+
+    /// Swaps `program` into the link pinned at `pin`; `Ok(false)` when
+    /// there is no live link there (none, or defunct: then its pin is gone).
+    fn update_pinned(&self, program: &'static str, pin: &Path) -> Result<bool, DatapathError> {
+        let link = match links::obj_get(pin) {
+            Ok(link) => link,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(link_err(pin, "open", source)),
+        };
+        let fd = match self.ebpf.program(program) {
+            Some(Program::SchedClassifier(tc)) => tc.fd(),
+            Some(Program::Xdp(xdp)) => xdp.fd(),
+            _ => return Err(DatapathError::MissingProgram { name: program }),
+        }
+        .map_err(program_error(program, "update"))?;
+        match links::link_update(link.as_fd(), fd.as_fd()) {
+            Ok(()) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(ENOLINK) => {
+                fs::remove_file(pin).map_err(|source| link_err(pin, "unpin defunct", source))?;
+                Ok(false)
+            }
+            Err(source) => Err(link_err(pin, "update", source)),
+        }
+    }
+
+    /// Attaches `program` to `iface` with a new link pinned at `pin`.
+    fn attach_new(
+        &mut self,
+        program: &'static str,
+        iface: &str,
+        pin: &Path,
+    ) -> Result<AttachMode, DatapathError> {
+        let (link, mode) = match self.ebpf.program_mut(program) {
+            Some(Program::SchedClassifier(tc)) => {
+                let attach_type = if program == NP_TC_EGRESS_PROGRAM {
+                    TcAttachType::Egress
+                } else {
+                    TcAttachType::Ingress
+                };
+                let id = tc
+                    .attach(iface, attach_type)
+                    .map_err(program_error(program, "attach"))?;
+                let link = tc
+                    .take_link(id)
+                    .map_err(program_error(program, "take link"))?;
+                let link = FdLink::try_from(link)
+                    .map_err(|e| link_err(pin, "convert (not a TCX link)", io::Error::other(e)))?;
+                (link, AttachMode::Tcx)
+            }
+            Some(Program::Xdp(xdp)) => {
+                let (id, mode) = match xdp.attach(iface, XdpMode::Driver) {
+                    Ok(id) => (id, AttachMode::XdpNative),
+                    Err(native) => {
+                        tracing::info!(program, iface, error = %native,
+                            "native XDP refused; attaching in generic (SKB) mode");
+                        let id = xdp
+                            .attach(iface, XdpMode::Skb)
+                            .map_err(program_error(program, "attach"))?;
+                        (id, AttachMode::XdpGeneric)
+                    }
+                };
+                let link = xdp
+                    .take_link(id)
+                    .map_err(program_error(program, "take link"))?;
+                let link = FdLink::try_from(link)
+                    .map_err(|e| link_err(pin, "convert (not an XDP link)", io::Error::other(e)))?;
+                (link, mode)
+            }
+            _ => return Err(DatapathError::MissingProgram { name: program }),
+        };
+        // Dropping the PinnedLink closes our fd; the pin keeps the link.
+        drop(
+            link.pin(pin)
+                .map_err(|e| link_err(pin, "pin", io::Error::other(e)))?,
+        );
+        Ok(mode)
     }
 
     /// Which object this is.
