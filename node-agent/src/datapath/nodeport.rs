@@ -591,6 +591,17 @@ impl NodePortMaps {
         }
     }
 
+    /// Writes one conntrack entry (benchmarks, tests; the programs write
+    /// the real ones).
+    ///
+    /// # Errors
+    /// [`DatapathError::MapFull`], [`DatapathError::Map`].
+    pub fn ct_insert(&mut self, key: CtKey, value: CtValue) -> Result<(), DatapathError> {
+        self.ct
+            .insert(key, value, 0)
+            .map_err(map_error(CT_MAP, "insert"))
+    }
+
     /// Every conntrack entry, sorted by key.
     ///
     /// # Errors
