@@ -20,6 +20,14 @@ use sluice_ebpf_common::nodeport::{
     NODEPORT_TC_OBJECT, NODEPORT_XDP_OBJECT, NP_TC_EGRESS_PROGRAM, NP_TC_INGRESS_PROGRAM,
     NP_XDP_PROGRAM,
 };
+use sluice_ebpf_common::{
+    Be16, Be32, PROTO_TCP,
+    nodeport::{
+        EXT_FLAG_NODEPORT, ExtServiceValue, NP_CFG_FIB_REDIRECT, NodeIpKey, NodePortConfig,
+        ServiceKey,
+    },
+};
+use sluice_node_agent::datapath::NodePortMaps;
 use sluice_node_agent::datapath::{
     AttachMode, NodePortKind, NodePortObject, ObjectSource, detach_nodeport, hook_pin, unpin,
     unpin_nodeport,
@@ -42,8 +50,8 @@ fn object_dir() -> PathBuf {
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Self {
-        let name = format!("sluice-np-{}", std::process::id());
+    fn new(tag: &str) -> Self {
+        let name = format!("sluice-np{tag}-{}", std::process::id());
         sluice_test_util::run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Self(name);
         ns.ip(&["link", "add", "npa", "type", "veth", "peer", "name", "npb"]);
@@ -147,7 +155,7 @@ fn attach_tcx_and_xdp_to_veth_with_pinned_links() {
     ) {
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("a");
     let pins = PinDir(
         Path::new("/sys/fs/bpf/sluice-test").join(format!("np-attach-{}", std::process::id())),
     );
@@ -228,4 +236,141 @@ fn attach_tcx_and_xdp_to_veth_with_pinned_links() {
         "{ingress:?} {egress:?}"
     );
     assert_eq!(xdp, None, "XDP left after detach");
+}
+
+/// With `NP_CFG_FIB_REDIRECT`, a packet translated towards a remote backend
+/// leaves through the FIB: `bpf_fib_lookup` in the namespace of the XDP
+/// context's ingress device finds the route and the (permanent) neighbour,
+/// the program writes the next hop's MACs and returns `XDP_REDIRECT`.
+#[test]
+fn xdp_fib_redirect_to_remote_backend() {
+    let test = "xdp_fib_redirect_to_remote_backend";
+    if !sluice_test_util::require_root_and_tools(test, &["ip"]) {
+        return;
+    }
+    let dir = object_dir();
+    if !sluice_test_util::require(
+        test,
+        dir.join(NODEPORT_XDP_OBJECT).is_file(),
+        "the north-south eBPF objects (`cargo xtask build-ebpf`)",
+    ) {
+        return;
+    }
+    let ns = Netns::new("f");
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "npa"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.2.0/24",
+        "via",
+        "192.0.2.254",
+        "dev",
+        "npa",
+    ]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "192.0.2.254",
+        "lladdr",
+        "02:aa:bb:cc:dd:ee",
+        "dev",
+        "npa",
+        "nud",
+        "permanent",
+    ]);
+    sluice_test_util::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &ns.0,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.forwarding=1",
+    ]));
+    let link = ns.ip(&["-o", "link", "show", "npa"]);
+    let ifindex: u32 = link
+        .split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .expect("ifindex");
+    let mac: Vec<u8> = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("mac")
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+
+    let pins =
+        PinDir(Path::new("/sys/fs/bpf/sluice-test").join(format!("np-fib-{}", std::process::id())));
+    let xdp = NodePortObject::load(
+        ObjectSource::Path(&dir.join(NODEPORT_XDP_OBJECT)),
+        NodePortKind::Xdp,
+        &pins.0,
+    )
+    .expect("load xdp");
+    let mut maps = NodePortMaps::open(&pins.0).expect("maps");
+    let node = Be32::from_octets([192, 0, 2, 1]);
+    maps.add_node_ip(NodeIpKey { addr: node }).unwrap();
+    maps.set_config(NodePortConfig {
+        snat_addr: node,
+        snat_port_min: 61_000,
+        snat_port_max: 61_000,
+        flags: NP_CFG_FIB_REDIRECT,
+    })
+    .unwrap();
+    let fe = ServiceKey::frontend(Be32::from_raw(0), Be16::from_host(30_080), PROTO_TCP);
+    maps.upsert_service(
+        fe.with_slot(1),
+        ExtServiceValue::backend(
+            1,
+            Be32::from_octets([10, 244, 2, 9]),
+            Be16::from_host(8_080),
+            0,
+        ),
+    )
+    .unwrap();
+    maps.upsert_service(fe, ExtServiceValue::frontend(1, EXT_FLAG_NODEPORT, 1))
+        .unwrap();
+
+    // client 198.51.100.7:40000 -> 192.0.2.1:30080, TCP SYN (checksums are
+    // not what this test checks).
+    let mut packet = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    packet.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, PROTO_TCP, 0, 0]);
+    packet.extend_from_slice(&[198, 51, 100, 7, 192, 0, 2, 1]);
+    packet.extend_from_slice(&40_000_u16.to_be_bytes());
+    packet.extend_from_slice(&30_080_u16.to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let mut ctx = Vec::new();
+    for field in [0, u32::try_from(packet.len()).unwrap(), 0, ifindex, 0, 0] {
+        ctx.extend_from_slice(&field.to_ne_bytes());
+    }
+    let out = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                ns.enter();
+                xdp.run_with_ctx(NP_XDP_PROGRAM, &packet, Some(&ctx), 1)
+                    .expect("run")
+            })
+            .join()
+            .expect("run thread")
+    });
+    assert_eq!(out.retval, 4, "XDP_REDIRECT");
+    assert_eq!(
+        out.packet[..6],
+        [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+        "next hop MAC"
+    );
+    assert_eq!(out.packet[6..12], mac[..], "npa's MAC as the source");
+    assert_eq!(
+        out.packet[26..34],
+        [192, 0, 2, 1, 10, 244, 2, 9],
+        "SNAT + DNAT"
+    );
+    assert_eq!(
+        out.packet[34..38],
+        [0xee, 0x48, 0x1f, 0x90],
+        "ports 61000 -> 8080"
+    );
 }

@@ -212,10 +212,27 @@ impl NodePortObject {
         packet: &[u8],
         repeat: u32,
     ) -> Result<RunOutput, DatapathError> {
+        self.run_with_ctx(name, packet, None, repeat)
+    }
+
+    /// As [`NodePortObject::run`], with a context for the kernel to start
+    /// from (`struct xdp_md` for XDP: `ingress_ifindex` picks the device,
+    /// hence the netns, FIB lookups see; `struct __sk_buff` for tc).
+    ///
+    /// # Errors
+    /// As [`NodePortObject::run`].
+    pub fn run_with_ctx(
+        &self,
+        name: &'static str,
+        packet: &[u8],
+        ctx: Option<&[u8]>,
+        repeat: u32,
+    ) -> Result<RunOutput, DatapathError> {
         let mut out = vec![0u8; packet.len() + 256];
         let opts = TestRunOptions {
             data_in: Some(packet),
             data_out: Some(&mut out),
+            ctx_in: ctx,
             repeat: repeat.max(1),
             ..TestRunOptions::default()
         };
