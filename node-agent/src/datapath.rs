@@ -26,6 +26,7 @@ mod kernel;
 mod links;
 pub mod maglev;
 mod nodeport;
+mod nodeport_ops;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +42,7 @@ pub use nodeport::{
     AttachMode, NODEPORT_MAPS, NodePortHook, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
     detach_nodeport, hook_pin, programs as nodeport_programs, unpin_nodeport,
 };
+pub use nodeport_ops::{FakeNodePortMaps, NodePortOps};
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,
     PROTO_TCP, PROTO_UDP, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,

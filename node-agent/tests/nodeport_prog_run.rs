@@ -24,7 +24,7 @@ use std::{
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP, PROTO_UDP,
     nodeport::{
-        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey,
+        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey, CtValue,
         EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP, EXT_FLAG_LOADBALANCER,
         EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT, EXT_FLAG_SOURCE_RANGES,
         ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, MaglevValue, NODEPORT_TC_OBJECT,
@@ -1158,4 +1158,48 @@ fn session_affinity_pins_client_to_backend() {
     );
     assert_eq!(rc, TC_ACT_OK);
     assert_golden(&out, &tcp((third, 43_002), (LOCAL_BE, be_port(planted))));
+}
+
+/// A conntrack entry idle longer than its protocol's timeout (UDP: 60 s;
+/// this one was last seen at boot) is ignored: the packet is a new flow,
+/// which gets the frontend's current backend and a fresh entry.
+#[test]
+fn expired_conntrack_entry_is_replaced() {
+    let Some(mut env) = env("expired_conntrack_entry_is_replaced") else {
+        return;
+    };
+    env.frontend(
+        (EXT_IP, 53, PROTO_UDP),
+        EXT_FLAG_EXTERNAL_IP,
+        4,
+        &[(LOCAL_BE, 5_353, true)],
+    );
+    let key = ct_key((CLIENT, CLIENT_PORT), (EXT_IP, 53), PROTO_UDP);
+    env.maps
+        .ct_insert(
+            key,
+            CtValue {
+                addr: Be32::from_ipv4(REMOTE_BE2),
+                nat_addr: Be32::from_raw(0),
+                port: Be16::from_host(9_999),
+                nat_port: Be16::from_raw(0),
+                flags: CT_FLAG_LOCAL,
+                svc_id: 4,
+                last_seen: 0,
+            },
+        )
+        .unwrap();
+    let (rc, out) = env.run(
+        NP_TC_INGRESS_PROGRAM,
+        &packet(PROTO_UDP, (CLIENT, CLIENT_PORT), (EXT_IP, 53), SYN),
+    );
+    assert_eq!(rc, TC_ACT_OK);
+    assert_golden(
+        &out,
+        &packet(PROTO_UDP, (CLIENT, CLIENT_PORT), (LOCAL_BE, 5_353), SYN),
+    );
+    let entry = env.maps.ct(&key).unwrap().expect("fresh entry");
+    assert_eq!(entry.addr, Be32::from_ipv4(LOCAL_BE));
+    assert!(entry.last_seen > 0);
+    assert_eq!(env.stat(NP_STAT_CT_CREATE), 1);
 }
