@@ -244,19 +244,29 @@ fn attach_tcx_and_xdp_to_veth_with_pinned_links() {
 /// the program writes the next hop's MACs and returns `XDP_REDIRECT`.
 #[test]
 fn xdp_fib_redirect_to_remote_backend() {
-    let test = "xdp_fib_redirect_to_remote_backend";
+    fib_redirect("xdp_fib_redirect_to_remote_backend", NodePortKind::Xdp);
+}
+
+/// The same at tc ingress: `TC_ACT_REDIRECT`, the context an `__sk_buff`
+/// whose `ifindex`/`ingress_ifindex` name the veth.
+#[test]
+fn tc_fib_redirect_to_remote_backend() {
+    fib_redirect("tc_fib_redirect_to_remote_backend", NodePortKind::Tc);
+}
+
+fn fib_redirect(test: &str, kind: NodePortKind) {
     if !sluice_test_util::require_root_and_tools(test, &["ip"]) {
         return;
     }
     let dir = object_dir();
     if !sluice_test_util::require(
         test,
-        dir.join(NODEPORT_XDP_OBJECT).is_file(),
+        dir.join(NODEPORT_XDP_OBJECT).is_file() && dir.join(NODEPORT_TC_OBJECT).is_file(),
         "the north-south eBPF objects (`cargo xtask build-ebpf`)",
     ) {
         return;
     }
-    let ns = Netns::new("f");
+    let ns = Netns::new(if kind == NodePortKind::Xdp { "x" } else { "t" });
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "npa"]);
     ns.ip(&[
         "route",
@@ -301,14 +311,17 @@ fn xdp_fib_redirect_to_remote_backend() {
         .map(|b| u8::from_str_radix(b, 16).expect("hex"))
         .collect();
 
-    let pins =
-        PinDir(Path::new("/sys/fs/bpf/sluice-test").join(format!("np-fib-{}", std::process::id())));
-    let xdp = NodePortObject::load(
-        ObjectSource::Path(&dir.join(NODEPORT_XDP_OBJECT)),
-        NodePortKind::Xdp,
-        &pins.0,
-    )
-    .expect("load xdp");
+    let pins = PinDir(
+        Path::new("/sys/fs/bpf/sluice-test")
+            .join(format!("np-fib-{kind:?}-{}", std::process::id())),
+    );
+    let (object, program, redirect) = if kind == NodePortKind::Xdp {
+        (NODEPORT_XDP_OBJECT, NP_XDP_PROGRAM, 4) // XDP_REDIRECT
+    } else {
+        (NODEPORT_TC_OBJECT, NP_TC_INGRESS_PROGRAM, 7) // TC_ACT_REDIRECT
+    };
+    let loaded =
+        NodePortObject::load(ObjectSource::Path(&dir.join(object)), kind, &pins.0).expect("load");
     let mut maps = NodePortMaps::open(&pins.0).expect("maps");
     let node = Be32::from_octets([192, 0, 2, 1]);
     maps.add_node_ip(NodeIpKey { addr: node }).unwrap();
@@ -341,22 +354,33 @@ fn xdp_fib_redirect_to_remote_backend() {
     packet.extend_from_slice(&40_000_u16.to_be_bytes());
     packet.extend_from_slice(&30_080_u16.to_be_bytes());
     packet.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let mut ctx = Vec::new();
-    for field in [0, u32::try_from(packet.len()).unwrap(), 0, ifindex, 0, 0] {
-        ctx.extend_from_slice(&field.to_ne_bytes());
-    }
+    let ctx = if kind == NodePortKind::Xdp {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let mut ctx = Vec::new();
+        for field in [0, u32::try_from(packet.len()).unwrap(), 0, ifindex, 0, 0] {
+            ctx.extend_from_slice(&field.to_ne_bytes());
+        }
+        ctx
+    } else {
+        // struct __sk_buff (192 bytes): ingress_ifindex at 36, ifindex at 40.
+        let mut ctx = vec![0u8; 192];
+        ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        ctx
+    };
     let out = std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 ns.enter();
-                xdp.run_with_ctx(NP_XDP_PROGRAM, &packet, Some(&ctx), 1)
+                loaded
+                    .run_with_ctx(program, &packet, Some(&ctx), 1)
                     .expect("run")
             })
             .join()
             .expect("run thread")
     });
-    assert_eq!(out.retval, 4, "XDP_REDIRECT");
+    assert_eq!(out.retval, redirect, "redirect verdict");
     assert_eq!(
         out.packet[..6],
         [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
