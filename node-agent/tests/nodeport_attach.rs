@@ -244,17 +244,38 @@ fn attach_tcx_and_xdp_to_veth_with_pinned_links() {
 /// the program writes the next hop's MACs and returns `XDP_REDIRECT`.
 #[test]
 fn xdp_fib_redirect_to_remote_backend() {
-    fib_redirect("xdp_fib_redirect_to_remote_backend", NodePortKind::Xdp);
+    fib_redirect(
+        "xdp_fib_redirect_to_remote_backend",
+        NodePortKind::Xdp,
+        true,
+    );
+}
+
+/// At tc, a route whose neighbour is not resolved yet still leaves through
+/// `bpf_redirect_neigh` (`TC_ACT_REDIRECT`, MACs left for the kernel); at
+/// XDP it goes to the stack (`XDP_PASS`).
+#[test]
+fn fib_without_neighbour_redirects_neigh_at_tc() {
+    fib_redirect(
+        "fib_without_neighbour_redirects_neigh_at_tc",
+        NodePortKind::Tc,
+        false,
+    );
+    fib_redirect(
+        "fib_without_neighbour_redirects_neigh_at_tc",
+        NodePortKind::Xdp,
+        false,
+    );
 }
 
 /// The same at tc ingress: `TC_ACT_REDIRECT`, the context an `__sk_buff`
 /// whose `ifindex`/`ingress_ifindex` name the veth.
 #[test]
 fn tc_fib_redirect_to_remote_backend() {
-    fib_redirect("tc_fib_redirect_to_remote_backend", NodePortKind::Tc);
+    fib_redirect("tc_fib_redirect_to_remote_backend", NodePortKind::Tc, true);
 }
 
-fn fib_redirect(test: &str, kind: NodePortKind) {
+fn fib_redirect(test: &str, kind: NodePortKind, neighbour: bool) {
     if !sluice_test_util::require_root_and_tools(test, &["ip"]) {
         return;
     }
@@ -266,7 +287,11 @@ fn fib_redirect(test: &str, kind: NodePortKind) {
     ) {
         return;
     }
-    let ns = Netns::new(if kind == NodePortKind::Xdp { "x" } else { "t" });
+    let ns = Netns::new(&format!(
+        "{}{}",
+        if kind == NodePortKind::Xdp { "x" } else { "t" },
+        if neighbour { "n" } else { "" }
+    ));
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "npa"]);
     ns.ip(&[
         "route",
@@ -277,17 +302,19 @@ fn fib_redirect(test: &str, kind: NodePortKind) {
         "dev",
         "npa",
     ]);
-    ns.ip(&[
-        "neigh",
-        "add",
-        "192.0.2.254",
-        "lladdr",
-        "02:aa:bb:cc:dd:ee",
-        "dev",
-        "npa",
-        "nud",
-        "permanent",
-    ]);
+    if neighbour {
+        ns.ip(&[
+            "neigh",
+            "add",
+            "192.0.2.254",
+            "lladdr",
+            "02:aa:bb:cc:dd:ee",
+            "dev",
+            "npa",
+            "nud",
+            "permanent",
+        ]);
+    }
     sluice_test_util::run(Command::new("ip").args([
         "netns",
         "exec",
@@ -315,10 +342,12 @@ fn fib_redirect(test: &str, kind: NodePortKind) {
         Path::new("/sys/fs/bpf/sluice-test")
             .join(format!("np-fib-{kind:?}-{}", std::process::id())),
     );
-    let (object, program, redirect) = if kind == NodePortKind::Xdp {
-        (NODEPORT_XDP_OBJECT, NP_XDP_PROGRAM, 4) // XDP_REDIRECT
-    } else {
-        (NODEPORT_TC_OBJECT, NP_TC_INGRESS_PROGRAM, 7) // TC_ACT_REDIRECT
+    // XDP_REDIRECT, XDP_PASS (no neighbour: to the stack), TC_ACT_REDIRECT
+    // (with or without a neighbour).
+    let (object, program, redirect) = match (kind, neighbour) {
+        (NodePortKind::Xdp, true) => (NODEPORT_XDP_OBJECT, NP_XDP_PROGRAM, 4),
+        (NodePortKind::Xdp, false) => (NODEPORT_XDP_OBJECT, NP_XDP_PROGRAM, 2),
+        (NodePortKind::Tc, _) => (NODEPORT_TC_OBJECT, NP_TC_INGRESS_PROGRAM, 7),
     };
     let loaded =
         NodePortObject::load(ObjectSource::Path(&dir.join(object)), kind, &pins.0).expect("load");
@@ -380,13 +409,17 @@ fn fib_redirect(test: &str, kind: NodePortKind) {
             .join()
             .expect("run thread")
     });
-    assert_eq!(out.retval, redirect, "redirect verdict");
-    assert_eq!(
-        out.packet[..6],
-        [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
-        "next hop MAC"
-    );
-    assert_eq!(out.packet[6..12], mac[..], "npa's MAC as the source");
+    assert_eq!(out.retval, redirect, "verdict");
+    if neighbour {
+        assert_eq!(
+            out.packet[..6],
+            [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+            "next hop MAC"
+        );
+        assert_eq!(out.packet[6..12], mac[..], "npa's MAC as the source");
+    } else {
+        assert_eq!(out.packet[..12], packet[..12], "MACs left to the kernel");
+    }
     assert_eq!(
         out.packet[26..34],
         [192, 0, 2, 1, 10, 244, 2, 9],

@@ -405,10 +405,7 @@ fn route<P: Packet>(pkt: &mut P, src: Be32, dst: Be32) -> Action {
     if !fib {
         return Action::PASS;
     }
-    match pkt.fib_forward(src.raw(), dst.raw()) {
-        Some(ifindex) => Action::redirect(ifindex),
-        None => Action::PASS,
-    }
+    pkt.fib_forward(src.raw(), dst.raw())
 }
 
 #[inline(always)]

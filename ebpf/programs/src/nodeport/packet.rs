@@ -7,10 +7,10 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
-        xdp_action,
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action,
     },
-    helpers::{bpf_fib_lookup as fib_lookup_helper, bpf_redirect},
+    helpers::{bpf_fib_lookup as fib_lookup_helper, bpf_redirect, bpf_redirect_neigh},
     programs::{TcContext, XdpContext},
 };
 
@@ -39,6 +39,7 @@ pub struct Action {
 const KIND_PASS: u32 = 0;
 const KIND_DROP: u32 = 1;
 const KIND_REDIRECT: u32 = 2;
+const KIND_REDIRECT_NEIGH: u32 = 3;
 
 impl Action {
     /// Hand it to the stack (translated or not).
@@ -58,6 +59,18 @@ impl Action {
     pub const fn redirect(ifindex: u32) -> Self {
         Self {
             kind: KIND_REDIRECT,
+            ifindex,
+        }
+    }
+
+    /// Send it out of `ifindex` letting the kernel resolve the next hop's
+    /// MAC (`bpf_redirect_neigh`, tc only): the route is known, the
+    /// neighbour not yet.
+    #[inline(always)]
+    #[must_use]
+    pub const fn redirect_neigh(ifindex: u32) -> Self {
+        Self {
+            kind: KIND_REDIRECT_NEIGH,
             ifindex,
         }
     }
@@ -98,9 +111,11 @@ pub trait Packet {
     ) -> Result<(), RewriteError>;
 
     /// Looks the (already rewritten) destination up in the FIB and, on
-    /// success, rewrites the Ethernet addresses for the next hop and returns
-    /// the egress ifindex. `None`: let the stack route it.
-    fn fib_forward(&mut self, src: u32, dst: u32) -> Option<u32>;
+    /// success, rewrites the Ethernet addresses for the next hop and
+    /// returns a redirect to the egress device; at tc, a known route with
+    /// an unresolved neighbour becomes [`Action::redirect_neigh`].
+    /// [`Action::PASS`]: let the stack route it.
+    fn fib_forward(&mut self, src: u32, dst: u32) -> Action;
 }
 
 /// Size of the FIB lookup parameters, as the helper takes it.
@@ -185,8 +200,11 @@ impl Packet for TcContext {
     }
 
     #[inline(always)]
-    fn fib_forward(&mut self, src: u32, dst: u32) -> Option<u32> {
-        let tot_len = u16::from_be(self.load::<u16>(IP_TOT_LEN_OFF).ok()?);
+    fn fib_forward(&mut self, src: u32, dst: u32) -> Action {
+        let Ok(tot_len) = self.load::<u16>(IP_TOT_LEN_OFF) else {
+            return Action::PASS;
+        };
+        let tot_len = u16::from_be(tot_len);
         // SAFETY: the context is a valid `__sk_buff` for the whole run.
         let ifindex = unsafe { (*self.skb.skb).ingress_ifindex };
         let mut params = fib_params(src, dst, tot_len, ifindex);
@@ -194,12 +212,16 @@ impl Packet for TcContext {
         // helper may write; its size is passed along; the context pointer is
         // the program's own skb.
         let rc = unsafe { fib_lookup_helper(self.as_ptr(), &raw mut params, FIB_PARAMS_LEN, 0) };
-        if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-            return None;
+        if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+            return Action::redirect_neigh(params.ifindex);
         }
-        self.store(0, &params.dmac, 0).ok()?;
-        self.store(6, &params.smac, 0).ok()?;
-        Some(params.ifindex)
+        if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS)
+            || self.store(0, &params.dmac, 0).is_err()
+            || self.store(6, &params.smac, 0).is_err()
+        {
+            return Action::PASS;
+        }
+        Action::redirect(params.ifindex)
     }
 }
 
@@ -286,8 +308,11 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
-    fn fib_forward(&mut self, src: u32, dst: u32) -> Option<u32> {
-        let tot_len = u16::from_be(xdp_read16(self, IP_TOT_LEN_OFF)?);
+    fn fib_forward(&mut self, src: u32, dst: u32) -> Action {
+        let Some(tot_len) = xdp_read16(self, IP_TOT_LEN_OFF) else {
+            return Action::PASS;
+        };
+        let tot_len = u16::from_be(tot_len);
         #[expect(
             clippy::cast_possible_truncation,
             reason = "ifindex is a u32 in xdp_md"
@@ -297,17 +322,20 @@ impl Packet for XdpContext {
         // SAFETY: as for tc: a valid struct of the passed size, the
         // program's own context.
         let rc = unsafe { fib_lookup_helper(self.as_ptr(), &raw mut params, FIB_PARAMS_LEN, 0) };
+        // XDP has no redirect_neigh: an unresolved neighbour goes to the stack.
         if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-            return None;
+            return Action::PASS;
         }
-        let ptr = xdp_ptr(self, 0, ETH_LEN)?;
+        let Some(ptr) = xdp_ptr(self, 0, ETH_LEN) else {
+            return Action::PASS;
+        };
         // SAFETY: `xdp_ptr` checked that the 14-byte Ethernet header is in
         // the packet; we write its first 12 bytes (destination, source).
         unsafe {
             core::ptr::write_unaligned(ptr.cast::<[u8; 6]>(), params.dmac);
             core::ptr::write_unaligned(ptr.add(6).cast::<[u8; 6]>(), params.smac);
         }
-        Some(params.ifindex)
+        Action::redirect(params.ifindex)
     }
 }
 
@@ -326,6 +354,12 @@ pub fn tc_action(action: Action) -> i32 {
         KIND_REDIRECT => {
             // SAFETY: bpf_redirect takes plain integers and has no preconditions.
             unsafe { bpf_redirect(action.ifindex, 0) as i32 }
+        }
+        #[expect(clippy::cast_possible_truncation, reason = "TC_ACT_REDIRECT fits i32")]
+        KIND_REDIRECT_NEIGH => {
+            // SAFETY: a null `params` with length 0 is the documented way to
+            // let the kernel look the neighbour up from the route.
+            unsafe { bpf_redirect_neigh(action.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
         }
         _ => TC_ACT_SHOT,
     }
@@ -346,6 +380,8 @@ pub fn xdp_code(action: Action) -> u32 {
             // SAFETY: bpf_redirect takes plain integers and has no preconditions.
             unsafe { bpf_redirect(action.ifindex, 0) as u32 }
         }
+        // Never produced at XDP (no redirect_neigh there): the stack.
+        KIND_REDIRECT_NEIGH => xdp_action::XDP_PASS,
         _ => xdp_action::XDP_DROP,
     }
 }
