@@ -370,7 +370,9 @@ pub fn tc_action(action: Action) -> i32 {
 #[must_use]
 pub fn xdp_code(action: Action) -> u32 {
     match action.kind {
-        KIND_PASS => xdp_action::XDP_PASS,
+        // KIND_REDIRECT_NEIGH is never produced at XDP (no redirect_neigh
+        // there); were it, the stack would route the packet.
+        KIND_PASS | KIND_REDIRECT_NEIGH => xdp_action::XDP_PASS,
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
@@ -380,8 +382,6 @@ pub fn xdp_code(action: Action) -> u32 {
             // SAFETY: bpf_redirect takes plain integers and has no preconditions.
             unsafe { bpf_redirect(action.ifindex, 0) as u32 }
         }
-        // Never produced at XDP (no redirect_neigh there): the stack.
-        KIND_REDIRECT_NEIGH => xdp_action::XDP_PASS,
         _ => xdp_action::XDP_DROP,
     }
 }
