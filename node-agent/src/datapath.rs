@@ -1,6 +1,8 @@
 //! The eBPF datapath: loading the programs, pinning their maps, attaching
 //! them to a cgroup with pinned links (so hooks outlive the agent), and typed
-//! operations on the service, backend and reverse-NAT maps.
+//! operations on the service, backend and reverse-NAT maps; and the
+//! north-south (tc/XDP) objects and their maps ([`NodePortObject`],
+//! [`NodePortMaps`]).
 //!
 //! This is the only module that uses aya. [`DatapathOps`] is one map entry
 //! at a time, implemented by the kernel-backed [`Datapath`] and by
@@ -22,6 +24,9 @@ mod ebpf_log;
 mod fake;
 mod kernel;
 mod links;
+pub mod maglev;
+mod nodeport;
+mod nodeport_ops;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +38,11 @@ pub use kernel::{
     BPFFS, DEFAULT_CGROUP_ROOT, DEFAULT_PIN_ROOT, Datapath, Hook, LINKS_DIR, ObjectSource,
     cgroup2_mount, default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
 };
+pub use nodeport::{
+    AttachMode, NODEPORT_MAPS, NodePortHook, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
+    detach_nodeport, hook_pin, programs as nodeport_programs, unpin_nodeport,
+};
+pub use nodeport_ops::{FakeNodePortMaps, NodePortOps};
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,
     PROTO_TCP, PROTO_UDP, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,

@@ -11,9 +11,13 @@ pub const PACKAGE: &str = "sluice-ebpf";
 /// The BPF target triple.
 pub const TARGET: &str = "bpfel-unknown-none";
 /// The `[[bin]]`s of `ebpf/programs`, one object per attach point.
-const OBJECTS: &[&str] = &[SOCK_OBJECT];
+const OBJECTS: &[&str] = &[SOCK_OBJECT, NODEPORT_OBJECT, NODEPORT_XDP_OBJECT];
 /// The socket-LB object (cgroup connect4 and friends).
 pub const SOCK_OBJECT: &str = "sluice-sock";
+/// The north-south tc object (external interface ingress/egress).
+pub const NODEPORT_OBJECT: &str = "sluice-nodeport";
+/// The north-south XDP object (external interface ingress fast path).
+pub const NODEPORT_XDP_OBJECT: &str = "sluice-nodeport-xdp";
 
 /// Where the objects are copied: `$SLUICE_BPF_DIR`, else `target/bpf/`.
 pub fn object_dir() -> PathBuf {

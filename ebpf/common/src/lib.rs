@@ -32,8 +32,16 @@
 //! Keying by backend as well as cookie (as Cilium's `ipv4_revnat_tuple`
 //! does) lets one unconnected UDP socket talk to several services, and only
 //! datagrams from the chosen backend are translated.
+//!
+//! # North-south maps (tc/XDP on the external interface)
+//!
+//! [`nodeport`] holds the `NodePort` / `externalIPs` / `LoadBalancer`
+//! frontends, the node addresses, conntrack, SNAT, counters and Maglev
+//! tables of the `sluice-nodeport` objects; see its docs.
 #![no_std]
 #![deny(missing_docs)]
+
+pub mod nodeport;
 
 use core::mem::{offset_of, size_of};
 use core::net::Ipv4Addr;

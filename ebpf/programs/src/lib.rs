@@ -5,6 +5,14 @@
 //! binary in `src/bin/` is one attach point with thin entry points, after
 //! Cilium's `bpf_sock.c` + `lib/lb.h` split.
 //!
+//! The north-south programs (`sluice-nodeport`, `sluice-nodeport-xdp`) do
+//! not use this library: their maps and logic live in `src/nodeport.rs`
+//! and `src/nodeport/`, which each of their binaries includes as a module.
+//! Every `#[map]` static a binary links ends up in its object (and is
+//! created and pinned at load), so keeping the two sets apart keeps the
+//! socket-LB object free of conntrack maps and the tc/XDP objects free of
+//! the socket maps.
+//!
 //! Maps are pinned by name (`PinningType::ByName`): userspace loads the object
 //! with a per-node pin directory, so an agent restart reuses the same maps and
 //! drops no traffic, and several objects share one set of maps.

@@ -149,7 +149,7 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-fn program_error(
+pub(super) fn program_error(
     name: &'static str,
     op: &'static str,
 ) -> impl FnOnce(ProgramError) -> DatapathError {
@@ -178,7 +178,10 @@ fn dump<K: aya::Pod + Ord, V: aya::Pod>(
     Ok(entries)
 }
 
-fn map_error(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+pub(super) fn map_error(
+    map: &'static str,
+    op: &'static str,
+) -> impl FnOnce(MapError) -> DatapathError {
     move |source| match &source {
         MapError::SyscallError(SyscallError { io_error, .. })
             if io_error.raw_os_error() == Some(E2BIG) =>
@@ -193,7 +196,7 @@ fn map_error(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> Da
     }
 }
 
-fn is_not_found(error: &MapError) -> bool {
+pub(super) fn is_not_found(error: &MapError) -> bool {
     matches!(error, MapError::KeyNotFound | MapError::ElementNotFound)
         || matches!(error, MapError::SyscallError(SyscallError { io_error, .. })
             if io_error.kind() == io::ErrorKind::NotFound)
