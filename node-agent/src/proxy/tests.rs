@@ -126,10 +126,7 @@ async fn applies_only_after_both_lists_then_follows_watch_events() {
         .upsert_service(stale, ServiceValue::frontend(0, 0, 9))
         .unwrap();
 
-    let opts = Options {
-        debounce: Duration::from_millis(5),
-        ..Options::new()
-    };
+    let opts = Options::new();
     let mut progress = opts.subscribe();
     let proxy = tokio::spawn(run(client, dp.clone(), opts));
 
