@@ -10,4 +10,5 @@ pub mod datapath;
 pub mod dns;
 
 pub mod kubelet;
+pub mod lbctl;
 pub mod proxy;

@@ -1047,3 +1047,84 @@ fn attaching_a_pin_dir_to_another_cgroup_moves_the_hooks() {
     run_helper("rewrite", &second.0);
     dp.detach_all().unwrap();
 }
+
+#[test]
+fn lb_list_prints_two_programmed_services_from_the_pinned_maps() {
+    let Some(object) = preconditions(
+        "lb_list_prints_two_programmed_services_from_the_pinned_maps",
+        &[],
+    ) else {
+        return;
+    };
+    let pins = PinDir::new("lblist");
+    let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0)
+        .unwrap_or_else(|e| panic!("load {}: {e:?}", object.display()));
+    // Distinct VIPs of this test only: pins are per test, so the maps hold
+    // exactly these two Services.
+    let web = Ipv4Addr::new(10, 96, 42, 1);
+    let dns = Ipv4Addr::new(10, 96, 42, 2);
+    program(
+        &mut dp,
+        &state(&[
+            (
+                web,
+                80,
+                Protocol::Tcp,
+                &[
+                    (Ipv4Addr::new(10, 244, 42, 5), 8080),
+                    (Ipv4Addr::new(10, 244, 42, 6), 8080),
+                ],
+            ),
+            (
+                dns,
+                53,
+                Protocol::Udp,
+                &[(Ipv4Addr::new(10, 244, 42, 5), 5353)],
+            ),
+        ]),
+    );
+    // Read back through the pins alone (another process would do the same).
+    let maps = sluice_node_agent::lbctl::read(&pins.0).unwrap_or_else(|e| panic!("lb list: {e:?}"));
+    let listing = sluice_node_agent::lbctl::render(&maps);
+    assert_eq!(
+        listing,
+        "\
+SERVICES (sluice_svc_v1, backends from sluice_be_v1)
+FRONTEND            REV-NAT   SLOT   BACKEND                   STATE
+10.96.42.1:80/TCP   1         0      (2 backends)
+                              1      10.244.42.5:8080 (id 1)   active
+                              2      10.244.42.6:8080 (id 2)   active
+10.96.42.2:53/UDP   2         0      (1 backend)
+                              1      10.244.42.5:5353 (id 3)   active
+
+BACKENDS (sluice_be_v1)
+ID   ADDRESS                STATE    SLOTS
+1    10.244.42.5:8080/TCP   active   1
+2    10.244.42.6:8080/TCP   active   1
+3    10.244.42.5:5353/UDP   active   1
+
+REVERSE NAT (sluice_revnat_v1)
+REV-NAT   FRONTEND
+1         10.96.42.1:80
+2         10.96.42.2:53
+
+SOCKET REVERSE NAT (sluice_sock_revnat_v1, LRU)
+(none)
+",
+        "\ngot:\n{listing}"
+    );
+    // The binary prints the same.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sluice-node-agent"));
+    let output = Command::new(bin)
+        .args(["lb", "list", "--bpf-pin-dir"])
+        .arg(&pins.0)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    assert!(
+        output.status.success(),
+        "lb list failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), listing);
+    drop(dp);
+}
