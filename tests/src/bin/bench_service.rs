@@ -1201,15 +1201,8 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
              the two API writes themselves; 0 when the watch event beat the response)"
         );
         println!(
-            "{:>10} {:>9} {:>9} {:>9} {:>9} {:>13} {:>13}   {}",
-            "existing",
-            "p50 ms",
-            "p99 ms",
-            "min p50",
-            "max p99",
-            "ack->map p50",
-            "ack->map p99",
-            "per-round p50/p99"
+            "{:>10} {:>9} {:>9} {:>9} {:>9} {:>13} {:>13}   per-round p50/p99",
+            "existing", "p50 ms", "p99 ms", "min p50", "max p99", "ack->map p50", "ack->map p99",
         );
         let mut existing = 0usize;
         for scale in scales {
@@ -1239,7 +1232,7 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
                 &mut progress,
                 baseline + existing,
                 existing,
-                Duration::from_secs(120),
+                Duration::from_mins(2),
             )
             .await?;
             let in_maps = reader
@@ -1317,7 +1310,7 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
                     &mut progress,
                     baseline + existing,
                     existing,
-                    Duration::from_secs(60),
+                    Duration::from_mins(1),
                 )
                 .await?;
                 lat.sort();
