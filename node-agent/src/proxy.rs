@@ -296,7 +296,7 @@ impl<D: DatapathOps> Proxy<D> {
                     tracing::info!(
                         frontends = desired.frontends.len(),
                         took_ms = took.as_millis(),
-                        "service maps adopted and pruned: {stats}"
+                        "service maps reconciled in full (live entries adopted, stale ones pruned): {stats}"
                     );
                 } else if !stats.is_empty() {
                     tracing::info!(
