@@ -111,6 +111,10 @@ pub struct Progress {
     pub last: Stats,
     /// The last apply's error, if it failed (cleared by a success).
     pub error: Option<String>,
+    /// For the last apply triggered by watch events: from the first of its events reaching
+    /// the proxy to the end of the apply (the proxy's own share of the API-write-to-map
+    /// latency); `None` for a pass triggered by the resync timer or a retry.
+    pub event_to_applied: Option<Duration>,
     /// Full verify-and-repair passes done (the start-up pass not counted).
     pub verified: u64,
     /// Map entries those passes had to repair (written or removed), in total.
@@ -172,6 +176,8 @@ struct Pending {
     /// The last apply failed: apply again (the reconciler then reads the
     /// maps in full).
     failed: bool,
+    /// When the first watch event of this batch was received.
+    since: Option<std::time::Instant>,
 }
 
 impl Pending {
@@ -266,6 +272,7 @@ impl<D: DatapathOps> Proxy<D> {
             }
         }
         let recomputed = pending.services.len();
+        let since = pending.since;
         let verify = pending.verify && self.reconciler.has_shadow();
         let start = !self.reconciler.has_shadow();
         *pending = Pending::default();
@@ -314,6 +321,7 @@ impl<D: DatapathOps> Proxy<D> {
                     p.backends = backends;
                     p.last = stats;
                     p.error = None;
+                    p.event_to_applied = since.map(|t| t.elapsed());
                     if verify {
                         p.verified += 1;
                         p.repaired += u64::try_from(stats.writes()).unwrap_or(u64::MAX);
@@ -386,10 +394,12 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         tokio::select! {
             event = service_events.next() => {
                 let event = event.ok_or(ProxyError::WatchEnded { kind: "Service" })?;
+                pending.since.get_or_insert_with(std::time::Instant::now);
                 proxy.service_event(event, &mut pending);
             }
             event = slice_events.next() => {
                 let event = event.ok_or(ProxyError::WatchEnded { kind: "EndpointSlice" })?;
+                pending.since.get_or_insert_with(std::time::Instant::now);
                 proxy.slice_event(event, &mut pending);
             }
             () = sleep_until(retry_at) => retry_at = None,
@@ -414,7 +424,11 @@ pub async fn run<D: DatapathOps + Send + 'static>(
                 break;
             }
         }
-        if pending.is_empty() || retry_at.is_some() {
+        if pending.is_empty() {
+            pending.since = None;
+            continue;
+        }
+        if retry_at.is_some() {
             continue;
         }
         if !(proxy.services_listed && proxy.slices_listed) {
