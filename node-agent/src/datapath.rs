@@ -36,7 +36,7 @@ pub use ebpf_log::BPF_LOG_TARGET;
 pub use fake::FakeDatapath;
 pub use kernel::{
     BPFFS, DEFAULT_CGROUP_ROOT, DEFAULT_PIN_ROOT, Datapath, Hook, LINKS_DIR, ObjectSource,
-    cgroup2_mount, default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
+    PinnedMaps, cgroup2_mount, default_pin_dir, ensure_bpffs, hooks, links_dir, unpin,
 };
 pub use nodeport::{
     AttachMode, NODEPORT_MAPS, NodePortHook, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
@@ -46,7 +46,8 @@ pub use nodeport_ops::{FakeNodePortMaps, NodePortOps};
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,
     PROTO_TCP, PROTO_UDP, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
-    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
+    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue,
 };
 
 /// Errors from the datapath.

@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod dns;
 
 pub mod kubelet;
+pub mod lbctl;
 pub mod proxy;
 pub mod routes;
 pub mod sockets;

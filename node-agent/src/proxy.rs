@@ -1,23 +1,36 @@
 //! The service proxy: keeps the eBPF service maps equal to what the API says.
 //!
 //! ```text
-//! watch Services ───────┐  reflector stores   desired()     Reconciler::apply()
-//! watch EndpointSlices ─┴─> (all namespaces) ──> Desired ──> diff vs live maps ──> writes
+//! watch Services ───────┐  reflector stores    DesiredIndex          Reconciler
+//! watch EndpointSlices ─┴─> (all namespaces) ──> changed Services ──> apply_changes() ──> writes
+//!                                               -> their frontends    (diff vs shadow)
+//!                           every resync ───────────────────────────> apply() (verify + repair)
 //! ```
 //!
-//! Level-triggered, after kube-proxy and Cilium: [`run`] never acts on a
-//! watch delta. Whenever either store changes (batched for
-//! [`Options::debounce`]) and at least every [`Options::resync`], it
-//! recomputes the whole [`Desired`] state with the pure [`desired()`]
-//! function and lets the [`Reconciler`] diff it against the live maps. A
-//! missed delete is corrected on the next pass, and the first pass after an
-//! agent restart prunes whatever the previous run left behind, keeping the
-//! ids of what is still wanted.
+//! [`run`] follows the watch events: each names the Service it touches (a
+//! Service's `namespace/name`; an `EndpointSlice`'s namespace and
+//! `kubernetes.io/service-name` label, and its previous owner when the label
+//! changed or the slice went). As soon as an event is processed (together
+//! with whatever events are already queued: no fixed debounce), only those
+//! Services are recomputed with the pure
+//! [`service_frontends`](desired::service_frontends) (what [`desired()`]
+//! maps over every Service) and only their changed frontends are written,
+//! diffed against the reconciler's shadow of the maps. So the cost of one
+//! change does not grow with the number of Services.
+//!
+//! Level-triggered underneath, after kube-proxy and Cilium: a watch's
+//! initial list (and any re-list) rebuilds the whole desired state from the
+//! stores; the first apply, and one every [`Options::resync`], is a full
+//! pass that re-reads the live maps and repairs any drift (it logs how many
+//! entries it repaired). The first pass after an agent restart prunes
+//! whatever the previous run left behind, keeping the ids of what is still
+//! wanted.
 //!
 //! Nothing is applied before both stores hold a complete initial list, so a
 //! restart never prunes live services from a half-filled cache.
 
 pub mod desired;
+pub mod index;
 pub mod reconcile;
 
 #[cfg(test)]
@@ -25,20 +38,25 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::datapath::{DatapathError, DatapathOps};
-pub use desired::{Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired};
+pub use desired::{
+    Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired, service_frontends,
+};
+pub use index::{DesiredIndex, ServiceRef};
 pub use reconcile::{IdAllocator, Reconciler, Stats};
 
 /// Errors from the service proxy.
@@ -93,16 +111,21 @@ pub struct Progress {
     pub last: Stats,
     /// The last apply's error, if it failed (cleared by a success).
     pub error: Option<String>,
+    /// For the last apply triggered by watch events: from the first of its events reaching
+    /// the proxy to the end of the apply (the proxy's own share of the API-write-to-map
+    /// latency); `None` for a pass triggered by the resync timer or a retry.
+    pub event_to_applied: Option<Duration>,
+    /// Full verify-and-repair passes done (the start-up pass not counted).
+    pub verified: u64,
+    /// Map entries those passes had to repair (written or removed), in total.
+    pub repaired: u64,
 }
 
 /// Settings of [`run`].
 #[derive(Debug)]
 pub struct Options {
-    /// How long to collect store changes before applying them (the added
-    /// latency from API write to map entry is at most this, plus the apply).
-    pub debounce: Duration,
-    /// Apply at least this often, changes or not (repairs edits made to the
-    /// maps behind the proxy's back).
+    /// The verify-and-repair period: a full pass re-reads the live maps at
+    /// least this often and repairs edits made behind the proxy's back.
     pub resync: Duration,
     /// How long to wait before trying again after a failed apply.
     pub retry: Duration,
@@ -115,7 +138,6 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            debounce: Duration::from_millis(20),
             resync: Duration::from_secs(30),
             retry: Duration::from_secs(1),
             node_local: Vec::new(),
@@ -125,7 +147,7 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Default settings: 20 ms debounce, 30 s resync, 1 s retry.
+    /// Default settings: 30 s resync, 1 s retry.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -138,45 +160,179 @@ impl Options {
     }
 }
 
-/// The proxy's state between applies: the datapath, the reconciler, and
-/// what it publishes.
+/// Events at most handled in one batch before applying (the rest waits for
+/// the next apply, so a flood of events cannot postpone programming).
+const MAX_BATCH: usize = 1024;
+
+/// What the next apply has to do.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Services to recompute.
+    services: BTreeSet<ServiceRef>,
+    /// A watch (re-)listed: rebuild the whole desired state from the stores.
+    rebuild: bool,
+    /// A full verify-and-repair pass is due.
+    verify: bool,
+    /// The last apply failed: apply again (the reconciler then reads the
+    /// maps in full).
+    failed: bool,
+    /// When the first watch event of this batch was received.
+    since: Option<std::time::Instant>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.services.is_empty() && !self.rebuild && !self.verify && !self.failed
+    }
+}
+
+/// The proxy's state between applies: the datapath, the reconciler, the
+/// incremental desired state, and what it publishes.
 struct Proxy<D> {
     dp: D,
     reconciler: Reconciler,
-    node_local: Vec<(String, String, std::net::Ipv4Addr)>,
+    index: DesiredIndex,
     progress: watch::Sender<Progress>,
+    services_listed: bool,
+    slices_listed: bool,
 }
 
 impl<D: DatapathOps> Proxy<D> {
-    /// Computes the desired state from the stores and applies it.
-    fn sync(&mut self, services: &Store<Service>, slices: &Store<EndpointSlice>) -> bool {
-        let mut desired = desired(&services.state(), &slices.state());
-        for (namespace, name, addr) in &self.node_local {
-            desired.serve_locally(namespace, name, *addr);
+    /// Notes a Service event.
+    fn service_event(
+        &mut self,
+        event: Result<watcher::Event<Service>, watcher::Error>,
+        pending: &mut Pending,
+    ) {
+        match event {
+            Ok(watcher::Event::Apply(service) | watcher::Event::Delete(service)) => {
+                pending.services.insert(index::service_ref(&service));
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !self.services_listed {
+                    tracing::debug!(kind = "Service", "initial list complete");
+                }
+                self.services_listed = true;
+                pending.rebuild = true;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(e) => tracing::warn!(kind = "Service", error = %e, "watch failed; retrying"),
         }
-        match self.reconciler.apply(&desired, &mut self.dp) {
+    }
+
+    /// Notes an `EndpointSlice` event.
+    fn slice_event(
+        &mut self,
+        event: Result<watcher::Event<EndpointSlice>, watcher::Error>,
+        pending: &mut Pending,
+    ) {
+        match event {
+            Ok(watcher::Event::Apply(slice)) => {
+                pending.services.extend(self.index.slice_applied(&slice));
+            }
+            Ok(watcher::Event::Delete(slice)) => {
+                pending.services.extend(self.index.slice_deleted(&slice));
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !self.slices_listed {
+                    tracing::debug!(kind = "EndpointSlice", "initial list complete");
+                }
+                self.slices_listed = true;
+                pending.rebuild = true;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(e) => tracing::warn!(kind = "EndpointSlice", error = %e, "watch failed; retrying"),
+        }
+    }
+
+    /// Brings the desired state up to date with `pending` and applies it:
+    /// incrementally, or in full when a verify pass is due or the shadow is
+    /// gone. Returns whether the apply succeeded.
+    fn sync(
+        &mut self,
+        pending: &mut Pending,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+    ) -> bool {
+        let started = std::time::Instant::now();
+        let mut changed = BTreeSet::new();
+        if pending.rebuild {
+            changed = self.index.rebuild(&services.state(), &slices.state());
+        } else {
+            for id in &pending.services {
+                let service = services.get(&ObjectRef::new(&id.1).within(&id.0));
+                let own: Vec<Arc<EndpointSlice>> = self
+                    .index
+                    .slice_names(id)
+                    .filter_map(|name| slices.get(&ObjectRef::new(name).within(&id.0)))
+                    .collect();
+                let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
+                self.index
+                    .update_service(id, service.as_deref(), &own, &mut changed);
+            }
+        }
+        let recomputed = pending.services.len();
+        let since = pending.since;
+        let verify = pending.verify && self.reconciler.has_shadow();
+        let start = !self.reconciler.has_shadow();
+        *pending = Pending::default();
+        let desired = self.index.desired();
+        let result = if verify {
+            self.reconciler.apply(desired, &mut self.dp)
+        } else {
+            self.reconciler
+                .apply_changes(desired, &changed, &mut self.dp)
+        };
+        match result {
             Ok(stats) => {
-                if !stats.is_empty() {
+                let took = started.elapsed();
+                if verify && !stats.is_empty() {
+                    tracing::warn!(
+                        repaired = stats.writes(),
+                        frontends = desired.frontends.len(),
+                        took_ms = took.as_millis(),
+                        "verify-and-repair: map entries differed from the shadow and were repaired: {stats}"
+                    );
+                } else if verify {
+                    tracing::debug!(
+                        frontends = desired.frontends.len(),
+                        took_ms = took.as_millis(),
+                        "verify-and-repair: maps as expected"
+                    );
+                } else if start {
                     tracing::info!(
                         frontends = desired.frontends.len(),
+                        took_ms = took.as_millis(),
+                        "service maps reconciled in full (live entries adopted, stale ones pruned): {stats}"
+                    );
+                } else if !stats.is_empty() {
+                    tracing::info!(
+                        services = recomputed,
                         changed = stats.frontends_changed,
                         "service maps updated: {stats}"
                     );
                 }
-                let backends = desired.backend_count();
+                let frontends = desired.frontends.len();
+                let backends = self.reconciler.backend_count();
                 self.progress.send_modify(|p| {
                     p.generation += 1;
                     p.applied_at = Some(Instant::now());
-                    p.frontends = desired.frontends.len();
+                    p.frontends = frontends;
                     p.backends = backends;
                     p.last = stats;
                     p.error = None;
+                    p.event_to_applied = since.map(|t| t.elapsed());
+                    if verify {
+                        p.verified += 1;
+                        p.repaired += u64::try_from(stats.writes()).unwrap_or(u64::MAX);
+                    }
                 });
                 true
             }
             Err(e) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "applying service maps failed; retrying");
                 self.progress.send_modify(|p| p.error = Some(e.to_string()));
+                pending.failed = true;
                 false
             }
         }
@@ -187,7 +343,8 @@ impl<D: DatapathOps> Proxy<D> {
 /// `EndpointSlices` of all namespaces and keeps `dp` in line with them.
 ///
 /// Watch errors are retried with kube's default backoff and do not end the
-/// proxy; neither do failed applies (retried after [`Options::retry`]).
+/// proxy; neither do failed applies (retried after [`Options::retry`], as a
+/// full pass).
 ///
 /// # Errors
 /// [`ProxyError::WatchEnded`] when a watch stream ends.
@@ -222,66 +379,66 @@ pub async fn run<D: DatapathOps + Send + 'static>(
     let mut proxy = Proxy {
         dp,
         reconciler: Reconciler::new(),
-        node_local: opts.node_local,
+        index: DesiredIndex::new(opts.node_local),
         progress: opts.progress,
+        services_listed: false,
+        slices_listed: false,
     };
-    let (mut services_listed, mut slices_listed) = (false, false);
-    // When to apply next; `None` while nothing is pending.
-    let mut due: Option<Instant> = None;
-    let mut resync = tokio::time::interval(opts.resync);
+    let mut pending = Pending::default();
+    // While a failed apply waits for its retry.
+    let mut retry_at: Option<Instant> = None;
+    let mut resync = tokio::time::interval_at(Instant::now() + opts.resync, opts.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
             event = service_events.next() => {
                 let event = event.ok_or(ProxyError::WatchEnded { kind: "Service" })?;
-                if changed(event, &mut services_listed, "Service") {
-                    due.get_or_insert_with(|| Instant::now() + opts.debounce);
-                }
+                pending.since.get_or_insert_with(std::time::Instant::now);
+                proxy.service_event(event, &mut pending);
             }
             event = slice_events.next() => {
                 let event = event.ok_or(ProxyError::WatchEnded { kind: "EndpointSlice" })?;
-                if changed(event, &mut slices_listed, "EndpointSlice") {
-                    due.get_or_insert_with(|| Instant::now() + opts.debounce);
-                }
+                pending.since.get_or_insert_with(std::time::Instant::now);
+                proxy.slice_event(event, &mut pending);
             }
-            () = sleep_until(due) => {
-                due = None;
-                if !(services_listed && slices_listed) {
-                    proxy.progress.send_modify(|p| p.held_back += 1);
-                } else if !proxy.sync(&services, &slices) {
-                    due = Some(Instant::now() + opts.retry);
-                }
+            () = sleep_until(retry_at) => retry_at = None,
+            _ = resync.tick() => pending.verify = true,
+        }
+        // Whatever is queued already goes into this apply too.
+        for _ in 0..MAX_BATCH {
+            let mut more = false;
+            if let Some(event) = service_events.next().now_or_never() {
+                let event = event.ok_or(ProxyError::WatchEnded { kind: "Service" })?;
+                proxy.service_event(event, &mut pending);
+                more = true;
             }
-            _ = resync.tick() => {
-                if services_listed && slices_listed {
-                    due.get_or_insert_with(Instant::now);
-                }
+            if let Some(event) = slice_events.next().now_or_never() {
+                let event = event.ok_or(ProxyError::WatchEnded {
+                    kind: "EndpointSlice",
+                })?;
+                proxy.slice_event(event, &mut pending);
+                more = true;
+            }
+            if !more {
+                break;
             }
         }
-    }
-}
-
-/// Whether a reflector event changed the store; notes when the initial list
-/// is complete.
-fn changed<K>(
-    event: Result<watcher::Event<K>, watcher::Error>,
-    listed: &mut bool,
-    kind: &'static str,
-) -> bool {
-    match event {
-        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => true,
-        Ok(watcher::Event::InitDone) => {
-            if !*listed {
-                tracing::debug!(kind, "initial list complete");
-            }
-            *listed = true;
-            true
+        if pending.is_empty() {
+            pending.since = None;
+            continue;
         }
-        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
-        Err(e) => {
-            tracing::warn!(kind, error = %e, "watch failed; retrying");
-            false
+        if retry_at.is_some() {
+            continue;
+        }
+        if !(proxy.services_listed && proxy.slices_listed) {
+            // Kept pending: the initial lists' completion rebuilds anyway.
+            pending.verify = false;
+            proxy.progress.send_modify(|p| p.held_back += 1);
+            continue;
+        }
+        if !proxy.sync(&mut pending, &services, &slices) {
+            retry_at = Some(Instant::now() + opts.retry);
         }
     }
 }

@@ -1047,3 +1047,100 @@ fn attaching_a_pin_dir_to_another_cgroup_moves_the_hooks() {
     run_helper("rewrite", &second.0);
     dp.detach_all().unwrap();
 }
+
+#[test]
+fn lb_list_prints_two_programmed_services_from_the_pinned_maps() {
+    let Some(object) = preconditions(
+        "lb_list_prints_two_programmed_services_from_the_pinned_maps",
+        &["ip"],
+    ) else {
+        return;
+    };
+    let pins = PinDir::new("lblist");
+    let cgroup = Cgroup::new("sluice-test-lblist");
+    let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0)
+        .unwrap_or_else(|e| panic!("load {}: {e:?}", object.display()));
+    // Pins are per test, so the maps hold exactly these two Services: the
+    // loopback one the helper connects to, and a UDP one.
+    let dns = Ipv4Addr::new(10, 96, 42, 2);
+    program(
+        &mut dp,
+        &state(&[
+            (
+                VIP,
+                VIP_PORT,
+                Protocol::Tcp,
+                &[(Ipv4Addr::LOCALHOST, BACKEND_PORT)],
+            ),
+            (
+                dns,
+                53,
+                Protocol::Udp,
+                &[(Ipv4Addr::new(10, 244, 42, 5), 5353)],
+            ),
+        ]),
+    );
+    // One connect through the hooks: connect4 records the socket in the LRU.
+    dp.attach_cgroup(&cgroup.0).unwrap();
+    run_helper("rewrite", &cgroup.0);
+    dp.detach_cgroup(&cgroup.0).unwrap();
+
+    // Read back through the pins alone (another process would do the same).
+    let maps = sluice_node_agent::lbctl::read(&pins.0).unwrap_or_else(|e| panic!("lb list: {e:?}"));
+    let listing = sluice_node_agent::lbctl::render(&maps);
+    let (tables, sockets) = listing
+        .split_once("SOCKET REVERSE NAT (sluice_sock_revnat_v1, LRU)\n")
+        .unwrap_or_else(|| panic!("no socket section:\n{listing}"));
+    assert_eq!(
+        tables,
+        "\
+SERVICES (sluice_svc_v1, backends from sluice_be_v1)
+FRONTEND            REV-NAT   SLOT   BACKEND                   STATE
+10.96.0.10:80/TCP   1         0      (1 backend)
+                              1      127.0.0.1:18080 (id 1)    active
+10.96.42.2:53/UDP   2         0      (1 backend)
+                              1      10.244.42.5:5353 (id 2)   active
+
+BACKENDS (sluice_be_v1)
+ID   ADDRESS                STATE    SLOTS
+1    127.0.0.1:18080/TCP    active   1
+2    10.244.42.5:5353/UDP   active   1
+
+REVERSE NAT (sluice_revnat_v1)
+REV-NAT   FRONTEND
+1         10.96.0.10:80
+2         10.96.42.2:53
+
+",
+        "\ngot:\n{listing}"
+    );
+    // The helper's one connect to the VIP: its cookie, the backend it went
+    // to, the frontend it asked for.
+    let rows: Vec<Vec<&str>> = sockets
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{listing}");
+    assert!(rows[0][0].parse::<u64>().is_ok_and(|c| c != 0), "{listing}");
+    assert_eq!(
+        rows[0][1..],
+        ["127.0.0.1:18080", "10.96.0.10:80", "1"],
+        "{listing}"
+    );
+
+    // The binary prints the same.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sluice-node-agent"));
+    let output = Command::new(bin)
+        .args(["lb", "list", "--bpf-pin-dir"])
+        .arg(&pins.0)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    assert!(
+        output.status.success(),
+        "lb list failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), listing);
+    drop(dp);
+}

@@ -9,9 +9,14 @@ use sluice_node_agent::kubelet::{self, Config};
 use sluice_node_agent::{dns, proxy, routes};
 
 /// sluice node agent: registers this node and runs its pods on containerd over CRI.
+// Without a subcommand it runs the agent (exactly as before subcommands existed); `lb list`
+// inspects this node's load-balancer maps.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, subcommand_negates_reqs = true)]
 struct Cli {
+    /// Inspection commands (the agent runs when none is given).
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Node name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
@@ -19,8 +24,8 @@ struct Cli {
     #[arg(long)]
     node_ip: Option<String>,
     /// kubeconfig for the API server.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    #[arg(long, env = "KUBECONFIG", required = true)]
+    kubeconfig: Option<PathBuf>,
     /// containerd's CRI socket.
     #[arg(long, default_value = sluice_proto::CONTAINERD_SOCKET)]
     cri_socket: PathBuf,
@@ -85,6 +90,50 @@ struct Cli {
     no_service_proxy: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The eBPF load balancer's maps.
+    Lb {
+        #[command(subcommand)]
+        command: LbCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum LbCommand {
+    /// Print every frontend with its backends, the reverse-NAT entries and the socket
+    /// reverse-NAT entries, from the pinned maps (like `cilium bpf lb list`).
+    List {
+        /// Node name, for the default pin directory (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Where the maps are pinned (default: /sys/fs/bpf/sluice/<node>).
+        #[arg(long)]
+        bpf_pin_dir: Option<PathBuf>,
+    },
+}
+
+fn host_name() -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the host name")?
+        .trim()
+        .to_lowercase())
+}
+
+/// `lb list`: reads the pinned maps and prints them.
+fn lb_list(node_name: Option<String>, bpf_pin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let pin_dir = match bpf_pin_dir {
+        Some(dir) => dir,
+        None => datapath::default_pin_dir(&match node_name {
+            Some(n) => n,
+            None => host_name()?,
+        }),
+    };
+    let maps = sluice_node_agent::lbctl::read(&pin_dir)?;
+    print!("{}", sluice_node_agent::lbctl::render(&maps));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -96,15 +145,24 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Lb {
+        command: LbCommand::List {
+            node_name,
+            bpf_pin_dir,
+        },
+    }) = cli.command
+    {
+        return lb_list(node_name, bpf_pin_dir);
+    }
     let node_name = match cli.node_name {
         Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name")?
-            .trim()
-            .to_lowercase(),
+        None => host_name()?,
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cli.kubeconfig)
-        .with_context(|| format!("reading {}", cli.kubeconfig.display()))?;
+    let kubeconfig_path = cli
+        .kubeconfig
+        .context("--kubeconfig (or KUBECONFIG) is required")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_path)
+        .with_context(|| format!("reading {}", kubeconfig_path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),

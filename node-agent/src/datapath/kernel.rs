@@ -22,7 +22,8 @@ use aya::{
 use super::{
     BACKENDS_MAP, BackendKey, BackendValue, CONNECT4_PROGRAM, DatapathError, DatapathOps,
     GETPEERNAME4_PROGRAM, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
-    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
+    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue,
     ebpf_log::{self, EbpfLogs},
     links,
 };
@@ -610,6 +611,93 @@ impl DatapathOps for Datapath {
 
     fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError> {
         dump(&self.backends, BACKENDS_MAP)
+    }
+}
+
+/// Read-only handles on the maps pinned under a pin directory, opened
+/// without loading the object or touching the hooks: what inspection
+/// (`sluice-node-agent lb list`) and benchmarks use to look at a running
+/// agent's maps.
+pub struct PinnedMaps {
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: HashMap<MapData, BackendKey, BackendValue>,
+    rev_nat: HashMap<MapData, RevNatKey, RevNatValue>,
+    sock_rev_nat: HashMap<MapData, SockRevNatKey, SockRevNatValue>,
+}
+
+impl std::fmt::Debug for PinnedMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedMaps").finish_non_exhaustive()
+    }
+}
+
+fn open_pinned<K: aya::Pod, V: aya::Pod>(
+    pin_dir: &Path,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, DatapathError> {
+    let data = MapData::from_pin(pin_dir.join(name)).map_err(map_error(name, "open pin"))?;
+    let map = aya::maps::Map::from_map_data(data).map_err(map_error(name, "open pin"))?;
+    HashMap::try_from(map).map_err(map_error(name, "open pin"))
+}
+
+impl PinnedMaps {
+    /// Opens sluice's four maps pinned under `pin_dir`.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when a pin is missing or is not the expected
+    /// kind of map.
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        Ok(Self {
+            services: open_pinned(pin_dir, SERVICES_MAP)?,
+            backends: open_pinned(pin_dir, BACKENDS_MAP)?,
+            rev_nat: open_pinned(pin_dir, REV_NAT_MAP)?,
+            sock_rev_nat: open_pinned(pin_dir, SOCK_REV_NAT_MAP)?,
+        })
+    }
+
+    /// One services-map entry, if present (one lookup, whatever the map's size).
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the lookup fails for another reason.
+    pub fn service(&self, key: &ServiceKey) -> Result<Option<ServiceValue>, DatapathError> {
+        match self.services.get(key, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(map_error(SERVICES_MAP, "lookup")(error)),
+        }
+    }
+
+    /// All services-map entries, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    pub fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {
+        dump(&self.services, SERVICES_MAP)
+    }
+
+    /// All backends, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    pub fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError> {
+        dump(&self.backends, BACKENDS_MAP)
+    }
+
+    /// All reverse-NAT entries, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    pub fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
+        dump(&self.rev_nat, REV_NAT_MAP)
+    }
+
+    /// All socket reverse-NAT entries (the LRU the programs write), sorted by
+    /// key. Entries the kernel evicts while this reads are simply missing.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    pub fn sock_rev_nats(&self) -> Result<Vec<(SockRevNatKey, SockRevNatValue)>, DatapathError> {
+        dump(&self.sock_rev_nat, SOCK_REV_NAT_MAP)
     }
 }
 

@@ -175,6 +175,26 @@ impl FrontendSpec {
     }
 }
 
+impl FrontendSpec {
+    /// When this spec belongs to the Service `namespace/name`, sends `frontend` to `addr`
+    /// on this node (at the frontend's own port) instead of its endpoints. See
+    /// [`Desired::serve_locally`].
+    pub fn serve_locally(
+        &mut self,
+        frontend: &Frontend,
+        namespace: &str,
+        name: &str,
+        addr: Ipv4Addr,
+    ) {
+        if self.service.namespace == namespace && self.service.name == name {
+            self.backends = vec![Backend {
+                addr,
+                port: frontend.port,
+            }];
+        }
+    }
+}
+
 /// The whole desired datapath state: every frontend and its backends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
@@ -194,12 +214,7 @@ impl Desired {
     /// Service itself (node-local DNS, no query leaves the node).
     pub fn serve_locally(&mut self, namespace: &str, name: &str, addr: Ipv4Addr) {
         for (frontend, spec) in &mut self.frontends {
-            if spec.service.namespace == namespace && spec.service.name == name {
-                spec.backends = vec![Backend {
-                    addr,
-                    port: frontend.port,
-                }];
-            }
+            spec.serve_locally(frontend, namespace, name, addr);
         }
     }
 
@@ -219,7 +234,9 @@ impl Desired {
 ///
 /// Accepts slices of the objects or of `Arc`s of them (reflector stores).
 /// When two service ports claim the same frontend (which the apiserver's IP
-/// allocator prevents), the one with the smallest `namespace/name:port` wins.
+/// allocator prevents), the one with the smallest `namespace/name:port` wins
+/// (see [`Claims`]). Each Service becomes frontends through
+/// [`service_frontends`], which the proxy's incremental index also calls.
 #[must_use]
 pub fn desired<S, E>(services: &[S], slices: &[E]) -> Desired
 where
@@ -229,72 +246,157 @@ where
     let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
     for slice in slices {
         let slice: &EndpointSlice = slice.borrow();
-        if slice.address_type != "IPv4" {
-            continue;
+        if let Some((namespace, service)) = slice_service(slice) {
+            by_service
+                .entry((namespace, service))
+                .or_default()
+                .push(slice);
         }
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
-        by_service
-            .entry((namespace, service.as_str()))
-            .or_default()
-            .push(slice);
     }
 
-    let mut frontends = BTreeMap::new();
+    let mut claims = Claims::default();
     for service in services {
         let service: &Service = service.borrow();
-        let Some(spec) = &service.spec else { continue };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let vips = cluster_ipv4s(spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
-        if vips.is_empty() {
-            continue;
-        }
         let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
         let name = service.metadata.name.as_deref().unwrap_or_default();
         let slices = by_service
             .get(&(namespace, name))
             .map_or(&[][..], Vec::as_slice);
-        for port in spec.ports.iter().flatten() {
-            let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
-                continue;
+        for (frontend, spec) in service_frontends(service, slices) {
+            claims.claim(frontend, spec);
+        }
+    }
+    claims.into_desired()
+}
+
+/// The Service an `EndpointSlice` belongs to: its namespace and its
+/// `kubernetes.io/service-name` label (`None` without the label).
+#[must_use]
+pub fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(SERVICE_NAME_LABEL))?;
+    let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+    Some((namespace, service.as_str()))
+}
+
+/// The frontends one Service yields, from the `EndpointSlices` of that
+/// Service (`slices` may hold others; only `IPv4` slices labelled with this
+/// Service's name in its namespace count). Pure; the one implementation of
+/// the module's rules, which [`desired`] maps over every Service.
+///
+/// Within the Service, when two of its ports claim the same frontend, the
+/// one with the smaller port name wins (the first on a tie), as across
+/// Services.
+#[must_use]
+pub fn service_frontends(
+    service: &Service,
+    slices: &[&EndpointSlice],
+) -> BTreeMap<Frontend, FrontendSpec> {
+    let mut frontends = BTreeMap::new();
+    let Some(spec) = &service.spec else {
+        return frontends;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return frontends;
+    }
+    let vips = cluster_ipv4s(spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
+    if vips.is_empty() {
+        return frontends;
+    }
+    let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let slices: Vec<&EndpointSlice> = slices
+        .iter()
+        .copied()
+        .filter(|slice| {
+            slice.address_type == "IPv4" && slice_service(slice) == Some((namespace, name))
+        })
+        .collect();
+    for port in spec.ports.iter().flatten() {
+        let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
+            continue;
+        };
+        let Ok(number) = u16::try_from(port.port) else {
+            continue;
+        };
+        if number == 0 {
+            continue;
+        }
+        let service_port =
+            ServicePortName::new(namespace, name, port.name.as_deref().unwrap_or_default());
+        let backends = ready_backends(&slices, port, protocol);
+        for vip in &vips {
+            let frontend = Frontend {
+                vip: *vip,
+                port: number,
+                protocol,
             };
-            let Ok(number) = u16::try_from(port.port) else {
-                continue;
-            };
-            if number == 0 {
-                continue;
-            }
-            let service_port =
-                ServicePortName::new(namespace, name, port.name.as_deref().unwrap_or_default());
-            let backends = ready_backends(slices, port, protocol);
-            for vip in &vips {
-                let frontend = Frontend {
-                    vip: *vip,
-                    port: number,
-                    protocol,
-                };
-                let candidate = FrontendSpec::new(service_port.clone(), backends.iter().copied());
-                frontends
-                    .entry(frontend)
-                    .and_modify(|existing: &mut FrontendSpec| {
-                        if candidate.service < existing.service {
-                            *existing = candidate.clone();
-                        }
-                    })
-                    .or_insert(candidate);
+            let candidate = FrontendSpec::new(service_port.clone(), backends.iter().copied());
+            frontends
+                .entry(frontend)
+                .and_modify(|existing: &mut FrontendSpec| {
+                    if candidate.service < existing.service {
+                        *existing = candidate.clone();
+                    }
+                })
+                .or_insert(candidate);
+        }
+    }
+    frontends
+}
+
+/// Every service port's claim on each frontend, and the rule that picks the
+/// winner: the smallest `namespace/name:port`. [`desired`] and the proxy's
+/// incremental index both decide through it, so a Service added or removed
+/// one at a time ends in the same state as a full recomputation.
+#[derive(Clone, Debug, Default)]
+pub struct Claims {
+    claims: HashMap<Frontend, BTreeMap<ServicePortName, FrontendSpec>>,
+}
+
+impl Claims {
+    /// Adds (or replaces) `spec.service`'s claim on `frontend`.
+    pub fn claim(&mut self, frontend: Frontend, spec: FrontendSpec) {
+        self.claims
+            .entry(frontend)
+            .or_default()
+            .insert(spec.service.clone(), spec);
+    }
+
+    /// Drops `service`'s claim on `frontend`.
+    pub fn release(&mut self, frontend: &Frontend, service: &ServicePortName) {
+        if let Some(claims) = self.claims.get_mut(frontend) {
+            claims.remove(service);
+            if claims.is_empty() {
+                self.claims.remove(frontend);
             }
         }
     }
-    Desired { frontends }
+
+    /// The winning claim on `frontend`, if any.
+    #[must_use]
+    pub fn winner(&self, frontend: &Frontend) -> Option<&FrontendSpec> {
+        self.claims
+            .get(frontend)
+            .and_then(|claims| claims.values().next())
+    }
+
+    /// The winners of every frontend.
+    #[must_use]
+    pub fn into_desired(self) -> Desired {
+        Desired {
+            frontends: self
+                .claims
+                .into_iter()
+                .filter_map(|(frontend, claims)| {
+                    claims.into_values().next().map(|spec| (frontend, spec))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The IPv4 cluster IPs of a Service (`clusterIPs` when set, else `clusterIP`).

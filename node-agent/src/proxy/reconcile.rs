@@ -1,12 +1,30 @@
-//! The reconciler: diffs a [`Desired`] state against the live datapath maps
-//! and writes only the difference, in an order that never leaves a connect
+//! The reconciler: diffs a [`Desired`] state against the datapath maps and
+//! writes only the difference, in an order that never leaves a connect
 //! looking at a slot whose backend is missing.
 //!
-//! The live maps are the source of truth: every [`Reconciler::apply`] reads
-//! them back, so entries left by a previous agent run are adopted (same ids)
-//! or pruned, and nothing is renumbered across restarts.
+//! # Shadow, full and incremental applies
+//!
+//! The reconciler keeps a shadow of the maps: every entry it read or wrote
+//! (frontends, slots, backends, reverse-NAT entries, and so the ids), with
+//! counts of how many slots name each backend and how many frontends each
+//! reverse-NAT id.
+//!
+//! - [`Reconciler::apply`] is the full pass: it reads every live map back
+//!   into the shadow and diffs the whole desired state against it. The first
+//!   one after a start adopts what a previous agent run left (same ids) and
+//!   prunes the rest, so nothing is renumbered across restarts; run again
+//!   periodically, it is the verify-and-repair pass (whatever it writes is
+//!   drift: an edit behind the reconciler's back).
+//! - [`Reconciler::apply_changes`] diffs only the named frontends against the
+//!   shadow, without reading the maps: its cost depends on the change, not on
+//!   the number of Services. Backends and reverse-NAT ids shared with
+//!   untouched frontends stay; untouched frontends are neither read nor
+//!   written. Without a shadow (none yet, or the last apply failed) it falls
+//!   back to [`Reconciler::apply`].
 //!
 //! # Write order
+//!
+//! Both passes write in the same order:
 //!
 //! 1. frontends no longer desired: slot 0 first (connects stop picking the
 //!    service), then its slots;
@@ -25,13 +43,14 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use sluice_ebpf_common::{RevNatKey, RevNatValue, SERVICE_FLAG_NONE};
 
 use super::ProxyError;
-use super::desired::{Backend, Desired, Frontend, Protocol, ServicePortName};
+use super::desired::{Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName};
 use crate::datapath::{
     BackendKey, BackendValue, Be16, Be32, DatapathOps, ServiceKey, ServiceValue,
 };
@@ -156,14 +175,16 @@ impl fmt::Display for Stats {
     }
 }
 
-/// Diffs desired state against the live maps and applies the difference.
-///
-/// Holds only the id cursors; which id belongs to which backend or frontend
-/// is read back from the live maps on every apply.
+/// Diffs desired state against the maps and applies the difference; see the
+/// module docs for the shadow, the two kinds of apply and the write order.
 #[derive(Clone, Debug)]
 pub struct Reconciler {
     backend_ids: IdAllocator,
     rev_nat_ids: IdAllocator,
+    /// What the maps hold as far as this reconciler knows; `None` before the
+    /// first full apply and after a failed one (the next apply reads the
+    /// maps again).
+    shadow: Option<Shadow>,
     seeded: bool,
 }
 
@@ -175,35 +196,167 @@ impl Default for Reconciler {
 
 /// One frontend as found in the services map (slot 0 may be missing when a
 /// previous run died half-way).
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct LiveFrontend {
     value: Option<ServiceValue>,
     slots: BTreeMap<u16, ServiceValue>,
 }
 
-/// The live maps, indexed.
-struct Live {
+/// The maps as the reconciler last read or wrote them, indexed. Every write
+/// goes through it, so it stays equal to the maps (unless someone else
+/// writes them; the full apply then repairs the maps).
+#[derive(Clone, Debug, Default)]
+struct Shadow {
     frontends: BTreeMap<ServiceKey, LiveFrontend>,
     backends: BTreeMap<u32, BackendValue>,
     rev_nats: BTreeMap<u16, RevNatValue>,
+    /// Backend id by value (active flags); the lowest id when a previous
+    /// run left duplicates.
+    backend_by_value: HashMap<BackendValue, u32>,
+    /// How many slots name each backend id.
+    backend_refs: HashMap<u32, u32>,
+    /// How many frontends (slot 0) name each reverse-NAT id.
+    rev_nat_refs: HashMap<u16, u32>,
 }
 
-impl Live {
-    fn read<D: DatapathOps + ?Sized>(dp: &D) -> Result<Self, ProxyError> {
-        let mut frontends: BTreeMap<ServiceKey, LiveFrontend> = BTreeMap::new();
-        for (key, value) in dp.services()? {
-            let entry = frontends.entry(key.with_slot(0)).or_default();
-            if key.slot == 0 {
-                entry.value = Some(value);
-            } else {
-                entry.slots.insert(key.slot, value);
-            }
+fn count_up<K: std::hash::Hash + Eq>(refs: &mut HashMap<K, u32>, key: K) {
+    *refs.entry(key).or_default() += 1;
+}
+
+fn count_down<K: std::hash::Hash + Eq>(refs: &mut HashMap<K, u32>, key: K) {
+    if let Entry::Occupied(mut entry) = refs.entry(key) {
+        *entry.get_mut() -= 1;
+        if *entry.get() == 0 {
+            entry.remove();
         }
-        Ok(Self {
-            frontends,
-            backends: dp.backends()?.into_iter().map(|(k, v)| (k.id, v)).collect(),
-            rev_nats: dp.rev_nats()?.into_iter().map(|(k, v)| (k.id, v)).collect(),
-        })
+    }
+}
+
+impl Shadow {
+    /// Reads every live map.
+    fn read<D: DatapathOps + ?Sized>(dp: &D) -> Result<Self, ProxyError> {
+        let mut shadow = Self::default();
+        for (key, value) in dp.services()? {
+            shadow.note_service(key, value);
+        }
+        for (key, value) in dp.backends()? {
+            shadow.note_backend(key.id, value);
+        }
+        shadow.rev_nats = dp.rev_nats()?.into_iter().map(|(k, v)| (k.id, v)).collect();
+        Ok(shadow)
+    }
+
+    fn note_service(&mut self, key: ServiceKey, value: ServiceValue) {
+        let entry = self.frontends.entry(key.with_slot(0)).or_default();
+        if key.slot == 0 {
+            if let Some(old) = entry.value.replace(value) {
+                count_down(&mut self.rev_nat_refs, old.rev_nat_id);
+            }
+            count_up(&mut self.rev_nat_refs, value.rev_nat_id);
+        } else {
+            if let Some(old) = entry.slots.insert(key.slot, value) {
+                count_down(&mut self.backend_refs, old.backend_id);
+            }
+            count_up(&mut self.backend_refs, value.backend_id);
+        }
+    }
+
+    fn forget_service(&mut self, key: &ServiceKey) {
+        let frontend = key.with_slot(0);
+        let Some(entry) = self.frontends.get_mut(&frontend) else {
+            return;
+        };
+        if key.slot == 0 {
+            if let Some(old) = entry.value.take() {
+                count_down(&mut self.rev_nat_refs, old.rev_nat_id);
+            }
+        } else if let Some(old) = entry.slots.remove(&key.slot) {
+            count_down(&mut self.backend_refs, old.backend_id);
+        }
+        if entry.value.is_none() && entry.slots.is_empty() {
+            self.frontends.remove(&frontend);
+        }
+    }
+
+    fn note_backend(&mut self, id: u32, value: BackendValue) {
+        if let Some(old) = self.backends.insert(id, value) {
+            self.unindex_backend(id, old);
+        }
+        self.backend_by_value
+            .entry(active(value))
+            .and_modify(|known| *known = (*known).min(id))
+            .or_insert(id);
+    }
+
+    fn unindex_backend(&mut self, id: u32, value: BackendValue) {
+        if self.backend_by_value.get(&active(value)) == Some(&id) {
+            self.backend_by_value.remove(&active(value));
+        }
+    }
+
+    fn upsert_service<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        key: ServiceKey,
+        value: ServiceValue,
+    ) -> Result<(), ProxyError> {
+        dp.upsert_service(key, value)?;
+        self.note_service(key, value);
+        Ok(())
+    }
+
+    fn remove_service<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        key: &ServiceKey,
+    ) -> Result<(), ProxyError> {
+        dp.remove_service(key)?;
+        self.forget_service(key);
+        Ok(())
+    }
+
+    fn upsert_backend<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        id: u32,
+        value: BackendValue,
+    ) -> Result<(), ProxyError> {
+        dp.upsert_backend(BackendKey { id }, value)?;
+        self.note_backend(id, value);
+        Ok(())
+    }
+
+    fn remove_backend<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        id: u32,
+    ) -> Result<(), ProxyError> {
+        dp.remove_backend(&BackendKey { id })?;
+        if let Some(old) = self.backends.remove(&id) {
+            self.unindex_backend(id, old);
+        }
+        Ok(())
+    }
+
+    fn upsert_rev_nat<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        id: u16,
+        value: RevNatValue,
+    ) -> Result<(), ProxyError> {
+        dp.upsert_rev_nat(RevNatKey::new(id), value)?;
+        self.rev_nats.insert(id, value);
+        Ok(())
+    }
+
+    fn remove_rev_nat<D: DatapathOps + ?Sized>(
+        &mut self,
+        dp: &mut D,
+        id: u16,
+    ) -> Result<(), ProxyError> {
+        dp.remove_rev_nat(&RevNatKey::new(id))?;
+        self.rev_nats.remove(&id);
+        Ok(())
     }
 }
 
@@ -215,11 +368,21 @@ struct PlannedFrontend<'a> {
     slots: Vec<u32>,
 }
 
-/// The full target content of the maps.
+/// The target content of the maps for the frontends in scope.
 struct Plan<'a> {
     frontends: BTreeMap<ServiceKey, PlannedFrontend<'a>>,
     backends: BTreeMap<u32, BackendValue>,
     rev_nats: BTreeMap<u16, RevNatValue>,
+}
+
+/// Which frontends an apply looks at.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Every desired frontend and every frontend in the maps; prunes every
+    /// backend and reverse-NAT entry nothing names.
+    Full,
+    /// These frontends only; prunes only what they stopped naming.
+    Frontends(&'a BTreeSet<Frontend>),
 }
 
 /// The services-map frontend key of a desired frontend.
@@ -259,12 +422,16 @@ impl Reconciler {
         Self {
             backend_ids: IdAllocator::new(1, u32::MAX),
             rev_nat_ids: IdAllocator::new(1, u32::from(u16::MAX)),
+            shadow: None,
             seeded: false,
         }
     }
 
-    /// Makes the maps match `desired`, writing only what differs (a second
-    /// apply of the same state writes nothing). See the module docs for the
+    /// The full pass: reads every live map back, then makes the maps match
+    /// `desired`, writing only what differs (a second apply of the same
+    /// state writes nothing). The first call adopts and prunes what a
+    /// previous run left; later calls verify and repair (what they write was
+    /// changed behind the reconciler's back). See the module docs for the
     /// write order.
     ///
     /// # Errors
@@ -277,124 +444,70 @@ impl Reconciler {
         desired: &Desired,
         dp: &mut D,
     ) -> Result<Stats, ProxyError> {
-        let live = Live::read(dp)?;
+        self.shadow = None;
+        let shadow = Shadow::read(dp)?;
         if !self.seeded {
-            self.seed(&live);
+            self.seed(&shadow);
             self.seeded = true;
         }
-        let plan = self.plan(desired, &live)?;
-        let mut stats = Stats::default();
+        self.run(shadow, desired, Scope::Full, dp)
+    }
 
-        // 1. Frontends no longer desired: slot 0 first, then its slots.
-        for (key, fe) in &live.frontends {
-            if plan.frontends.contains_key(key) {
-                continue;
-            }
-            if fe.value.is_some() {
-                dp.remove_service(key)?;
-                stats.frontends_removed += 1;
-            }
-            for slot in fe.slots.keys() {
-                dp.remove_service(&key.with_slot(*slot))?;
-                stats.slots_removed += 1;
-            }
+    /// The incremental pass: makes the maps match `desired` for the frontends
+    /// in `changed` only (desired or not: a frontend in `changed` that
+    /// `desired` lacks is removed), diffing against the shadow without
+    /// reading the maps. Every other frontend must already be as `desired`
+    /// says (the caller names every frontend it changed). Falls back to
+    /// [`Reconciler::apply`] when there is no shadow yet or the last apply
+    /// failed.
+    ///
+    /// # Errors
+    /// As [`Reconciler::apply`].
+    pub fn apply_changes<D: DatapathOps + ?Sized>(
+        &mut self,
+        desired: &Desired,
+        changed: &BTreeSet<Frontend>,
+        dp: &mut D,
+    ) -> Result<Stats, ProxyError> {
+        match self.shadow.take() {
+            Some(shadow) => self.run(shadow, desired, Scope::Frontends(changed), dp),
+            None => self.apply(desired, dp),
         }
+    }
 
-        // 2. Backends, before any slot names them.
-        for (id, value) in &plan.backends {
-            if live.backends.get(id) != Some(value) {
-                dp.upsert_backend(BackendKey { id: *id }, *value)?;
-                stats.backends_written += 1;
-            }
-        }
+    /// Whether the reconciler has a shadow of the maps (a full apply
+    /// succeeded and no apply failed since): [`Reconciler::apply_changes`]
+    /// is then incremental.
+    #[must_use]
+    pub fn has_shadow(&self) -> bool {
+        self.shadow.is_some()
+    }
 
-        // 3. Reverse NAT, before any frontend names it.
-        for (id, value) in &plan.rev_nats {
-            if live.rev_nats.get(id) != Some(value) {
-                dp.upsert_rev_nat(RevNatKey::new(*id), *value)?;
-                stats.rev_nats_written += 1;
-            }
-        }
+    /// Distinct backends in the maps (after a successful apply: in the
+    /// desired state); 0 before the first apply.
+    #[must_use]
+    pub fn backend_count(&self) -> usize {
+        self.shadow.as_ref().map_or(0, |s| s.backends.len())
+    }
 
-        // 4. Each frontend: slots, then the count, then slots past the count.
-        let empty = LiveFrontend::default();
-        for (key, planned) in &plan.frontends {
-            let before = stats.writes();
-            let live_fe = live.frontends.get(key).unwrap_or(&empty);
-            let count = u16::try_from(planned.slots.len())
-                .unwrap_or_else(|_| unreachable!("checked by plan()"));
-            // Slots past both the old and the new count are invisible to
-            // connects: remove them first, which also frees map room.
-            let old_count = live_fe.value.map_or(0, |v| v.count);
-            for slot in live_fe
-                .slots
-                .keys()
-                .filter(|s| **s > count && **s > old_count)
-            {
-                dp.remove_service(&key.with_slot(*slot))?;
-                stats.slots_removed += 1;
-            }
-            for (slot, id) in (1..=count).zip(&planned.slots) {
-                let value = ServiceValue::backend_slot(*id, planned.rev_nat_id);
-                if live_fe.slots.get(&slot) != Some(&value) {
-                    dp.upsert_service(key.with_slot(slot), value)?;
-                    stats.slots_written += 1;
-                }
-            }
-            let value = ServiceValue::frontend(count, SERVICE_FLAG_NONE, planned.rev_nat_id);
-            match live_fe.value {
-                Some(old) if old == value => {}
-                old => {
-                    dp.upsert_service(*key, value)?;
-                    if old.is_some() {
-                        stats.frontends_updated += 1;
-                    } else {
-                        stats.frontends_added += 1;
-                    }
-                }
-            }
-            for slot in live_fe
-                .slots
-                .keys()
-                .filter(|s| **s > count && **s <= old_count)
-            {
-                dp.remove_service(&key.with_slot(*slot))?;
-                stats.slots_removed += 1;
-            }
-            if stats.writes() != before {
-                stats.frontends_changed += 1;
-                tracing::debug!(
-                    service = %planned.service,
-                    vip = %key.vip.to_ipv4(),
-                    port = key.port.to_host(),
-                    proto = key.proto,
-                    backends = count,
-                    rev_nat_id = planned.rev_nat_id,
-                    "frontend programmed"
-                );
-            }
+    /// Plans, writes, and keeps the shadow when every write succeeded.
+    fn run<D: DatapathOps + ?Sized>(
+        &mut self,
+        mut shadow: Shadow,
+        desired: &Desired,
+        scope: Scope<'_>,
+        dp: &mut D,
+    ) -> Result<Stats, ProxyError> {
+        let plan = self.plan(desired, scope, &shadow)?;
+        let result = write(&mut shadow, desired, scope, &plan, dp);
+        if result.is_ok() {
+            self.shadow = Some(shadow);
         }
-
-        // 5. Reverse NAT no frontend uses any more.
-        for id in live.rev_nats.keys() {
-            if !plan.rev_nats.contains_key(id) {
-                dp.remove_rev_nat(&RevNatKey::new(*id))?;
-                stats.rev_nats_removed += 1;
-            }
-        }
-
-        // 6. Backends no slot names any more.
-        for id in live.backends.keys() {
-            if !plan.backends.contains_key(id) {
-                dp.remove_backend(&BackendKey { id: *id })?;
-                stats.backends_removed += 1;
-            }
-        }
-        Ok(stats)
+        result
     }
 
     /// After a restart, continue numbering after the ids already in the maps.
-    fn seed(&mut self, live: &Live) {
+    fn seed(&mut self, live: &Shadow) {
         for id in live.backends.keys() {
             self.backend_ids.observe(*id);
         }
@@ -408,9 +521,22 @@ impl Reconciler {
         }
     }
 
-    /// Assigns ids (reusing the live ones) and slots; no writes.
-    fn plan<'a>(&mut self, desired: &'a Desired, live: &Live) -> Result<Plan<'a>, ProxyError> {
-        for (frontend, spec) in &desired.frontends {
+    /// Assigns ids (reusing the live ones) and slots to the desired
+    /// frontends in scope; no writes.
+    fn plan<'a>(
+        &mut self,
+        desired: &'a Desired,
+        scope: Scope<'_>,
+        live: &Shadow,
+    ) -> Result<Plan<'a>, ProxyError> {
+        let wanted: Vec<(&'a Frontend, &'a FrontendSpec)> = match scope {
+            Scope::Full => desired.frontends.iter().collect(),
+            Scope::Frontends(changed) => changed
+                .iter()
+                .filter_map(|frontend| desired.frontends.get_key_value(frontend))
+                .collect(),
+        };
+        for (frontend, spec) in &wanted {
             if u16::try_from(spec.backends.len()).is_err() {
                 return Err(ProxyError::TooManyBackends {
                     frontend: frontend.to_string(),
@@ -420,22 +546,35 @@ impl Reconciler {
             }
         }
 
-        let rev_nat_of = self.assign_rev_nat_ids(desired, live)?;
+        // Reverse-NAT entries a desired frontend may adopt by value: any live
+        // one in a full pass; in an incremental one, those of the frontends in
+        // scope (every other entry belongs to a frontend out of scope).
+        let adoptable: Vec<u16> = match scope {
+            Scope::Full => live.rev_nats.keys().copied().collect(),
+            Scope::Frontends(changed) => changed
+                .iter()
+                .filter_map(|frontend| live.frontends.get(&frontend_key(frontend)))
+                .filter_map(|fe| fe.value.map(|v| v.rev_nat_id))
+                .collect::<BTreeSet<u16>>()
+                .into_iter()
+                .collect(),
+        };
+        let rev_nat_of = self.assign_rev_nat_ids(&wanted, live, &adoptable)?;
 
-        // Backend ids by (address, port, protocol); the lowest live id wins
-        // if a previous run left duplicates.
-        let mut backend_id: HashMap<BackendValue, u32> = HashMap::new();
-        for (id, value) in &live.backends {
-            backend_id.entry(active(*value)).or_insert(*id);
-        }
+        // Backend ids by (address, port, protocol): the live ones first.
+        let mut allocated: HashMap<BackendValue, u32> = HashMap::new();
         let mut backends: BTreeMap<u32, BackendValue> = BTreeMap::new();
         let mut frontends = BTreeMap::new();
-        for (frontend, spec) in &desired.frontends {
+        for (frontend, spec) in &wanted {
             let key = frontend_key(frontend);
             let mut ids = Vec::with_capacity(spec.backends.len());
             for backend in &spec.backends {
                 let value = backend_value(backend, frontend.protocol);
-                let id = if let Some(id) = backend_id.get(&value) {
+                let known = live
+                    .backend_by_value
+                    .get(&value)
+                    .or_else(|| allocated.get(&value));
+                let id = if let Some(id) = known {
                     *id
                 } else {
                     let id = self
@@ -444,7 +583,7 @@ impl Reconciler {
                             live.backends.contains_key(&id) || backends.contains_key(&id)
                         })
                         .ok_or(ProxyError::IdsExhausted { kind: "backend" })?;
-                    backend_id.insert(value, id);
+                    allocated.insert(value, id);
                     id
                 };
                 backends.insert(id, value);
@@ -460,10 +599,9 @@ impl Reconciler {
                 },
             );
         }
-        let rev_nats = desired
-            .frontends
-            .keys()
-            .map(|frontend| (rev_nat_of[&frontend_key(frontend)], rev_nat_value(frontend)))
+        let rev_nats = wanted
+            .iter()
+            .map(|(frontend, _)| (rev_nat_of[&frontend_key(frontend)], rev_nat_value(frontend)))
             .collect();
         Ok(Plan {
             frontends,
@@ -472,17 +610,19 @@ impl Reconciler {
         })
     }
 
-    /// Rev-nat ids: keep the live frontend's id, else adopt an unclaimed live
-    /// entry with the same vip:port (a run that died between writing it and
-    /// the frontend), else allocate one in use nowhere.
+    /// Rev-nat ids: keep the live frontend's id, else adopt an unclaimed
+    /// entry of `adoptable` with the same vip:port (a run that died between
+    /// writing it and the frontend, or a frontend that goes in this apply),
+    /// else allocate one in use nowhere.
     fn assign_rev_nat_ids(
         &mut self,
-        desired: &Desired,
-        live: &Live,
+        wanted: &[(&Frontend, &FrontendSpec)],
+        live: &Shadow,
+        adoptable: &[u16],
     ) -> Result<BTreeMap<ServiceKey, u16>, ProxyError> {
         let mut rev_nat_of: BTreeMap<ServiceKey, u16> = BTreeMap::new();
         let mut claimed: BTreeSet<u16> = BTreeSet::new();
-        for frontend in desired.frontends.keys() {
+        for (frontend, _) in wanted {
             let key = frontend_key(frontend);
             let id = live
                 .frontends
@@ -494,16 +634,12 @@ impl Reconciler {
             }
         }
         let mut by_value: HashMap<RevNatValue, Vec<u16>> = HashMap::new();
-        for (id, value) in &live.rev_nats {
-            by_value.entry(*value).or_default().push(*id);
+        for id in adoptable {
+            if let Some(value) = live.rev_nats.get(id) {
+                by_value.entry(*value).or_default().push(*id);
+            }
         }
-        let mut in_use: BTreeSet<u16> = live.rev_nats.keys().copied().collect();
-        in_use.extend(
-            live.frontends
-                .values()
-                .filter_map(|fe| fe.value.map(|v| v.rev_nat_id)),
-        );
-        for frontend in desired.frontends.keys() {
+        for (frontend, _) in wanted {
             let key = frontend_key(frontend);
             if rev_nat_of.contains_key(&key) {
                 continue;
@@ -517,8 +653,11 @@ impl Reconciler {
                 let id = self
                     .rev_nat_ids
                     .allocate(|id| {
-                        u16::try_from(id)
-                            .map_or(true, |id| in_use.contains(&id) || claimed.contains(&id))
+                        u16::try_from(id).map_or(true, |id| {
+                            live.rev_nats.contains_key(&id)
+                                || live.rev_nat_refs.contains_key(&id)
+                                || claimed.contains(&id)
+                        })
                     })
                     .ok_or(ProxyError::IdsExhausted {
                         kind: "reverse-NAT",
@@ -530,6 +669,177 @@ impl Reconciler {
         }
         Ok(rev_nat_of)
     }
+}
+
+/// Writes `plan` over `shadow` (which every write keeps up to date) in the
+/// module's write order.
+fn write<D: DatapathOps + ?Sized>(
+    shadow: &mut Shadow,
+    desired: &Desired,
+    scope: Scope<'_>,
+    plan: &Plan<'_>,
+    dp: &mut D,
+) -> Result<Stats, ProxyError> {
+    let mut stats = Stats::default();
+    // Frontends in scope that are no longer desired.
+    let gone: Vec<ServiceKey> = match scope {
+        Scope::Full => shadow
+            .frontends
+            .keys()
+            .filter(|key| !plan.frontends.contains_key(key))
+            .copied()
+            .collect(),
+        Scope::Frontends(changed) => changed
+            .iter()
+            .filter(|frontend| !desired.frontends.contains_key(frontend))
+            .map(frontend_key)
+            .filter(|key| shadow.frontends.contains_key(key))
+            .collect(),
+    };
+    // What the frontends in scope named before: pruned at the end unless
+    // something still names it (an incremental pass looks at nothing else).
+    let mut old_rev_nats: BTreeSet<u16> = BTreeSet::new();
+    let mut old_backends: BTreeSet<u32> = BTreeSet::new();
+    if let Scope::Frontends(_) = scope {
+        for key in gone.iter().chain(plan.frontends.keys()) {
+            if let Some(fe) = shadow.frontends.get(key) {
+                old_rev_nats.extend(fe.value.map(|v| v.rev_nat_id));
+                old_backends.extend(fe.slots.values().map(|v| v.backend_id));
+            }
+        }
+    }
+
+    // 1. Frontends no longer desired: slot 0 first, then its slots.
+    for key in &gone {
+        let fe = shadow.frontends.get(key).cloned().unwrap_or_default();
+        if fe.value.is_some() {
+            shadow.remove_service(dp, key)?;
+            stats.frontends_removed += 1;
+        }
+        for slot in fe.slots.keys() {
+            shadow.remove_service(dp, &key.with_slot(*slot))?;
+            stats.slots_removed += 1;
+        }
+    }
+
+    // 2. Backends, before any slot names them.
+    for (id, value) in &plan.backends {
+        if shadow.backends.get(id) != Some(value) {
+            shadow.upsert_backend(dp, *id, *value)?;
+            stats.backends_written += 1;
+        }
+    }
+
+    // 3. Reverse NAT, before any frontend names it.
+    for (id, value) in &plan.rev_nats {
+        if shadow.rev_nats.get(id) != Some(value) {
+            shadow.upsert_rev_nat(dp, *id, *value)?;
+            stats.rev_nats_written += 1;
+        }
+    }
+
+    // 4. Each frontend: slots, then the count, then slots past the count.
+    for (key, planned) in &plan.frontends {
+        let before = stats.writes();
+        let live_fe = shadow.frontends.get(key).cloned().unwrap_or_default();
+        let count = u16::try_from(planned.slots.len())
+            .unwrap_or_else(|_| unreachable!("checked by plan()"));
+        // Slots past both the old and the new count are invisible to
+        // connects: remove them first, which also frees map room.
+        let old_count = live_fe.value.map_or(0, |v| v.count);
+        for slot in live_fe
+            .slots
+            .keys()
+            .filter(|s| **s > count && **s > old_count)
+        {
+            shadow.remove_service(dp, &key.with_slot(*slot))?;
+            stats.slots_removed += 1;
+        }
+        for (slot, id) in (1..=count).zip(&planned.slots) {
+            let value = ServiceValue::backend_slot(*id, planned.rev_nat_id);
+            if live_fe.slots.get(&slot) != Some(&value) {
+                shadow.upsert_service(dp, key.with_slot(slot), value)?;
+                stats.slots_written += 1;
+            }
+        }
+        let value = ServiceValue::frontend(count, SERVICE_FLAG_NONE, planned.rev_nat_id);
+        match live_fe.value {
+            Some(old) if old == value => {}
+            old => {
+                shadow.upsert_service(dp, *key, value)?;
+                if old.is_some() {
+                    stats.frontends_updated += 1;
+                } else {
+                    stats.frontends_added += 1;
+                }
+            }
+        }
+        for slot in live_fe
+            .slots
+            .keys()
+            .filter(|s| **s > count && **s <= old_count)
+        {
+            shadow.remove_service(dp, &key.with_slot(*slot))?;
+            stats.slots_removed += 1;
+        }
+        if stats.writes() != before {
+            stats.frontends_changed += 1;
+            tracing::debug!(
+                service = %planned.service,
+                vip = %key.vip.to_ipv4(),
+                port = key.port.to_host(),
+                proto = key.proto,
+                backends = count,
+                rev_nat_id = planned.rev_nat_id,
+                "frontend programmed"
+            );
+        }
+    }
+
+    // 5. Reverse NAT no frontend uses any more.
+    let stale_rev_nats: Vec<u16> = match scope {
+        Scope::Full => shadow
+            .rev_nats
+            .keys()
+            .filter(|id| !plan.rev_nats.contains_key(id))
+            .copied()
+            .collect(),
+        Scope::Frontends(_) => old_rev_nats
+            .into_iter()
+            .filter(|id| {
+                !plan.rev_nats.contains_key(id)
+                    && !shadow.rev_nat_refs.contains_key(id)
+                    && shadow.rev_nats.contains_key(id)
+            })
+            .collect(),
+    };
+    for id in stale_rev_nats {
+        shadow.remove_rev_nat(dp, id)?;
+        stats.rev_nats_removed += 1;
+    }
+
+    // 6. Backends no slot names any more.
+    let stale_backends: Vec<u32> = match scope {
+        Scope::Full => shadow
+            .backends
+            .keys()
+            .filter(|id| !plan.backends.contains_key(id))
+            .copied()
+            .collect(),
+        Scope::Frontends(_) => old_backends
+            .into_iter()
+            .filter(|id| {
+                !plan.backends.contains_key(id)
+                    && !shadow.backend_refs.contains_key(id)
+                    && shadow.backends.contains_key(id)
+            })
+            .collect(),
+    };
+    for id in stale_backends {
+        shadow.remove_backend(dp, id)?;
+        stats.backends_removed += 1;
+    }
+    Ok(stats)
 }
 
 /// The value with the flags of an active backend (ids are matched on

@@ -126,10 +126,7 @@ async fn applies_only_after_both_lists_then_follows_watch_events() {
         .upsert_service(stale, ServiceValue::frontend(0, 0, 9))
         .unwrap();
 
-    let opts = Options {
-        debounce: Duration::from_millis(5),
-        ..Options::new()
-    };
+    let opts = Options::new();
     let mut progress = opts.subscribe();
     let proxy = tokio::spawn(run(client, dp.clone(), opts));
 
@@ -178,5 +175,60 @@ async fn applies_only_after_both_lists_then_follows_watch_events() {
     assert!(dp.frontends().is_empty());
     assert!(dp.lock().backends().unwrap().is_empty());
     assert!(dp.lock().rev_nats().unwrap().is_empty());
+    proxy.abort();
+}
+
+#[tokio::test]
+async fn the_periodic_full_pass_repairs_an_entry_changed_behind_the_proxys_back() {
+    let api = FakeApi::default();
+    api.insert(
+        SERVICES,
+        serde_json::to_value(service("default", "web", "10.96.0.10", &[("", 80, "TCP")])).unwrap(),
+    );
+    api.insert(
+        SLICES,
+        serde_json::to_value(slice(
+            "default",
+            "web",
+            "web-a",
+            &[("", 8080, "TCP")],
+            &[("10.244.0.5", None)],
+        ))
+        .unwrap(),
+    );
+    let dp = Shared::default();
+    let opts = Options {
+        resync: Duration::from_millis(50),
+        ..Options::new()
+    };
+    let mut progress = opts.subscribe();
+    let proxy = tokio::spawn(run(api.client(), dp.clone(), opts));
+    wait_for(&mut progress, "the first apply", |p| p.generation >= 1).await;
+    // Someone deletes the backend and zeroes the frontend's count.
+    let key = frontend([10, 96, 0, 10], 80);
+    {
+        let mut maps = dp.lock();
+        let id = *maps.backends.keys().next().expect("one backend");
+        maps.remove_backend(&id).unwrap();
+        let mut value = maps.services[&key];
+        value.count = 0;
+        maps.upsert_service(key, value).unwrap();
+    }
+    wait_for(&mut progress, "a repairing pass", |p| p.repaired >= 2).await;
+    // Count restored, and the backend is back (under a fresh id: freed ids
+    // are not reused soon) with the slot naming it.
+    assert_eq!(dp.frontends(), vec![(key, 1)]);
+    {
+        let maps = dp.lock();
+        let backends = maps.backends().unwrap();
+        assert_eq!(backends.len(), 1);
+        let (id, value) = backends[0];
+        assert_eq!(
+            (value.addr.to_ipv4(), value.port.to_host()),
+            ([10, 244, 0, 5].into(), 8080)
+        );
+        assert_eq!(maps.services[&key.with_slot(1)].backend_id, id.id);
+    }
+    assert!(progress.borrow().verified >= 1);
     proxy.abort();
 }

@@ -39,8 +39,16 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_ebpf_common::{Be16, Be32, PROTO_TCP, ServiceKey};
-use sluice_node_agent::datapath::{self, Datapath, DatapathOps, ObjectSource};
+use sluice_node_agent::datapath::{self, Datapath, DatapathOps, ObjectSource, PinnedMaps};
 use sluice_node_agent::proxy::{self, Desired, Reconciler};
+
+/// A part of the benchmark (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Traffic,
+    Programming,
+    Resync,
+}
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -56,9 +64,26 @@ struct Args {
     /// Services installed for the "many services" variants (the measured one included).
     #[arg(long, default_value_t = 10_000)]
     many: u32,
-    /// Samples for the API-write-to-map latency.
+    /// Which parts to run (comma-separated; default: all): `traffic` (wrk through the
+    /// variants), `programming` (API write -> map entry latency at each of
+    /// `--programming-scales`), `resync` (full passes over `--resync-services`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Samples per round for the API-write-to-map latency.
     #[arg(long, default_value_t = 100)]
     programming_samples: usize,
+    /// Rounds of samples per scale; p50 and p99 are medians over the rounds.
+    #[arg(long, default_value_t = 5)]
+    programming_rounds: usize,
+    /// Existing Services (in the API and in the maps) while measuring the latency.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    programming_scales: Vec<usize>,
+    /// Services in the maps for the full resync passes.
+    #[arg(long, default_value_t = 10_000)]
+    resync_services: u32,
+    /// Rounds of each full pass; medians are over the rounds.
+    #[arg(long, default_value_t = 5)]
+    resync_rounds: usize,
     /// Internal: make short HTTP requests to this address and print each response body (run
     /// inside a variant's cgroup to check which backends it reaches).
     #[arg(long, hide = true)]
@@ -147,7 +172,7 @@ fn cleanup() {
     };
     report("iptables", iptables_remove());
     report("backend namespace", remove_namespace());
-    for name in ["traffic", "api"] {
+    for name in ["traffic", "api", "resync"] {
         let dir = pin_dir(name);
         if dir.exists() {
             report("pins", datapath::unpin(&dir).map_err(Into::into));
@@ -870,6 +895,12 @@ fn object_path() -> PathBuf {
 
 const MODES: [(&str, bool); 2] = [("keep-alive", false), ("short connections", true)];
 
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(addr) = args.probe {
@@ -895,6 +926,21 @@ fn main() -> Result<()> {
     let _cleanup = Cleanup;
     sluice_tests::cleanup_on_signal(cleanup)?;
 
+    if args.runs(Part::Traffic) {
+        traffic(&args, &obj)?;
+    }
+    if args.runs(Part::Programming) {
+        programming_latency(&args, &obj)?;
+    }
+    if args.runs(Part::Resync) {
+        resync(&args, &obj)?;
+    }
+    Ok(())
+}
+
+/// Part `traffic`: requests/s and latency of (a), (b) and (c), and the time to program
+/// `--many` Services from empty maps (eBPF vs iptables-restore).
+fn traffic(args: &Args, obj: &Path) -> Result<()> {
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let script = |name: &str, destinations: &[(Ipv4Addr, u16)]| -> Result<PathBuf> {
@@ -911,7 +957,7 @@ fn main() -> Result<()> {
     // One cgroup per kind of client: the eBPF hooks attach only to the sluice one.
     let plain = Cgroup::new(Cgroup::NAMES[0])?;
     let hooked = Cgroup::new(Cgroup::NAMES[1])?;
-    let mut dp = Datapath::load(ObjectSource::Path(&obj), &pin_dir("traffic"))
+    let mut dp = Datapath::load(ObjectSource::Path(obj), &pin_dir("traffic"))
         .context("load the datapath")?;
     dp.attach_cgroup(&hooked.0).context("attach")?;
     let mut reconciler = Reconciler::new();
@@ -1010,7 +1056,7 @@ fn main() -> Result<()> {
                 if matches!(variant, Variant::Iptables(_)) {
                     next_client_address(&mut ipt_runs)?;
                 }
-                let r = wrk(target, &args, *close)
+                let r = wrk(target, args, *close)
                     .with_context(|| format!("{} ({})", variant.label(), MODES[m].0))?;
                 results.entry((v, m)).or_default().push(r);
             }
@@ -1046,7 +1092,6 @@ fn main() -> Result<()> {
     dp.detach_all().context("detach")?;
     drop(dp);
     drop(backends);
-    programming_latency(&args, &obj)?;
     Ok(())
 }
 
@@ -1060,82 +1105,344 @@ fn check_reaches_one(cg: &Cgroup, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// Service + `EndpointSlice` written through the API -> entry visible in the pinned map.
+/// The value at quantile `p` of sorted `values`, in ms.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a percentile's index: non-negative and below the sample count"
+    )]
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(at).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// A Service `name` in `default` (`ClusterIP` allocated by the API server) with one
+/// `EndpointSlice` of one ready endpoint `endpoint:port`.
+fn api_pair(name: &str, endpoint: Ipv4Addr, port: u16) -> (Service, EndpointSlice) {
+    let mut svc = api_service(name, Ipv4Addr::UNSPECIFIED);
+    svc.metadata.namespace = None;
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.cluster_ip = None;
+        spec.cluster_ips = None;
+        spec.selector = Some(BTreeMap::from([("app".to_owned(), name.to_owned())]));
+    }
+    let mut slice = api_slice(name, &[endpoint], port);
+    slice.metadata.namespace = None;
+    (svc, slice)
+}
+
+/// Waits until the proxy's published state has `frontends` frontends and `backends`
+/// backends (it publishes after each apply, map writes done).
+async fn wait_frontends(
+    progress: &mut tokio::sync::watch::Receiver<proxy::Progress>,
+    frontends: usize,
+    backends: usize,
+    within: Duration,
+) -> Result<()> {
+    let reached = tokio::time::timeout(
+        within,
+        progress.wait_for(|p| p.frontends == frontends && p.backends == backends),
+    )
+    .await
+    .map(|r| r.map(|_| ()));
+    match reached {
+        Ok(r) => r.context("the proxy stopped")?,
+        Err(_) => bail!(
+            "the proxy did not reach {frontends} frontends and {backends} backends in \
+             {within:?} (at {} and {})",
+            progress.borrow().frontends,
+            progress.borrow().backends
+        ),
+    }
+    Ok(())
+}
+
+/// Part `programming`: Service + `EndpointSlice` written through the API -> entry with one
+/// backend visible in the pinned map, with `--programming-scales` Services already in the
+/// API and the maps, through the real control plane and the agent's proxy (`proxy::run`).
 fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    ensure!(
+        args.programming_samples >= 1 && args.programming_rounds >= 1,
+        "--programming-samples and --programming-rounds must be at least 1"
+    );
+    let mut scales = args.programming_scales.clone();
+    scales.sort_unstable();
     let rt = tokio::runtime::Runtime::new().context("runtime")?;
     rt.block_on(async {
         let cp = sluice_tests::controlplane::ControlPlane::start(&["--no-controllers"]).await;
         let client = cp.client().await;
         let pin = pin_dir("api");
         let dp = Datapath::load(ObjectSource::Path(obj), &pin).context("load")?;
-        let reader = Datapath::load(ObjectSource::Path(obj), &pin)
-            .context("second handle on the pinned maps")?;
-        let proxy = tokio::spawn(proxy::run(client.clone(), dp, proxy::Options::default()));
+        let reader = PinnedMaps::open(&pin).context("open the pinned maps read-only")?;
+        let opts = proxy::Options::default();
+        let mut progress = opts.subscribe();
+        let proxy = tokio::spawn(proxy::run(client.clone(), dp, opts));
         let svcs: kube::Api<Service> = kube::Api::namespaced(client.clone(), "default");
         let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client.clone(), "default");
-        let mut lat = Vec::new();
-        for i in 0..args.programming_samples {
-            let name = format!("prog-{i}");
-            let mut svc = api_service(&name, Ipv4Addr::UNSPECIFIED);
-            svc.metadata.namespace = None;
-            if let Some(spec) = svc.spec.as_mut() {
-                // Let the apiserver allocate the ClusterIP.
-                spec.cluster_ip = None;
-                spec.cluster_ips = None;
-                spec.selector = Some(BTreeMap::from([("app".to_owned(), name.clone())]));
-            }
-            let t = Instant::now();
-            let created = svcs
-                .create(&kube::api::PostParams::default(), &svc)
-                .await
-                .context("create svc")?;
-            let mut slice = api_slice(&name, &[Ipv4Addr::new(10, 244, 9, 9)], 8080);
-            slice.metadata.namespace = None;
-            slices
-                .create(&kube::api::PostParams::default(), &slice)
-                .await
-                .context("create slice")?;
-            let vip: Ipv4Addr = created
-                .spec
-                .and_then(|s| s.cluster_ip)
-                .and_then(|ip| ip.parse().ok())
-                .context("cluster ip")?;
-            let key =
-                ServiceKey::frontend(Be32::from_ipv4(vip), Be16::from_host(VIP_PORT), PROTO_TCP);
-            loop {
-                let found = reader
-                    .services()?
-                    .into_iter()
-                    .any(|(k, v)| k == key && v.count == 1);
-                if found {
-                    break;
+        let post = kube::api::PostParams::default();
+        // What the cluster has before the benchmark adds anything (the `kubernetes` Service).
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            progress.wait_for(|p| p.generation >= 1),
+        )
+        .await
+        .context("the proxy's first apply")??;
+        let baseline = progress.borrow().frontends;
+        println!(
+            "programming latency: API write (Service + EndpointSlice) -> its frontend with one \
+             backend in the eBPF map; {} rounds x {} samples per scale, medians over rounds \
+             (control plane + proxy::run on pinned maps, no debounce)",
+            args.programming_rounds, args.programming_samples
+        );
+        println!(
+            "(\"ack->map\": from the EndpointSlice write's response to the entry, i.e. without \
+             the two API writes themselves; 0 when the watch event beat the response. \
+             \"event->map\": inside the proxy, from the first watch event of the apply that wrote \
+             the entry reaching it to that apply's end)"
+        );
+        println!(
+            "{:>10} {:>9} {:>9} {:>9} {:>9} {:>13} {:>13} {:>15} {:>15}   per-round p50/p99",
+            "existing",
+            "p50 ms",
+            "p99 ms",
+            "min p50",
+            "max p99",
+            "ack->map p50",
+            "ack->map p99",
+            "event->map p50",
+            "event->map p99",
+        );
+        let mut existing = 0usize;
+        for scale in scales {
+            // Fill up to `scale` Services (each with one endpoint), many writes in flight.
+            let filled = Instant::now();
+            futures::stream::iter(existing..scale)
+                .map(|i| {
+                    let (svcs, slices, post) = (svcs.clone(), slices.clone(), post.clone());
+                    async move {
+                        let n = u32::try_from(i).context("filler index")?;
+                        let (svc, slice) = api_pair(&format!("fill-{i}"), filler_endpoint(n), 80);
+                        svcs.create(&post, &svc)
+                            .await
+                            .context("create filler svc")?;
+                        slices
+                            .create(&post, &slice)
+                            .await
+                            .context("create filler slice")?;
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect::<Vec<()>>()
+                .await?;
+            existing = existing.max(scale);
+            wait_frontends(
+                &mut progress,
+                baseline + existing,
+                existing,
+                Duration::from_mins(2),
+            )
+            .await?;
+            let in_maps = reader
+                .services()?
+                .iter()
+                .filter(|(k, v)| k.slot == 0 && v.count == 1)
+                .count();
+            ensure!(
+                in_maps >= existing,
+                "{in_maps} programmed frontends in the map, {existing} expected"
+            );
+            eprintln!(
+                "[bench] {existing} Services in the API and the maps ({:.1} s to create)",
+                filled.elapsed().as_secs_f64()
+            );
+
+            let mut p50s = Vec::new();
+            let mut p99s = Vec::new();
+            let mut ack_p50s = Vec::new();
+            let mut ack_p99s = Vec::new();
+            let mut proxy_p50s = Vec::new();
+            let mut proxy_p99s = Vec::new();
+            let mut detail = String::new();
+            for round in 0..args.programming_rounds {
+                let mut lat = Vec::with_capacity(args.programming_samples);
+                let mut after_ack = Vec::with_capacity(args.programming_samples);
+                let mut in_proxy = Vec::with_capacity(args.programming_samples);
+                let mut names = Vec::new();
+                for i in 0..args.programming_samples {
+                    let name = format!("prog-{scale}-{round}-{i}");
+                    let (svc, slice) = api_pair(&name, Ipv4Addr::new(10, 244, 9, 9), 8080);
+                    let _ = progress.borrow_and_update();
+                    let t = Instant::now();
+                    let created = svcs.create(&post, &svc).await.context("create svc")?;
+                    slices.create(&post, &slice).await.context("create slice")?;
+                    let acked = Instant::now();
+                    let vip: Ipv4Addr = created
+                        .spec
+                        .and_then(|s| s.cluster_ip)
+                        .and_then(|ip| ip.parse().ok())
+                        .context("cluster ip")?;
+                    let key = ServiceKey::frontend(
+                        Be32::from_ipv4(vip),
+                        Be16::from_host(VIP_PORT),
+                        PROTO_TCP,
+                    );
+                    // Woken by each apply the proxy publishes; the map is the judge.
+                    while reader.service(&key)?.is_none_or(|v| v.count != 1) {
+                        ensure!(
+                            t.elapsed() < Duration::from_secs(30),
+                            "service {name} never reached the map"
+                        );
+                        let _ = tokio::time::timeout(Duration::from_millis(50), progress.changed())
+                            .await;
+                    }
+                    lat.push(t.elapsed());
+                    after_ack.push(acked.elapsed());
+                    // The apply that wrote it: from its first watch event to its end.
+                    if let Some(d) = progress.borrow().event_to_applied {
+                        in_proxy.push(d);
+                    }
+                    names.push(name);
                 }
-                ensure!(
-                    t.elapsed() < Duration::from_secs(30),
-                    "service {i} never reached the map"
-                );
-                tokio::time::sleep(Duration::from_micros(500)).await;
+                // Back to `existing` Services before the next round.
+                futures::stream::iter(names)
+                    .map(|name| {
+                        let (svcs, slices) = (svcs.clone(), slices.clone());
+                        async move {
+                            let dp = kube::api::DeleteParams::default();
+                            slices
+                                .delete(&format!("{name}-1"), &dp)
+                                .await
+                                .context("delete slice")?;
+                            svcs.delete(&name, &dp).await.context("delete svc")?;
+                            anyhow::Ok(())
+                        }
+                    })
+                    .buffer_unordered(32)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+                wait_frontends(
+                    &mut progress,
+                    baseline + existing,
+                    existing,
+                    Duration::from_mins(1),
+                )
+                .await?;
+                lat.sort();
+                after_ack.sort();
+                in_proxy.sort();
+                let (p50, p99) = (percentile_ms(&lat, 0.5), percentile_ms(&lat, 0.99));
+                let _ = write!(detail, " {p50:.1}/{p99:.1}");
+                p50s.push(p50);
+                p99s.push(p99);
+                ack_p50s.push(percentile_ms(&after_ack, 0.5));
+                ack_p99s.push(percentile_ms(&after_ack, 0.99));
+                proxy_p50s.push(percentile_ms(&in_proxy, 0.5));
+                proxy_p99s.push(percentile_ms(&in_proxy, 0.99));
             }
-            lat.push(t.elapsed());
+            println!(
+                "{:>10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2} {:>13.2} {:>15.3} {:>15.3}  {}",
+                existing,
+                median(p50s.clone()),
+                median(p99s.clone()),
+                p50s.iter().copied().fold(f64::INFINITY, f64::min),
+                p99s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                median(ack_p50s),
+                median(ack_p99s),
+                median(proxy_p50s),
+                median(proxy_p99s),
+                detail
+            );
         }
         proxy.abort();
         let _ = proxy.await;
         drop(reader);
         datapath::unpin(&pin)?;
-        lat.sort();
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "a percentile's index: non-negative and below the sample count"
-        )]
-        let at = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
-        println!(
-            "API write (Service + EndpointSlice) -> eBPF map entry: n={} p50={:.1}ms p99={:.1}ms",
-            lat.len(),
-            at(0.5),
-            at(0.99)
-        );
+        drop(cp);
         Ok(())
     })
+}
+
+/// Part `resync`: the full passes over `--resync-services` Services in the kernel maps, with
+/// the agent's `Reconciler`: the periodic verify-and-repair pass (re-read every map, diff,
+/// nothing to repair), a cold start (a new reconciler adopts every entry and prunes 1% of
+/// stale ones a previous run left), and one incremental change for comparison.
+fn resync(args: &Args, obj: &Path) -> Result<()> {
+    ensure!(
+        args.resync_services >= 2,
+        "--resync-services must be at least 2"
+    );
+    ensure!(
+        args.resync_rounds >= 1,
+        "--resync-rounds must be at least 1"
+    );
+    let n = args.resync_services;
+    let pin = pin_dir("resync");
+    let mut dp = Datapath::load(ObjectSource::Path(obj), &pin).context("load")?;
+    let (desired, _) = sluice_services(n);
+    // Stale Services of a "previous run": 1% more, pruned by each cold start.
+    let (with_stale, _) = sluice_services(n + n / 100);
+    let mut reconciler = Reconciler::new();
+    let started = Instant::now();
+    reconciler.apply(&desired, &mut dp).context("program")?;
+    let initial = started.elapsed();
+
+    let mut verify = Vec::new();
+    let mut cold = Vec::new();
+    let mut incremental = Vec::new();
+    let mut pruned = 0;
+    for _ in 0..args.resync_rounds {
+        let t = Instant::now();
+        let stats = reconciler.apply(&desired, &mut dp).context("verify")?;
+        verify.push(t.elapsed());
+        ensure!(stats.is_empty(), "the verify pass repaired {stats}");
+
+        // A previous run's leftovers, then a restart.
+        let mut previous = Reconciler::new();
+        previous.apply(&with_stale, &mut dp).context("stale")?;
+        let mut restarted = Reconciler::new();
+        let t = Instant::now();
+        let stats = restarted.apply(&desired, &mut dp).context("cold start")?;
+        cold.push(t.elapsed());
+        pruned = stats.frontends_removed;
+
+        // One Service changes (its backend moves), incrementally.
+        let mut changed_state = desired.clone();
+        let (frontend, spec) = changed_state
+            .frontends
+            .iter_mut()
+            .next()
+            .context("a frontend")?;
+        let frontend = *frontend;
+        spec.backends = vec![proxy::Backend {
+            addr: Ipv4Addr::new(10, 203, 0, 1),
+            port: 80,
+        }];
+        let changed = BTreeSet::from([frontend]);
+        let t = Instant::now();
+        restarted
+            .apply_changes(&changed_state, &changed, &mut dp)
+            .context("incremental")?;
+        incremental.push(t.elapsed());
+        restarted
+            .apply_changes(&desired, &changed, &mut dp)
+            .context("incremental back")?;
+        reconciler = restarted;
+    }
+    println!(
+        "full resync of {n} Services in the kernel maps (Reconciler, median of {} rounds): \
+         verify-and-repair pass {:.1} ms (re-reads every map; nothing to repair), cold start \
+         adopt/prune {:.1} ms (adopts {n}, prunes {pruned} stale); first programming {:.0} ms; \
+         one changed Service, incremental: {:.3} ms",
+        args.resync_rounds,
+        median_ms(&verify),
+        median_ms(&cold),
+        initial.as_secs_f64() * 1e3,
+        median_ms(&incremental),
+    );
+    drop(dp);
+    datapath::unpin(&pin)?;
+    Ok(())
 }

@@ -107,10 +107,14 @@ fn assert_dump<D: DatapathOps + ?Sized>(dp: &D, expected: &[&str]) {
 /// Checks, after every single write, that no connect could see a dangling
 /// reference: every frontend's slots `1..=count` exist and name a backend in
 /// the backends map, and its reverse-NAT id is in the reverse-NAT map.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Checked {
     inner: FakeDatapath,
     writes: usize,
+    /// Whole-map reads (`services()`, `backends()`, `rev_nats()`).
+    reads: std::cell::Cell<usize>,
+    /// Frontends (slot 0 keys) whose entries were written or removed.
+    touched: BTreeSet<ServiceKey>,
 }
 
 impl Checked {
@@ -159,12 +163,14 @@ impl DatapathOps for Checked {
     ) -> Result<(), DatapathError> {
         self.inner.upsert_service(key, value)?;
         self.writes += 1;
+        self.touched.insert(key.with_slot(0));
         self.check(&format!("upsert_service {key:?}"));
         Ok(())
     }
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DatapathError> {
         self.inner.remove_service(key)?;
         self.writes += 1;
+        self.touched.insert(key.with_slot(0));
         self.check(&format!("remove_service {key:?}"));
         Ok(())
     }
@@ -185,9 +191,11 @@ impl DatapathOps for Checked {
         Ok(())
     }
     fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DatapathError> {
+        self.reads.set(self.reads.get() + 1);
         self.inner.services()
     }
     fn backends(&self) -> Result<Vec<(BackendKey, BackendValue)>, DatapathError> {
+        self.reads.set(self.reads.get() + 1);
         self.inner.backends()
     }
     fn upsert_rev_nat(&mut self, key: RevNatKey, value: RevNatValue) -> Result<(), DatapathError> {
@@ -203,6 +211,7 @@ impl DatapathOps for Checked {
         Ok(())
     }
     fn rev_nats(&self) -> Result<Vec<(RevNatKey, RevNatValue)>, DatapathError> {
+        self.reads.set(self.reads.get() + 1);
         self.inner.rev_nats()
     }
 }
@@ -834,7 +843,7 @@ fn backend_flags_are_rewritten_in_place() {
 fn a_full_map_fails_the_apply_and_leaves_no_dangling_slot() {
     let mut dp = Checked {
         inner: FakeDatapath::with_capacity(3, 64),
-        writes: 0,
+        ..Checked::default()
     };
     let mut reconciler = Reconciler::new();
     let big = state(&[(
@@ -886,4 +895,447 @@ fn id_allocator_skips_ids_in_use_wraps_and_reports_exhaustion() {
     assert_eq!(ids.allocate(|_| false), Some(8));
     ids.observe(10);
     assert_eq!(ids.allocate(|_| false), Some(1));
+}
+
+// ---- the shadow: incremental applies and verify-and-repair -----------------
+
+/// The frontends whose spec differs between two desired states.
+fn changed_between(before: &Desired, after: &Desired) -> BTreeSet<Frontend> {
+    let mut changed = BTreeSet::new();
+    for (frontend, spec) in &before.frontends {
+        if after.frontends.get(frontend) != Some(spec) {
+            changed.insert(*frontend);
+        }
+    }
+    for (frontend, spec) in &after.frontends {
+        if before.frontends.get(frontend) != Some(spec) {
+            changed.insert(*frontend);
+        }
+    }
+    changed
+}
+
+/// What a connect to each frontend can reach: `frontend -> sorted backends`,
+/// resolved through slots and the backends map (ids left out).
+fn reachable(dp: &FakeDatapath) -> Vec<String> {
+    let backends: std::collections::BTreeMap<u32, BackendValue> =
+        dp.backends.iter().map(|(k, v)| (k.id, *v)).collect();
+    let mut lines = Vec::new();
+    for (key, value) in dp.services.iter().filter(|(k, _)| k.slot == 0) {
+        let mut to: Vec<String> = (1..=value.count)
+            .map(|slot| {
+                let id = dp.services[&key.with_slot(slot)].backend_id;
+                let b = backends[&id];
+                format!("{}:{}", b.addr.to_ipv4(), b.port.to_host())
+            })
+            .collect();
+        to.sort();
+        let rev = dp.rev_nats[&RevNatKey::new(value.rev_nat_id)];
+        lines.push(format!(
+            "{}:{}/{} rev={}:{} -> {}",
+            key.vip.to_ipv4(),
+            key.port.to_host(),
+            proto(key.proto),
+            rev.vip.to_ipv4(),
+            rev.port.to_host(),
+            to.join(",")
+        ));
+    }
+    lines.sort();
+    lines
+}
+
+fn expected_reachable(desired: &Desired) -> Vec<String> {
+    desired
+        .frontends
+        .iter()
+        .map(|(f, spec)| {
+            let mut to: Vec<String> = spec.backends.iter().map(ToString::to_string).collect();
+            to.sort();
+            format!(
+                "{}:{}/{} rev={}:{} -> {}",
+                f.vip,
+                f.port,
+                f.protocol,
+                f.vip,
+                f.port,
+                to.join(",")
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// A random desired state over a small pool of frontends and backends, so
+/// steps share backends between frontends and reuse addresses.
+fn random_state(rng: &mut rand::rngs::StdRng) -> Desired {
+    use rand::Rng;
+    let mut desired = Desired::default();
+    for i in 0..12u8 {
+        if !rng.random_bool(0.6) {
+            continue;
+        }
+        let protocol = if i % 3 == 0 {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        let frontend = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, i / 2),
+            port: 80,
+            protocol,
+        };
+        let n = rng.random_range(0..5);
+        let backends = (0..n).map(|_| Backend {
+            addr: Ipv4Addr::new(10, 244, 0, rng.random_range(1..8)),
+            port: 8080 + rng.random_range(0..2),
+        });
+        desired.insert(
+            frontend,
+            FrontendSpec::new(
+                ServicePortName::new("default", &format!("svc-{i}"), ""),
+                backends,
+            ),
+        );
+    }
+    desired
+}
+
+#[test]
+fn incremental_applies_equal_full_applies_over_random_sequences() {
+    use rand::SeedableRng;
+    for seed in 0..40 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut incremental = Checked::default();
+        let mut full = Checked::default();
+        let mut inc = Reconciler::new();
+        let mut all = Reconciler::new();
+        let mut before = Desired::default();
+        inc.apply(&before, &mut incremental).unwrap();
+        for step in 0..30 {
+            let after = random_state(&mut rng);
+            let changed = changed_between(&before, &after);
+            let reads = incremental.reads.get();
+            // `Checked` asserts the write-order invariant after every write.
+            inc.apply_changes(&after, &changed, &mut incremental)
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+            assert_eq!(
+                incremental.reads.get(),
+                reads,
+                "seed {seed} step {step}: an incremental apply read the maps"
+            );
+            all.apply(&after, &mut full).unwrap();
+            // Same maps, ids included, as the full pass builds them...
+            assert_eq!(
+                dump(&incremental),
+                dump(&full),
+                "seed {seed} step {step}: incremental and full applies differ"
+            );
+            // ...which is the desired state, and a fixpoint of a full pass.
+            assert_eq!(
+                reachable(&incremental.inner),
+                expected_reachable(&after),
+                "seed {seed} step {step}"
+            );
+            let mut copy = incremental.inner.clone();
+            let again = inc.clone().apply(&after, &mut copy).unwrap();
+            assert!(again.is_empty(), "seed {seed} step {step}: {again}");
+            before = after;
+        }
+    }
+}
+
+/// `n` services `svc-<i>` at 10.96.<i/256>.<i%256>:80 with one backend each.
+fn many(n: u16) -> Desired {
+    let mut desired = Desired::default();
+    for i in 0..n {
+        let [hi, lo] = i.to_be_bytes();
+        desired.insert(
+            Frontend {
+                vip: Ipv4Addr::new(10, 96, hi, lo),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            FrontendSpec::new(
+                ServicePortName::new("default", &format!("svc-{i}"), ""),
+                [Backend {
+                    addr: Ipv4Addr::new(10, 244, hi, lo),
+                    port: 8080,
+                }],
+            ),
+        );
+    }
+    desired
+}
+
+#[test]
+fn an_incremental_apply_reads_nothing_and_writes_only_the_changed_service() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let mut desired = many(500);
+    reconciler.apply(&desired, &mut dp).unwrap();
+    let (reads, writes) = (dp.reads.get(), dp.writes);
+    dp.touched.clear();
+
+    // svc-7 scales to two backends (one shared with svc-8), a new Service
+    // comes, svc-9 goes.
+    let svc7 = fe("10.96.0.7", 80, Protocol::Tcp);
+    let svc9 = fe("10.96.0.9", 80, Protocol::Tcp);
+    let new = fe("10.96.200.1", 80, Protocol::Tcp);
+    desired.insert(
+        svc7,
+        FrontendSpec::new(
+            ServicePortName::new("default", "svc-7", ""),
+            [be("10.244.0.7", 8080), be("10.244.0.8", 8080)],
+        ),
+    );
+    desired.insert(
+        new,
+        FrontendSpec::new(
+            ServicePortName::new("default", "new", ""),
+            [be("10.244.200.1", 8080)],
+        ),
+    );
+    desired.frontends.remove(&svc9);
+    let changed: BTreeSet<Frontend> = [svc7, svc9, new].into_iter().collect();
+    let stats = reconciler
+        .apply_changes(&desired, &changed, &mut dp)
+        .unwrap();
+    assert_eq!(dp.reads.get(), reads, "no map was read");
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_added: 1,
+            frontends_updated: 1,
+            frontends_removed: 1,
+            slots_written: 2,
+            slots_removed: 1,
+            backends_written: 1,
+            backends_removed: 1,
+            rev_nats_written: 1,
+            rev_nats_removed: 1,
+            frontends_changed: 2,
+        }
+    );
+    assert_eq!(dp.writes - writes, stats.writes());
+    assert_eq!(
+        dp.touched,
+        changed.iter().map(super::frontend_key).collect(),
+        "only the changed frontends' entries were written"
+    );
+    assert_eq!(reachable(&dp.inner), expected_reachable(&desired));
+    // Nothing left to do for anyone.
+    assert!(reconciler.apply(&desired, &mut dp).unwrap().is_empty());
+    assert!(
+        reconciler
+            .apply_changes(&desired, &BTreeSet::new(), &mut dp)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn verify_and_repair_fixes_entries_changed_behind_the_reconcilers_back() {
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let desired = state(&[
+        (
+            web(),
+            "web",
+            &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+        ),
+        (dns(), "dns", &[be("10.244.0.5", 53)]),
+    ]);
+    reconciler.apply(&desired, &mut dp).unwrap();
+    let good = dump(&dp);
+    // Behind its back: web's count drops to 1 and its slot 2 goes, the dns
+    // backend gets a flag, and a stranger adds a frontend and a rev-NAT entry.
+    let web_key = super::frontend_key(&web());
+    let mut web_value = dp.inner.services[&web_key];
+    web_value.count = 1;
+    dp.inner.upsert_service(web_key, web_value).unwrap();
+    dp.inner.remove_service(&web_key.with_slot(2)).unwrap();
+    let (dns_backend, mut flagged) = dp
+        .inner
+        .backends
+        .iter()
+        .find(|(_, v)| v.proto == 17)
+        .map(|(k, v)| (*k, *v))
+        .unwrap();
+    flagged.flags = 1;
+    dp.inner.upsert_backend(dns_backend, flagged).unwrap();
+    let stranger = ServiceKey::frontend(Be32::from_octets([10, 96, 9, 9]), Be16::from_host(80), 6);
+    dp.inner
+        .upsert_service(stranger, ServiceValue::frontend(0, 0, 99))
+        .unwrap();
+    dp.inner
+        .upsert_rev_nat(
+            RevNatKey::new(99),
+            RevNatValue::new(Be32::from_octets([10, 96, 9, 9]), Be16::from_host(80)),
+        )
+        .unwrap();
+
+    // The incremental pass trusts its shadow: nothing to do.
+    assert!(
+        reconciler
+            .apply_changes(&desired, &BTreeSet::new(), &mut dp)
+            .unwrap()
+            .is_empty()
+    );
+    // The verify pass reads the maps and repairs all four.
+    let stats = reconciler.apply(&desired, &mut dp).unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            frontends_removed: 1,
+            slots_written: 1,
+            backends_written: 1,
+            rev_nats_removed: 1,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(stats.writes(), 5, "five entries repaired");
+    assert_eq!(dump(&dp), good);
+    assert!(reconciler.apply(&desired, &mut dp).unwrap().is_empty());
+}
+
+#[test]
+fn a_restarted_agent_adopts_what_incremental_applies_wrote() {
+    let mut dp = Checked::default();
+    let mut previous = Reconciler::new();
+    let first = state(&[(web(), "web", &[be("10.244.0.5", 8080)])]);
+    previous.apply(&first, &mut dp).unwrap();
+    let second = state(&[
+        (
+            web(),
+            "web",
+            &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+        ),
+        (dns(), "dns", &[be("10.244.0.5", 53)]),
+    ]);
+    previous
+        .apply_changes(&second, &changed_between(&first, &second), &mut dp)
+        .unwrap();
+    let programmed = dump(&dp);
+    // The new run's first apply (incremental without a shadow: the full
+    // pass) adopts everything, ids included.
+    let mut restarted = Reconciler::new();
+    assert!(!restarted.has_shadow());
+    let stats = restarted
+        .apply_changes(&second, &BTreeSet::new(), &mut dp)
+        .unwrap();
+    assert!(stats.is_empty(), "{stats}");
+    assert!(restarted.has_shadow());
+    assert_eq!(dump(&dp), programmed);
+    // New ids continue after the adopted ones.
+    let third = state(&[
+        (web(), "web", &[be("10.244.0.9", 8080)]),
+        (dns(), "dns", &[be("10.244.0.5", 53)]),
+    ]);
+    restarted
+        .apply_changes(&third, &changed_between(&second, &third), &mut dp)
+        .unwrap();
+    assert_dump(
+        &dp,
+        &[
+            "svc 10.96.0.10:80/TCP #0 count=1 rev=1",
+            "svc 10.96.0.10:80/TCP #1 backend=4 rev=1",
+            "svc 10.96.0.53:53/UDP #0 count=1 rev=2",
+            "svc 10.96.0.53:53/UDP #1 backend=3 rev=2",
+            "be 3 10.244.0.5:53/UDP flags=0",
+            "be 4 10.244.0.9:8080/TCP flags=0",
+            "rev 1 10.96.0.10:80",
+            "rev 2 10.96.0.53:53",
+        ],
+    );
+}
+
+#[test]
+fn replacing_every_backend_incrementally_never_exposes_a_dangling_slot() {
+    // `Checked` asserts after every write that slots 1..=count name backends
+    // in the map and the frontend's rev-NAT id exists.
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    let steps = [
+        state(&[
+            (
+                web(),
+                "web",
+                &[
+                    be("10.244.0.1", 80),
+                    be("10.244.0.2", 80),
+                    be("10.244.0.3", 80),
+                ],
+            ),
+            (dns(), "dns", &[be("10.244.0.1", 53)]),
+        ]),
+        state(&[
+            (web(), "web", &[be("10.244.1.1", 80)]),
+            (dns(), "dns", &[be("10.244.0.1", 53)]),
+        ]),
+        state(&[(web(), "web", &[be("10.244.2.1", 80), be("10.244.2.2", 80)])]),
+        state(&[(web(), "web", &[])]),
+        Desired::default(),
+    ];
+    let mut before = Desired::default();
+    reconciler.apply(&before, &mut dp).unwrap();
+    for step in &steps {
+        reconciler
+            .apply_changes(step, &changed_between(&before, step), &mut dp)
+            .unwrap();
+        assert_eq!(reachable(&dp.inner), expected_reachable(step));
+        before = step.clone();
+    }
+    assert_dump(&dp, &[]);
+}
+
+#[test]
+fn a_failed_incremental_apply_is_finished_by_the_next_full_pass() {
+    let mut dp = Checked {
+        inner: FakeDatapath::with_capacity(6, 64),
+        ..Checked::default()
+    };
+    let mut reconciler = Reconciler::new();
+    let small = state(&[(web(), "web", &[be("10.244.0.1", 80)])]);
+    reconciler.apply(&small, &mut dp).unwrap();
+    let big = state(&[
+        (web(), "web", &[be("10.244.0.1", 80)]),
+        (
+            dns(),
+            "dns",
+            &[
+                be("10.244.0.1", 53),
+                be("10.244.0.2", 53),
+                be("10.244.0.3", 53),
+                be("10.244.0.4", 53),
+                be("10.244.0.5", 53),
+            ],
+        ),
+    ]);
+    let changed = changed_between(&small, &big);
+    let err = reconciler
+        .apply_changes(&big, &changed, &mut dp)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::proxy::ProxyError::Datapath {
+                source: DatapathError::MapFull { .. }
+            }
+        ),
+        "{err}"
+    );
+    assert!(!reconciler.has_shadow(), "a failed apply drops the shadow");
+    // Room again (a smaller dns): the next apply reads the maps and finishes.
+    let fits = state(&[
+        (web(), "web", &[be("10.244.0.1", 80)]),
+        (dns(), "dns", &[be("10.244.0.1", 53)]),
+    ]);
+    reconciler
+        .apply_changes(&fits, &BTreeSet::new(), &mut dp)
+        .unwrap();
+    assert_eq!(reachable(&dp.inner), expected_reachable(&fits));
 }
