@@ -132,6 +132,10 @@ pub struct Options {
     /// Services this node answers itself (`namespace`, `name`, address on this node): the
     /// cluster DNS Service goes to the agent's own DNS server.
     pub node_local: Vec<(String, String, std::net::Ipv4Addr)>,
+    /// The cgroup of this node's pods (as `/proc/<pid>/cgroup` names it): when a backend
+    /// leaves the maps, its pods' connected UDP sockets to it are destroyed there
+    /// ([`crate::sockets`]), so a client's next send reaches a live backend. `None`: never.
+    pub pods_cgroup: Option<String>,
     progress: watch::Sender<Progress>,
 }
 
@@ -141,6 +145,7 @@ impl Default for Options {
             resync: Duration::from_secs(30),
             retry: Duration::from_secs(1),
             node_local: Vec::new(),
+            pods_cgroup: None,
             progress: watch::Sender::new(Progress::default()),
         }
     }
@@ -195,9 +200,43 @@ struct Proxy<D> {
     progress: watch::Sender<Progress>,
     services_listed: bool,
     slices_listed: bool,
+    pods_cgroup: Option<String>,
 }
 
 impl<D: DatapathOps> Proxy<D> {
+    /// Destroys, off the event loop, the pods' connected UDP sockets to backends that just
+    /// left the maps: the socket LB translated them once, at `connect()`, so without this
+    /// they would keep sending to the old backend.
+    fn destroy_sockets_to_removed(&mut self) {
+        let removed: Vec<std::net::SocketAddrV4> = self
+            .reconciler
+            .take_removed_backends()
+            .into_iter()
+            .filter(|b| b.proto == sluice_ebpf_common::PROTO_UDP)
+            .map(|b| std::net::SocketAddrV4::new(b.addr.to_ipv4(), b.port.to_host()))
+            .collect();
+        let Some(cgroup) = self.pods_cgroup.clone() else {
+            return;
+        };
+        if removed.is_empty() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            let namespaces = crate::sockets::pod_namespaces(&cgroup);
+            match crate::sockets::destroy(&namespaces, crate::sockets::Transport::Udp, &|s| {
+                removed.contains(&s.peer)
+            }) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    sockets = n,
+                    backends = ?removed,
+                    "destroyed connected UDP sockets to removed backends"
+                ),
+                Err(e) => tracing::warn!(error = %e, "destroying sockets to removed backends"),
+            }
+        });
+    }
+
     /// Notes a Service event.
     fn service_event(
         &mut self,
@@ -327,6 +366,7 @@ impl<D: DatapathOps> Proxy<D> {
                         p.repaired += u64::try_from(stats.writes()).unwrap_or(u64::MAX);
                     }
                 });
+                self.destroy_sockets_to_removed();
                 true
             }
             Err(e) => {
@@ -383,6 +423,7 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         progress: opts.progress,
         services_listed: false,
         slices_listed: false,
+        pods_cgroup: opts.pods_cgroup,
     };
     let mut pending = Pending::default();
     // While a failed apply waits for its retry.

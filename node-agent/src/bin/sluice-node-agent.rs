@@ -229,6 +229,8 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
         let mut options = proxy::Options::default();
+        // This node's pods: `<pods-cgroup>/kubepods` (every kubelet cgroup parent lies below).
+        options.pods_cgroup = Some(kubelet::spec::nest_cgroup(&cli.pods_cgroup, "/kubepods"));
         if dns_task.is_some() {
             options
                 .node_local

@@ -217,6 +217,8 @@ struct Shadow {
     backend_refs: HashMap<u32, u32>,
     /// How many frontends (slot 0) name each reverse-NAT id.
     rev_nat_refs: HashMap<u16, u32>,
+    /// Backends removed from the map since [`Reconciler::take_removed_backends`] last ran.
+    removed: Vec<BackendValue>,
 }
 
 fn count_up<K: std::hash::Hash + Eq>(refs: &mut HashMap<K, u32>, key: K) {
@@ -334,6 +336,7 @@ impl Shadow {
         dp.remove_backend(&BackendKey { id })?;
         if let Some(old) = self.backends.remove(&id) {
             self.unindex_backend(id, old);
+            self.removed.push(old);
         }
         Ok(())
     }
@@ -473,6 +476,17 @@ impl Reconciler {
             Some(shadow) => self.run(shadow, desired, Scope::Frontends(changed), dp),
             None => self.apply(desired, dp),
         }
+    }
+
+    /// The backends removed from the maps since the last call (incremental
+    /// and full passes alike, the start-up prune included), so their clients'
+    /// connected sockets can be destroyed. Lost with the shadow when an apply
+    /// fails.
+    pub fn take_removed_backends(&mut self) -> Vec<BackendValue> {
+        self.shadow
+            .as_mut()
+            .map(|shadow| std::mem::take(&mut shadow.removed))
+            .unwrap_or_default()
     }
 
     /// Whether the reconciler has a shadow of the maps (a full apply

@@ -1339,3 +1339,27 @@ fn a_failed_incremental_apply_is_finished_by_the_next_full_pass() {
         .unwrap();
     assert_eq!(reachable(&dp.inner), expected_reachable(&fits));
 }
+
+#[test]
+fn removed_backends_are_reported_once_for_their_sockets() {
+    let mut dp = FakeDatapath::default();
+    let mut reconciler = Reconciler::new();
+    let two = state(&[(
+        web(),
+        "web",
+        &[be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+    )]);
+    reconciler.apply(&two, &mut dp).unwrap();
+    assert!(reconciler.take_removed_backends().is_empty());
+    let one = state(&[(web(), "web", &[be("10.244.0.5", 8080)])]);
+    let changed: BTreeSet<Frontend> = [web()].into();
+    reconciler.apply_changes(&one, &changed, &mut dp).unwrap();
+    let removed = reconciler.take_removed_backends();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].addr.to_ipv4(), Ipv4Addr::new(10, 244, 0, 6));
+    assert_eq!(removed[0].port.to_host(), 8080);
+    assert!(
+        reconciler.take_removed_backends().is_empty(),
+        "reported once"
+    );
+}
