@@ -209,23 +209,21 @@ impl Cluster {
     /// each in its own network namespace on the `sluice0` bridge, the API server on the host's
     /// address there; `tunnel` is `none` (native routing) or `vxlan`.
     pub fn start_nodes(nodes: u16, tunnel: &str) -> Self {
+        Self::start_nodes_with(true, nodes, tunnel)
+    }
+
+    /// [`Cluster::start_nodes`] with the debug (`dev`) or release binaries.
+    pub fn start_nodes_with(dev: bool, nodes: u16, tunnel: &str) -> Self {
         let port = free_addr()
             .rsplit_once(':')
             .map(|(_, port)| port.to_owned())
             .expect("host:port");
         let nodes = nodes.to_string();
-        Self::start_up(
-            &[
-                "--dev",
-                "--skip-build",
-                "--nodes",
-                &nodes,
-                "--tunnel",
-                tunnel,
-            ],
-            format!("{BRIDGE_HOST}:{port}"),
-            &[],
-        )
+        let mut args = vec!["--skip-build", "--nodes", &nodes, "--tunnel", tunnel];
+        if dev {
+            args.insert(0, "--dev");
+        }
+        Self::start_up(&args, format!("{BRIDGE_HOST}:{port}"), &[])
     }
 
     fn start_up(args: &[&str], addr: String, envs: &[(&str, &Path)]) -> Self {
@@ -266,17 +264,24 @@ impl Cluster {
     /// When the config cannot be read or names no socket.
     #[must_use]
     pub fn containerd_socket(&self) -> PathBuf {
-        let path = self.state.path().join("containerd/config.toml");
-        let config = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        config
-            .lines()
-            .find(|l| l.trim_start().starts_with("address = \"/"))
-            .and_then(|l| l.split('"').nth(1))
-            .map_or_else(
-                || panic!("no socket address in {}:\n{config}", path.display()),
-                PathBuf::from,
-            )
+        socket_in(&self.state.path().join("containerd/config.toml"))
+    }
+
+    /// The containerd socket of node `node` (`node-1`, ...) of a multi-node cluster (from the
+    /// config `up` generated under `nodes/<node>/`).
+    ///
+    /// # Panics
+    /// When the config cannot be read or names no socket.
+    #[must_use]
+    pub fn node_containerd_socket(&self, node: &str) -> PathBuf {
+        socket_in(
+            &self
+                .state
+                .path()
+                .join("nodes")
+                .join(node)
+                .join("containerd/config.toml"),
+        )
     }
 
     /// Run a command inside a pod's first container (through containerd, as `kubectl exec` would
@@ -410,6 +415,23 @@ impl Cluster {
             .as_mut()
             .is_none_or(|up| up.interrupt().is_some_and(|status| status.success()))
     }
+}
+
+/// The socket address a containerd `config.toml` at `path` names.
+///
+/// # Panics
+/// When the config cannot be read or names no socket.
+fn socket_in(path: &Path) -> PathBuf {
+    let config =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    config
+        .lines()
+        .find(|l| l.trim_start().starts_with("address = \"/"))
+        .and_then(|l| l.split('"').nth(1))
+        .map_or_else(
+            || panic!("no socket address in {}:\n{config}", path.display()),
+            PathBuf::from,
+        )
 }
 
 /// Pids of processes whose full command line matches `pattern` (`pgrep -f`).
