@@ -130,14 +130,15 @@ fn taken_by_others(svc: &Service, all: &[Arc<Service>], pool: Ipv4Net) -> BTreeS
     let me = common::key_of(svc);
     let rank = |s: &Service| (s.metadata.creation_timestamp.clone(), common::key_of(s));
     let mine = rank(svc);
+    let my_ips = ingress_ips(svc);
     all.iter()
         .filter(|o| common::key_of(o.as_ref()) != me && is_ours(o))
         .flat_map(|o| {
             let older = rank(o) < mine;
-            let mine_too = ingress_ips(svc);
+            let my_ips = &my_ips;
             ingress_ips(o)
                 .into_iter()
-                .filter(move |ip| pool.contains(ip) && (older || !mine_too.contains(ip)))
+                .filter(move |ip| pool.contains(ip) && (older || !my_ips.contains(ip)))
         })
         .collect()
 }

@@ -307,19 +307,8 @@ impl ApiServer {
             {
                 Some(np) if old_ports.contains(&np) => {}
                 Some(np) => {
-                    let mut probe = PortAllocator::new(self.allocations.range);
-                    probe.allocate(np).map_err(|e| {
-                        invalid(&format!("spec.ports[{i}].nodePort"), &json!(np), &e)
-                    })?;
-                    if !self.take(Alloc::Port(np), owner).await? {
-                        return Err(invalid(
-                            &format!("spec.ports[{i}].nodePort"),
-                            &json!(np),
-                            &AllocError::InUse { what: "port" },
-                        ));
-                    }
-                    let _ = lock(&self.allocations.ports).allocate(np);
-                    taken.push(Alloc::Port(np));
+                    self.take_port(np, &format!("spec.ports[{i}].nodePort"), owner, taken)
+                        .await?;
                 }
                 None => {
                     let a = self.take_next(false, owner).await?;
@@ -331,6 +320,33 @@ impl ApiServer {
             }
         }
         self.allocate_health_check(obj, old, owner, taken).await
+    }
+
+    /// Takes the port a Service asked for at `field`: 422 when it is outside the range or
+    /// held by someone else.
+    async fn take_port(
+        &self,
+        port: u16,
+        field: &str,
+        owner: &Owner<'_>,
+        taken: &mut Vec<Alloc>,
+    ) -> ApiResult<()> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            ApiError::invalid(
+                "",
+                "Service",
+                owner.name,
+                vec![Cause::invalid(field, &json!(port), &e.to_string())],
+            )
+        };
+        let mut probe = PortAllocator::new(self.allocations.range);
+        probe.allocate(port).map_err(|e| invalid(&e))?;
+        if !self.take(Alloc::Port(port), owner).await? {
+            return Err(invalid(&AllocError::InUse { what: "port" }));
+        }
+        let _ = lock(&self.allocations.ports).allocate(port);
+        taken.push(Alloc::Port(port));
+        Ok(())
     }
 
     /// `spec.healthCheckNodePort`, as upstream: allocated from the `NodePort` range when the
@@ -371,24 +387,7 @@ impl ApiServer {
             .and_then(health_check_port);
         match (health_check_port(obj), previous) {
             (Some(port), Some(before)) if port == before => Ok(()),
-            (Some(port), _) => {
-                let invalid = |e: &dyn std::fmt::Display| {
-                    ApiError::invalid(
-                        "",
-                        "Service",
-                        owner.name,
-                        vec![Cause::invalid(field, &json!(port), &e.to_string())],
-                    )
-                };
-                let mut probe = PortAllocator::new(self.allocations.range);
-                probe.allocate(port).map_err(|e| invalid(&e))?;
-                if !self.take(Alloc::Port(port), owner).await? {
-                    return Err(invalid(&AllocError::InUse { what: "port" }));
-                }
-                let _ = lock(&self.allocations.ports).allocate(port);
-                taken.push(Alloc::Port(port));
-                Ok(())
-            }
+            (Some(port), _) => self.take_port(port, field, owner, taken).await,
             (None, Some(before)) => {
                 obj["spec"]["healthCheckNodePort"] = json!(before);
                 Ok(())

@@ -248,14 +248,15 @@ impl Node {
         }
         if self.supervised.take().is_some() {
             // The agent leaves its eBPF hooks pinned so a restart drops no traffic; a
-            // full teardown removes them (unpinning the links detaches the programs)...
-            // ... and the unreachable routes it installed for the pod and Service ranges.
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg("ip route show type unreachable | grep -E '^unreachable (10\\.244\\.|10\\.96\\.0\\.0/12)' | while read -r _ cidr _; do ip route del unreachable \"$cidr\"; done")
-                .status();
-            // ... and the routes to other nodes' pod ranges (`routes.rs`, protocol 213).
+            // full teardown removes them (unpinning the links detaches the programs).
+            // A host node also leaves routes in the host's table: the unreachable ones
+            // for the pod and Service ranges, and those to other nodes' pods (`routes.rs`,
+            // protocol 213). A namespaced node's routes go with its namespace.
             if self.spec.net.is_none() {
+                let _ = Command::new("sh")
+                    .arg("-c")
+                    .arg("ip route show type unreachable | grep -E '^unreachable (10\\.244\\.|10\\.96\\.0\\.0/12)' | while read -r _ cidr _; do ip route del unreachable \"$cidr\"; done")
+                    .status();
                 let _ = Command::new("ip")
                     .args(["route", "flush", "proto", "213"])
                     .status();
