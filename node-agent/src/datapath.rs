@@ -40,7 +40,8 @@ pub use kernel::{
 };
 pub use nodeport::{
     AttachMode, NODEPORT_MAPS, NodePortHook, NodePortKind, NodePortMaps, NodePortObject, RunOutput,
-    detach_nodeport, hook_pin, programs as nodeport_programs, unpin_nodeport,
+    detach_nodeport, detach_nodeport_program, hook_pin, programs as nodeport_programs,
+    unpin_nodeport,
 };
 pub use nodeport_ops::{FakeNodePortMaps, NodePortOps};
 pub use sluice_ebpf_common::{

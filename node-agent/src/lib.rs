@@ -8,8 +8,9 @@
 pub mod cni;
 pub mod datapath;
 pub mod dns;
-
+pub mod healthcheck;
 pub mod kubelet;
+pub mod lbaddr;
 pub mod lbctl;
 pub mod proxy;
 pub mod routes;

@@ -30,6 +30,7 @@
 //! restart never prunes live services from a half-filled cache.
 
 pub mod desired;
+pub mod external;
 pub mod index;
 pub mod reconcile;
 
@@ -52,10 +53,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::datapath::{DatapathError, DatapathOps};
+use crate::datapath::{DatapathError, DatapathOps, NodePortOps};
 pub use desired::{
     Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired, service_frontends,
 };
+pub use external::reconcile::{ExtReconciler, ExtStats};
+pub use external::{ExtBackend, ExtSpec, ExternalIndex, HealthCheck, ServiceExternal};
 pub use index::{DesiredIndex, ServiceRef};
 pub use reconcile::{IdAllocator, Reconciler, Stats};
 
@@ -136,7 +139,41 @@ pub struct Options {
     /// leaves the maps, its pods' connected UDP sockets to it are destroyed there
     /// ([`crate::sockets`]), so a client's next send reaches a live backend. `None`: never.
     pub pods_cgroup: Option<String>,
+    /// North-south (`NodePort`, `externalIPs`, `LoadBalancer`): the tc/XDP maps of this
+    /// node and where to publish what it announces and health-checks. `None`: cluster IPs only.
+    pub external: Option<External>,
     progress: watch::Sender<Progress>,
+}
+
+/// The north-south part of the proxy: the maps, their reconciler, and the
+/// channels that carry the `LoadBalancer` IPs this node announces and the
+/// `healthCheckNodePort`s it serves (`None` until the first apply).
+pub struct External {
+    /// This node's name (which endpoints are local).
+    pub node_name: String,
+    /// The north-south maps.
+    pub maps: Box<dyn NodePortOps + Send>,
+    /// Their reconciler (node addresses, SNAT configuration, Maglev).
+    pub reconciler: ExtReconciler,
+    /// The `LoadBalancer` IPs this node should answer ARP for.
+    pub announce: watch::Sender<Option<std::collections::BTreeSet<std::net::Ipv4Addr>>>,
+    /// The `healthCheckNodePort`s this node serves, by port.
+    pub health: watch::Sender<Option<std::collections::BTreeMap<u16, HealthCheck>>>,
+}
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("External")
+            .field("node_name", &self.node_name)
+            .field("reconciler", &self.reconciler)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`External`] and its incremental desired state, inside the proxy.
+struct ExternalState {
+    index: ExternalIndex,
+    opts: External,
 }
 
 impl Default for Options {
@@ -146,6 +183,7 @@ impl Default for Options {
             retry: Duration::from_secs(1),
             node_local: Vec::new(),
             pods_cgroup: None,
+            external: None,
             progress: watch::Sender::new(Progress::default()),
         }
     }
@@ -201,6 +239,7 @@ struct Proxy<D> {
     services_listed: bool,
     slices_listed: bool,
     pods_cgroup: Option<String>,
+    external: Option<ExternalState>,
 }
 
 impl<D: DatapathOps> Proxy<D> {
@@ -295,19 +334,40 @@ impl<D: DatapathOps> Proxy<D> {
     ) -> bool {
         let started = std::time::Instant::now();
         let mut changed = BTreeSet::new();
+        let mut ext_changed = BTreeSet::new();
+        let own_slices = |index: &DesiredIndex, id: &ServiceRef| -> Vec<Arc<EndpointSlice>> {
+            index
+                .slice_names(id)
+                .filter_map(|name| slices.get(&ObjectRef::new(name).within(&id.0)))
+                .collect()
+        };
         if pending.rebuild {
-            changed = self.index.rebuild(&services.state(), &slices.state());
+            let all = services.state();
+            changed = self.index.rebuild(&all, &slices.state());
+            if let Some(ext) = &mut self.external {
+                let old = ext.index.clear();
+                for service in &all {
+                    let id = index::service_ref(service);
+                    let own = own_slices(&self.index, &id);
+                    let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
+                    ext.index
+                        .update_service(&id, Some(service), &own, &mut BTreeSet::new());
+                }
+                let new = ext.index.frontends();
+                ext_changed.extend(old.keys().filter(|f| new.get(f) != old.get(f)).copied());
+                ext_changed.extend(new.keys().filter(|f| new.get(f) != old.get(f)).copied());
+            }
         } else {
             for id in &pending.services {
                 let service = services.get(&ObjectRef::new(&id.1).within(&id.0));
-                let own: Vec<Arc<EndpointSlice>> = self
-                    .index
-                    .slice_names(id)
-                    .filter_map(|name| slices.get(&ObjectRef::new(name).within(&id.0)))
-                    .collect();
+                let own = own_slices(&self.index, id);
                 let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
                 self.index
                     .update_service(id, service.as_deref(), &own, &mut changed);
+                if let Some(ext) = &mut self.external {
+                    ext.index
+                        .update_service(id, service.as_deref(), &own, &mut ext_changed);
+                }
             }
         }
         let recomputed = pending.services.len();
@@ -322,6 +382,12 @@ impl<D: DatapathOps> Proxy<D> {
             self.reconciler
                 .apply_changes(desired, &changed, &mut self.dp)
         };
+        let result = result.and_then(|stats| {
+            if let Some(ext) = &mut self.external {
+                ext.apply(verify, &ext_changed)?;
+            }
+            Ok(stats)
+        });
         match result {
             Ok(stats) => {
                 let took = started.elapsed();
@@ -379,6 +445,70 @@ impl<D: DatapathOps> Proxy<D> {
     }
 }
 
+impl ExternalState {
+    /// Applies the north-south state (in full when `verify` or without a
+    /// shadow), flushes the tracked flows of backends that left, and
+    /// publishes the announced IPs and health checks.
+    fn apply(&mut self, verify: bool, changed: &BTreeSet<Frontend>) -> Result<(), ProxyError> {
+        let desired = self.index.frontends();
+        let full = verify || !self.opts.reconciler.has_shadow();
+        let stats = if full {
+            self.opts
+                .reconciler
+                .apply(desired, self.opts.maps.as_mut())?
+        } else {
+            self.opts
+                .reconciler
+                .apply_changes(desired, changed, self.opts.maps.as_mut())?
+        };
+        if full && !stats.is_empty() {
+            tracing::info!(
+                frontends = desired.len(),
+                "north-south maps reconciled in full: {stats}"
+            );
+        } else if !stats.is_empty() {
+            tracing::debug!(changed = changed.len(), "north-south maps updated: {stats}");
+        }
+        // A UDP backend that left is flushed at once; a TCP one only once it has left the
+        // slices altogether (a terminating pod keeps its established connections).
+        let draining: BTreeSet<(desired::Backend, Protocol)> = desired
+            .iter()
+            .flat_map(|(f, s)| s.draining.iter().map(|b| (*b, f.protocol)))
+            .collect();
+        for (backend, protocol) in self.opts.reconciler.take_removed_backends() {
+            if protocol == Protocol::Tcp && draining.contains(&(backend, protocol)) {
+                continue;
+            }
+            match self.opts.maps.flush_backend(
+                sluice_ebpf_common::Be32::from_ipv4(backend.addr),
+                sluice_ebpf_common::Be16::from_host(backend.port),
+                protocol.number(),
+            ) {
+                Ok(0) => {}
+                Ok(flows) => {
+                    tracing::info!(%backend, %protocol, flows, "flushed tracked flows to a removed backend");
+                }
+                Err(e) => {
+                    tracing::warn!(%backend, error = %e, "flushing flows to a removed backend");
+                }
+            }
+        }
+        let announced = self.index.announced();
+        self.opts.announce.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&announced);
+            *current = Some(announced);
+            changed
+        });
+        let checks = self.index.health_checks();
+        self.opts.health.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&checks);
+            *current = Some(checks);
+            changed
+        });
+        Ok(())
+    }
+}
+
 /// Runs the service proxy until a watch ends: reflects Services and
 /// `EndpointSlices` of all namespaces and keeps `dp` in line with them.
 ///
@@ -424,6 +554,10 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         services_listed: false,
         slices_listed: false,
         pods_cgroup: opts.pods_cgroup,
+        external: opts.external.map(|opts| ExternalState {
+            index: ExternalIndex::new(&opts.node_name),
+            opts,
+        }),
     };
     let mut pending = Pending::default();
     // While a failed apply waits for its retry.

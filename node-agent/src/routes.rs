@@ -106,6 +106,16 @@ pub async fn pod_mtu(tunnel: Tunnel, node_ip: Ipv4Addr) -> Result<u32, RoutesErr
     })
 }
 
+/// The name of the interface that holds `node_ip` (the node's external
+/// interface, where the north-south programs attach).
+///
+/// # Errors
+/// When the dumps fail or no interface holds the address.
+pub async fn uplink_name(node_ip: Ipv4Addr) -> Result<String, RoutesError> {
+    let handle = connect()?;
+    vxlan::uplink_name(&handle, node_ip).await
+}
+
 /// One route: `cidr` via `via` (a next hop on a directly connected network).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PodRoute {

@@ -4,6 +4,12 @@
 //! program from the Node objects, with the client's pod IP preserved; a `ClusterIP` Service
 //! whose only endpoint is on one node answers from pods on every node; no node gets an
 //! iptables rule. Once with native routing, once over the VXLAN overlay (`--tunnel vxlan`).
+//!
+//! With native routing the same cluster then serves north-south traffic from the host (an
+//! outside client on `sluice0`, no node): `NodePort` on every node address, a
+//! `LoadBalancer` IP from the pool, `externalTrafficPolicy: Local` with the client address
+//! kept and its health check, `sessionAffinity`, `loadBalancerSourceRanges`, a UDP flow
+//! surviving the deletion of its backend, and an agent restart under load.
 
 use std::time::Duration;
 
@@ -216,6 +222,10 @@ async fn across_three_nodes(tunnel: &str) {
         assert_eq!(answers.len(), 10);
     }
 
+    if tunnel == "none" {
+        north_south(&cluster).await;
+    }
+
     // Nothing of this went through iptables on any node.
     for node in ["node-1", "node-2", "node-3"] {
         let rules = iptables_rules(&format!("sluice-{node}"));
@@ -233,4 +243,382 @@ async fn across_three_nodes(tunnel: &str) {
         !left.contains("sluice-node-"),
         "node namespaces left behind: {left}"
     );
+}
+
+/// A backend pod for the north-south checks: HTTP (hostname) on 8080, the peer listener
+/// (`netstat -tn`) on 9000, and on UDP 9001 a responder that answers each datagram with
+/// the hostname.
+fn web_pod(name: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}, tier: web}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: localhost/sluice/test:1
+    ports: [{{containerPort: 8080, name: http}}]
+    readinessProbe:
+      httpGet: {{path: /healthz, port: http}}
+      periodSeconds: 1
+  - name: peer
+    image: localhost/sluice/test:1
+    command: ["sh", "-c", "while true; do nc -l -p 9000 -e netstat -tn; done"]
+  - name: udp
+    image: localhost/sluice/test:1
+    command: ["udp-hostname", "9001"]
+"#
+    )
+}
+
+const NORTH_SOUTH: &str = r"
+apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {tier: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: peer, port: 9000, targetPort: 9000}
+  - {name: udp, port: 9001, targetPort: 9001, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  selector: {tier: web}
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web-a}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: peer, port: 9000, targetPort: 9000}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ranged}
+spec:
+  type: LoadBalancer
+  selector: {tier: web}
+  loadBalancerSourceRanges: [10.0.0.0/8]
+  ports: [{name: http, port: 80, targetPort: 8080}]
+";
+
+const NODES: [&str; 3] = ["172.30.0.11", "172.30.0.12", "172.30.0.13"];
+
+/// One HTTP GET from the host to `addr` on a new connection: the body's last line, or the
+/// error.
+fn get(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut out = String::new();
+    stream
+        .read_to_string(&mut out)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    out.lines()
+        .last()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| format!("{addr}: empty reply {out:?}"))
+}
+
+/// What the peer listener behind `addr` saw as its client: `ip:port` of the connection to
+/// port 9000 in its `netstat -tn`.
+fn peer_seen(addr: &str) -> Result<String, String> {
+    use std::io::Read;
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    stream
+        .read_to_string(&mut out)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    out.lines()
+        .map(|l| l.replace("::ffff:", ""))
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.len() > 4 && fields[3].ends_with(":9000")).then(|| fields[4].to_owned())
+        })
+        .ok_or_else(|| format!("no connection to :9000 in {out:?}"))
+}
+
+fn node_port(cluster: &Cluster, service: &str, port: &str) -> u16 {
+    cluster
+        .kubectl_ok(&[
+            "get",
+            "svc",
+            service,
+            "-o",
+            &format!("jsonpath={{.spec.ports[?(@.name==\"{port}\")].nodePort}}"),
+        ])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{service}/{port} has no nodePort: {e}"))
+}
+
+async fn north_south(cluster: &Cluster) {
+    cluster.apply(&format!(
+        "{}---{}---{NORTH_SOUTH}",
+        web_pod("web-a", "node-1"),
+        web_pod("web-b", "node-2")
+    ));
+    for p in ["web-a", "web-b"] {
+        cluster.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{p}"),
+            "--timeout=180s",
+        ]);
+    }
+    let np = node_port(cluster, "np", "http");
+
+    // A NodePort answers on every node's address, node-3 (no endpoint of its own) included:
+    // its flows are source-NATed to the node and sent on to node-1 or node-2.
+    let mut seen = std::collections::BTreeSet::new();
+    for node in NODES {
+        let addr = format!("{node}:{np}");
+        let answers: Vec<String> = wait_for(
+            &format!("NodePort {addr} to answer"),
+            Duration::from_mins(1),
+            || async {
+                let answers: Result<Vec<String>, String> = (0..20).map(|_| get(&addr)).collect();
+                answers.ok()
+            },
+        )
+        .await;
+        assert!(
+            answers.iter().all(|a| a == "web-a" || a == "web-b"),
+            "{addr}: {answers:?}"
+        );
+        seen.extend(answers);
+    }
+    assert_eq!(seen.len(), 2, "60 connections reached only {seen:?}");
+
+    // sessionAffinity: ClientIP sends every connection from this client to one backend.
+    let sticky = node_port(cluster, "sticky", "http");
+    let addr = format!("{}:{sticky}", NODES[2]);
+    let answers: Vec<String> = wait_for(
+        &format!("sticky NodePort {addr}"),
+        Duration::from_mins(1),
+        || async {
+            let answers: Result<Vec<String>, String> = (0..50).map(|_| get(&addr)).collect();
+            answers.ok()
+        },
+    )
+    .await;
+    let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
+    assert_eq!(distinct.len(), 1, "affinity broke: {answers:?}");
+
+    // A LoadBalancer with policy Local: an IP from the pool, announced by node-1 (the only
+    // node with an endpoint), the client's own address reaches the backend, and the health
+    // check passes on node-1 only.
+    let lb_ip = wait_for(
+        "an ingress IP for Service local",
+        Duration::from_mins(1),
+        || async {
+            let ip = cluster.kubectl_ok(&[
+                "get",
+                "svc",
+                "local",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ]);
+            let ip = ip.trim().to_owned();
+            (!ip.is_empty()).then_some(ip)
+        },
+    )
+    .await;
+    assert!(
+        lb_ip.starts_with("172.30.0.24"),
+        "{lb_ip} is not from the pool"
+    );
+    let answer = wait_for(
+        &format!("LoadBalancer {lb_ip}:80"),
+        Duration::from_mins(1),
+        || async { get(&format!("{lb_ip}:80")).ok() },
+    )
+    .await;
+    assert_eq!(answer, "web-a");
+    let client = peer_seen(&format!("{lb_ip}:9000")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        client.starts_with(&format!("{}:", cluster::BRIDGE_HOST)),
+        "policy Local: the backend saw {client}, not the client"
+    );
+    let local_np = node_port(cluster, "local", "peer");
+    let client = peer_seen(&format!("{}:{local_np}", NODES[0])).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        client.starts_with(&format!("{}:", cluster::BRIDGE_HOST)),
+        "policy Local NodePort: the backend saw {client}"
+    );
+    let hc: u16 = cluster
+        .kubectl_ok(&[
+            "get",
+            "svc",
+            "local",
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+        .trim()
+        .parse()
+        .expect("healthCheckNodePort");
+    let health = |node: &str| {
+        let addr = format!("{node}:{hc}");
+        let out = sluice_test_util::stdout(std::process::Command::new("curl").args([
+            "-s",
+            "-m",
+            "3",
+            "-w",
+            " %{http_code}",
+            &format!("http://{addr}/healthz"),
+        ]));
+        out.trim().to_owned()
+    };
+    let ok = wait_for("node-1's health check", Duration::from_secs(30), || async {
+        let out = health(NODES[0]);
+        out.ends_with(" 200").then_some(out)
+    })
+    .await;
+    assert!(ok.contains(r#""localEndpoints":1"#), "{ok}");
+    let failing = health(NODES[1]);
+    assert!(
+        failing.ends_with(" 503") && failing.contains(r#""localEndpoints":0"#),
+        "node-2 has no endpoint of Service local: {failing}"
+    );
+
+    // loadBalancerSourceRanges: this client (172.30.0.1) is outside 10.0.0.0/8 and dropped;
+    // once the range takes it in, it is served.
+    let ranged = wait_for(
+        "an ingress IP for ranged",
+        Duration::from_mins(1),
+        || async {
+            let ip = cluster.kubectl_ok(&[
+                "get",
+                "svc",
+                "ranged",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ]);
+            let ip = ip.trim().to_owned();
+            (!ip.is_empty()).then_some(ip)
+        },
+    )
+    .await;
+    let addr = format!("{ranged}:80");
+    let refused = get(&addr);
+    assert!(
+        refused.is_err(),
+        "{addr} outside the source ranges answered {refused:?}"
+    );
+    cluster.kubectl_ok(&[
+        "patch",
+        "svc",
+        "ranged",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"loadBalancerSourceRanges":["10.0.0.0/8","172.30.0.0/24"]}}"#,
+    ]);
+    let answer = wait_for(
+        &format!("{addr} inside the ranges"),
+        Duration::from_mins(1),
+        || async { get(&addr).ok() },
+    )
+    .await;
+    assert!(answer == "web-a" || answer == "web-b", "{answer}");
+
+    // Restarting node-3's agent under load: every request through node-3's NodePort succeeds.
+    let target = format!("{}:{np}", NODES[2]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let target = target.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(&target) {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let before = cluster.pids_of("sluice-node-agent --node-name node-3");
+    assert_eq!(before.len(), 1, "node-3's agent: {before:?}");
+    sluice_test_util::run(std::process::Command::new("kill").arg(before[0].to_string()));
+    wait_for(
+        "node-3's agent to be restarted",
+        Duration::from_mins(1),
+        || async {
+            let now = cluster.pids_of("sluice-node-agent --node-name node-3");
+            (now.len() == 1 && now != before).then_some(())
+        },
+    )
+    .await;
+    // Until the new agent has reconciled (its Node heartbeat comes after its proxy started).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().expect("load thread");
+    assert!(ok > 20, "only {ok} requests went through {target}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the restart: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+
+    // UDP: a connected client keeps one flow (one backend); when that backend's pod is
+    // deleted, its tracked flow is flushed and the next datagram reaches the other one.
+    let udp_np = node_port(cluster, "np", "udp");
+    let socket = std::net::UdpSocket::bind("172.30.0.1:0").expect("bind a UDP client");
+    socket
+        .connect(format!("{}:{udp_np}", NODES[2]))
+        .expect("connect the UDP client");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let ask = |socket: &std::net::UdpSocket| -> Option<String> {
+        socket.send(b"who\n").ok()?;
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
+    };
+    let first = wait_for(
+        "a UDP answer through the NodePort",
+        Duration::from_mins(1),
+        || async { ask(&socket) },
+    )
+    .await;
+    assert!(first == "web-a" || first == "web-b", "{first}");
+    cluster.kubectl_ok(&["delete", "pod", &first, "--wait=false"]);
+    let other = wait_for(
+        &format!("the UDP client to reach a backend other than {first}"),
+        Duration::from_mins(1),
+        || async { ask(&socket).filter(|a| *a != first) },
+    )
+    .await;
+    assert!(other == "web-a" || other == "web-b", "{other}");
 }

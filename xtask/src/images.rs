@@ -151,7 +151,7 @@ fn test_recipe(workspace: &Path) -> Recipe {
         all.push(format!("--config.label=io.sluice.test.version={version}"));
         all
     };
-    let mut inputs = vec![PathBuf::from(BUSYBOX)];
+    let mut inputs = vec![PathBuf::from(BUSYBOX), workspace.join(UDP_HOSTNAME_SRC)];
     inputs.extend(files_under(&workspace.join("images/test")));
     Recipe {
         name: "test",
@@ -332,7 +332,41 @@ fn populate_test(workspace: &Path, rootfs: &Path) -> Result<()> {
     }
     // `#!/usr/bin/env sh` scripts.
     symlink("/bin/busybox", rootfs.join("usr/bin/env"))?;
+    build_static(
+        &workspace.join(UDP_HOSTNAME_SRC),
+        &rootfs.join("bin/udp-hostname"),
+    )?;
     copy_tree(&workspace.join("images/test"), rootfs)
+}
+
+/// The UDP responder of the test image (busybox has no UDP server).
+const UDP_HOSTNAME_SRC: &str = "images/src/udp-hostname.rs";
+
+/// Compiles a one-file, std-only Rust program into a static executable at `dst`
+/// (`rustc -C target-feature=+crt-static`: glibc linked in, the image has none).
+fn build_static(src: &Path, dst: &Path) -> Result<()> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    crate::run(
+        Command::new(rustc)
+            .args([
+                "--edition",
+                "2024",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+            ])
+            .arg(src)
+            .arg("-o")
+            .arg(dst),
+    )
+    .with_context(|| format!("compiling {}", src.display()))?;
+    let bytes = fs::read(dst).with_context(|| format!("reading {}", dst.display()))?;
+    ensure!(
+        !has_interpreter(&bytes).with_context(|| format!("{} is not ELF64", dst.display()))?,
+        "{} came out dynamically linked",
+        dst.display()
+    );
+    Ok(())
 }
 
 /// Copies `src` to `dst` after checking it is a static ELF executable (the

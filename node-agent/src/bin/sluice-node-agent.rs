@@ -1,12 +1,15 @@
-//! `sluice-node-agent`: the kubelet (and, soon, the eBPF service proxy) for one node.
+//! `sluice-node-agent`: the kubelet and the eBPF service proxy (cluster IPs at the socket
+//! layer; `NodePort`, `externalIPs` and `LoadBalancer` IPs at tc/XDP) for one node.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_node_agent::datapath::{self, Datapath, ObjectSource};
+use sluice_node_agent::datapath::{
+    self, Datapath, NodePortKind, NodePortMaps, NodePortObject, ObjectSource,
+};
 use sluice_node_agent::kubelet::{self, Config};
-use sluice_node_agent::{dns, proxy, routes};
+use sluice_node_agent::{dns, healthcheck, lbaddr, proxy, routes};
 
 /// sluice node agent: registers this node and runs its pods on containerd over CRI.
 // Without a subcommand it runs the agent (exactly as before subcommands existed); `lb list`
@@ -88,6 +91,36 @@ struct Cli {
     /// Run without the eBPF service proxy.
     #[arg(long)]
     no_service_proxy: bool,
+    /// The interface where `NodePort`, `externalIPs` and `LoadBalancer` traffic arrives:
+    /// the north-south programs attach there (tc ingress and egress). `auto`: the one
+    /// holding the node IP; `none`: no north-south service handling.
+    #[arg(long, default_value = "auto")]
+    external_iface: String,
+    /// Also attach the XDP fast path to the external interface (native mode where the
+    /// driver allows it, generic otherwise); tc stays attached for what XDP passes.
+    #[arg(long)]
+    xdp: bool,
+    /// The ports source-NATed north-south flows to backends on other nodes get on the
+    /// node IP (`min-max`).
+    #[arg(long, default_value = "32768-65535", value_parser = parse_port_range)]
+    snat_ports: (u16, u16),
+    /// Choose north-south backends by consistent (Maglev) hashing, so every node sends a
+    /// flow to the same backend and removing one of N backends moves about 1/N of flows;
+    /// `false`: the flow hash modulo the backend count.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    maglev: bool,
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (min, max) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not min-max"))?;
+    let min: u16 = min.parse().map_err(|e| format!("{min:?}: {e}"))?;
+    let max: u16 = max.parse().map_err(|e| format!("{max:?}: {e}"))?;
+    if min == 0 || max < min {
+        return Err(format!("{text:?}: need 1 <= min <= max"));
+    }
+    Ok((min, max))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -132,6 +165,92 @@ fn lb_list(node_name: Option<String>, bpf_pin_dir: Option<PathBuf>) -> anyhow::R
     let maps = sluice_node_agent::lbctl::read(&pin_dir)?;
     print!("{}", sluice_node_agent::lbctl::render(&maps));
     Ok(())
+}
+
+/// Loads and attaches the north-south programs on `iface`, and starts what follows the
+/// proxy's north-south state: the announced `LoadBalancer` IPs and the health checks.
+/// The north-south flags.
+struct NorthSouth<'a> {
+    bpf_object: &'a std::path::Path,
+    xdp: bool,
+    snat_ports: (u16, u16),
+    maglev: bool,
+}
+
+fn north_south(
+    cli: &NorthSouth<'_>,
+    pin_dir: &std::path::Path,
+    iface: &str,
+    node_name: &str,
+    node_addr: std::net::Ipv4Addr,
+) -> anyhow::Result<(
+    proxy::External,
+    Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+)> {
+    use sluice_ebpf_common::nodeport::{
+        NODEPORT_TC_OBJECT, NODEPORT_XDP_OBJECT, NP_CFG_FIB_REDIRECT, NodePortConfig,
+    };
+    let dir = cli
+        .bpf_object
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."));
+    let links_dir = datapath::links_dir(pin_dir);
+    let mut kinds = vec![(NodePortKind::Tc, NODEPORT_TC_OBJECT)];
+    if cli.xdp {
+        kinds.push((NodePortKind::Xdp, NODEPORT_XDP_OBJECT));
+    } else {
+        // A previous run's XDP hook goes when XDP is no longer asked for.
+        datapath::detach_nodeport_program(
+            &links_dir,
+            iface,
+            sluice_ebpf_common::nodeport::NP_XDP_PROGRAM,
+        )
+        .context("detaching a previous XDP hook")?;
+    }
+    for (kind, name) in kinds {
+        let path = dir.join(name);
+        let mut object = NodePortObject::load(ObjectSource::Path(&path), kind, pin_dir)
+            .with_context(|| {
+                format!(
+                    "loading {} (build it with `cargo xtask build-ebpf`)",
+                    path.display()
+                )
+            })?;
+        let hooks = object
+            .attach(iface, &links_dir)
+            .with_context(|| format!("attaching {name} to {iface}"))?;
+        for hook in hooks {
+            tracing::info!(program = hook.program, iface, mode = ?hook.mode, "north-south program attached");
+        }
+    }
+    let maps = NodePortMaps::open(pin_dir).context("opening the north-south maps")?;
+    let config = NodePortConfig {
+        snat_addr: sluice_ebpf_common::Be32::from_ipv4(node_addr),
+        snat_port_min: cli.snat_ports.0,
+        snat_port_max: cli.snat_ports.1,
+        flags: NP_CFG_FIB_REDIRECT,
+    };
+    let (announce, announced) = tokio::sync::watch::channel(None);
+    let (health, checks) = tokio::sync::watch::channel(None);
+    let external = proxy::External {
+        node_name: node_name.to_owned(),
+        maps: Box::new(maps),
+        reconciler: proxy::ExtReconciler::new(vec![node_addr], config, cli.maglev),
+        announce,
+        health,
+    };
+    let tasks = vec![
+        tokio::spawn(async move {
+            lbaddr::run(announced)
+                .await
+                .context("announcing LoadBalancer IPs")
+        }),
+        tokio::spawn(async move {
+            healthcheck::run(std::net::Ipv4Addr::UNSPECIFIED, checks).await;
+            Ok(())
+        }),
+    ];
+    Ok((external, tasks))
 }
 
 #[tokio::main]
@@ -181,7 +300,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     let client = kube::Client::try_from(config)?;
-    let node_ip = cli.node_ip.unwrap_or_else(kubelet::node::default_node_ip);
+    let node_ip = cli
+        .node_ip
+        .clone()
+        .unwrap_or_else(kubelet::node::default_node_ip);
     let node_addr: std::net::Ipv4Addr = node_ip
         .parse()
         .with_context(|| format!("node IP {node_ip:?} is not an IPv4 address"))?;
@@ -208,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     // The service proxy: load (reusing pinned maps and links), attach, then reconcile.
+    let mut north_south_tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = Vec::new();
     let proxy_task = if cli.no_service_proxy {
         None
     } else {
@@ -229,6 +352,29 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
         let mut options = proxy::Options::default();
+        if cli.external_iface != "none" {
+            let iface = if cli.external_iface == "auto" {
+                routes::uplink_name(node_addr)
+                    .await
+                    .context("finding the interface of the node IP")?
+            } else {
+                cli.external_iface.clone()
+            };
+            let (external, tasks) = north_south(
+                &NorthSouth {
+                    bpf_object: &cli.bpf_object,
+                    xdp: cli.xdp,
+                    snat_ports: cli.snat_ports,
+                    maglev: cli.maglev,
+                },
+                &pin_dir,
+                &iface,
+                &node_name,
+                node_addr,
+            )?;
+            options.external = Some(external);
+            north_south_tasks = tasks;
+        }
         // This node's pods: `<pods-cgroup>/kubepods` (every kubelet cgroup parent lies below).
         options.pods_cgroup = Some(kubelet::spec::nest_cgroup(&cli.pods_cgroup, "/kubepods"));
         if dns_task.is_some() {
@@ -302,6 +448,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
+    let north_south = async {
+        if north_south_tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let (r, _, _) = futures::future::select_all(north_south_tasks).await;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("north-south task failed: {e}")),
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // On exit the eBPF hooks and maps stay pinned: Services keep working until the next agent
     // takes over (`xtask up` removes them on a full teardown).
@@ -310,6 +466,7 @@ async fn main() -> anyhow::Result<()> {
         r = proxy => r?,
         r = dns => r?,
         r = routes => r?,
+        r = north_south => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
         _ = term.recv() => tracing::info!("terminated; shutting down"),
     }

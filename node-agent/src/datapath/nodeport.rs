@@ -79,20 +79,34 @@ pub fn hook_pin(links_dir: &Path, program: &str, iface: &str) -> PathBuf {
 /// or removed.
 pub fn detach_nodeport(links_dir: &Path, iface: &str) -> Result<(), DatapathError> {
     for program in [NP_TC_INGRESS_PROGRAM, NP_TC_EGRESS_PROGRAM, NP_XDP_PROGRAM] {
-        let pin = hook_pin(links_dir, program, iface);
-        let link = match links::obj_get(&pin) {
-            Ok(link) => link,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(link_err(&pin, "open", source)),
-        };
-        match links::link_detach(link.as_fd()) {
-            Err(error) if error.raw_os_error() != Some(ENOLINK) => {
-                return Err(link_err(&pin, "detach", error));
-            }
-            _ => {}
-        }
-        fs::remove_file(&pin).map_err(|source| link_err(&pin, "unpin", source))?;
+        detach_nodeport_program(links_dir, iface, program)?;
     }
+    Ok(())
+}
+
+/// Detaches one north-south program from `iface` and removes its pin (none
+/// is fine).
+///
+/// # Errors
+/// As [`detach_nodeport`].
+pub fn detach_nodeport_program(
+    links_dir: &Path,
+    iface: &str,
+    program: &str,
+) -> Result<(), DatapathError> {
+    let pin = hook_pin(links_dir, program, iface);
+    let link = match links::obj_get(&pin) {
+        Ok(link) => link,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(link_err(&pin, "open", source)),
+    };
+    match links::link_detach(link.as_fd()) {
+        Err(error) if error.raw_os_error() != Some(ENOLINK) => {
+            return Err(link_err(&pin, "detach", error));
+        }
+        _ => {}
+    }
+    fs::remove_file(&pin).map_err(|source| link_err(&pin, "unpin", source))?;
     Ok(())
 }
 
@@ -568,6 +582,100 @@ impl NodePortMaps {
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(map_error(SOURCE_RANGES_MAP, "remove")(error)),
         }
+    }
+
+    /// Every source range as `(svc_id, network address, prefix length)`, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn source_ranges(&self) -> Result<Vec<(u16, sluice_ebpf_common::Be32, u8)>, DatapathError> {
+        let mut ranges = Vec::new();
+        for key in self.source_ranges.keys() {
+            let key = key.map_err(map_error(SOURCE_RANGES_MAP, "dump"))?;
+            let data = key.data();
+            let prefix = key.prefix_len().saturating_sub(SOURCE_RANGE_SVC_BITS);
+            ranges.push((
+                data.svc_id,
+                data.addr,
+                u8::try_from(prefix.min(32)).unwrap_or(32),
+            ));
+        }
+        ranges.sort_unstable();
+        Ok(ranges)
+    }
+
+    /// The service ids that have a Maglev table, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn maglev_keys(&self) -> Result<Vec<MaglevKey>, DatapathError> {
+        let mut keys = self
+            .maglev
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAGLEV_MAP, "dump"))?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The node addresses, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError> {
+        let mut keys = self
+            .node_ips
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(NODE_IPS_MAP, "dump"))?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// Removes every conntrack entry of the flows to backend `addr:port`/`proto`
+    /// (both directions, and the SNAT port such a flow holds), so their next
+    /// packet is a new flow that picks a live backend. Returns the flows removed.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn flush_backend(
+        &mut self,
+        addr: sluice_ebpf_common::Be32,
+        port: sluice_ebpf_common::Be16,
+        proto: u8,
+    ) -> Result<usize, DatapathError> {
+        use sluice_ebpf_common::nodeport::{CT_FLAG_REPLY, CT_FLAG_SNAT};
+        let mut doomed = Vec::new();
+        let mut snat = Vec::new();
+        let mut flows = 0;
+        for entry in &self.ct {
+            let (key, value) = entry.map_err(map_error(CT_MAP, "dump"))?;
+            if key.proto != proto {
+                continue;
+            }
+            let original = value.flags & CT_FLAG_REPLY == 0;
+            if original && value.addr == addr && value.port == port {
+                flows += 1;
+                doomed.push(key);
+                if value.flags & CT_FLAG_SNAT != 0 {
+                    snat.push(SnatKey {
+                        addr: value.nat_addr,
+                        port: value.nat_port,
+                        proto,
+                        pad: 0,
+                    });
+                }
+            } else if !original && key.src == addr && key.sport == port {
+                doomed.push(key);
+            }
+        }
+        for key in &doomed {
+            remove_hash(&mut self.ct, key, CT_MAP)?;
+        }
+        for key in &snat {
+            remove_hash(&mut self.snat, key, SNAT_MAP)?;
+        }
+        Ok(flows)
     }
 
     /// The affinity entry of a client of a service, if any.

@@ -1,13 +1,13 @@
 //! [`NodePortOps`]: the agent-written north-south maps, one entry at a time,
 //! implemented by the kernel-backed [`NodePortMaps`] and by the in-memory
-//! [`FakeNodePortMaps`] (unit tests of a future north-south reconciler, no
+//! [`FakeNodePortMaps`] (unit tests of the north-south reconciler, no
 //! root). The maps the programs write (conntrack, SNAT, affinity, counters)
 //! are not part of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_ebpf_common::{
-    Be32,
+    Be16, Be32,
     nodeport::{
         EXT_SERVICES_MAP, EXT_SERVICES_MAX_ENTRIES, ExtServiceValue, MaglevKey, MaglevValue,
         NodeIpKey, NodePortConfig, ServiceKey,
@@ -83,6 +83,27 @@ pub trait NodePortOps {
         addr: Be32,
         prefix_len: u8,
     ) -> Result<(), DatapathError>;
+    /// Every source range as `(svc_id, network address, prefix length)`, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    fn source_ranges(&self) -> Result<Vec<(u16, Be32, u8)>, DatapathError>;
+    /// The services that have a Maglev table, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    fn maglev_keys(&self) -> Result<Vec<MaglevKey>, DatapathError>;
+    /// The node addresses, sorted.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError>;
+    /// Forgets the tracked flows to backend `addr:port`/`proto` (conntrack
+    /// both ways, their SNAT ports); returns how many flows.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError>;
 }
 
 impl NodePortOps for NodePortMaps {
@@ -130,6 +151,18 @@ impl NodePortOps for NodePortMaps {
     ) -> Result<(), DatapathError> {
         NodePortMaps::remove_source_range(self, svc_id, addr, prefix_len)
     }
+    fn source_ranges(&self) -> Result<Vec<(u16, Be32, u8)>, DatapathError> {
+        NodePortMaps::source_ranges(self)
+    }
+    fn maglev_keys(&self) -> Result<Vec<MaglevKey>, DatapathError> {
+        NodePortMaps::maglev_keys(self)
+    }
+    fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError> {
+        NodePortMaps::node_ips(self)
+    }
+    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError> {
+        NodePortMaps::flush_backend(self, addr, port, proto)
+    }
 }
 
 /// In-memory north-south maps, with the frontends map's capacity.
@@ -145,6 +178,8 @@ pub struct FakeNodePortMaps {
     pub maglev: BTreeMap<MaglevKey, MaglevValue>,
     /// Source ranges as `(svc_id, network address, prefix length)`.
     pub source_ranges: BTreeSet<(u16, Be32, u8)>,
+    /// Backends whose flows were flushed, in order.
+    pub flushed: Vec<(Be32, Be16, u8)>,
 }
 
 impl NodePortOps for FakeNodePortMaps {
@@ -209,6 +244,19 @@ impl NodePortOps for FakeNodePortMaps {
         self.source_ranges
             .remove(&(svc_id, addr, prefix_len.min(32)));
         Ok(())
+    }
+    fn source_ranges(&self) -> Result<Vec<(u16, Be32, u8)>, DatapathError> {
+        Ok(self.source_ranges.iter().copied().collect())
+    }
+    fn maglev_keys(&self) -> Result<Vec<MaglevKey>, DatapathError> {
+        Ok(self.maglev.keys().copied().collect())
+    }
+    fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError> {
+        Ok(self.node_ips.iter().copied().collect())
+    }
+    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError> {
+        self.flushed.push((addr, port, proto));
+        Ok(0)
     }
 }
 

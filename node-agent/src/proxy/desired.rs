@@ -8,7 +8,10 @@
 //!
 //! - a Service yields frontends only when it has an IPv4 cluster IP (not
 //!   headless `None`, not `ExternalName`); `NodePort` and `LoadBalancer`
-//!   Services get their cluster-IP frontends like any other;
+//!   Services get their cluster-IP frontends like any other, and its
+//!   `externalIPs` and `LoadBalancer` ingress IPs are frontends too (so pods
+//!   reach them at `connect()`; outside clients go through
+//!   [`external`](super::external));
 //! - one frontend per service port with protocol TCP or UDP (SCTP is skipped);
 //! - its backends come from the `EndpointSlices` labelled
 //!   `kubernetes.io/service-name=<service>` in the Service's namespace
@@ -302,10 +305,33 @@ pub fn service_frontends(
     if spec.type_.as_deref() == Some("ExternalName") {
         return frontends;
     }
-    let vips = cluster_ipv4s(spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
+    let mut vips = cluster_ipv4s(spec.cluster_ip.as_deref(), spec.cluster_ips.as_deref());
     if vips.is_empty() {
         return frontends;
     }
+    // In-cluster clients of an external address are balanced at connect() too (as
+    // kube-proxy short-circuits them), to every ready endpoint.
+    vips.extend(
+        spec.external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
+    );
+    if spec.type_.as_deref() == Some("LoadBalancer") {
+        vips.extend(
+            service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|ingress| ingress.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+        );
+    }
+    vips.retain(|vip| !vip.is_unspecified());
+    vips.sort_unstable();
+    vips.dedup();
     let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
     let name = service.metadata.name.as_deref().unwrap_or_default();
     let slices: Vec<&EndpointSlice> = slices

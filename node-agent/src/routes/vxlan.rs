@@ -61,23 +61,7 @@ fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> RoutesEr
 /// # Errors
 /// When the dumps fail or no link holds the address.
 pub async fn uplink_mtu(handle: &Handle, address: Ipv4Addr) -> Result<u32, RoutesError> {
-    let addresses: Vec<_> = handle
-        .address()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(netlink("dumping addresses"))?;
-    let index = addresses
-        .iter()
-        .find(|a| {
-            a.attributes.iter().any(|attr| {
-                matches!(attr, AddressAttribute::Address(IpAddr::V4(v))
-                    | AddressAttribute::Local(IpAddr::V4(v)) if *v == address)
-            })
-        })
-        .map(|a| a.header.index)
-        .ok_or(RoutesError::NoUplink { address })?;
+    let index = uplink_index(handle, address).await?;
     let links: Vec<_> = handle
         .link()
         .get()
@@ -93,6 +77,51 @@ pub async fn uplink_mtu(handle: &Handle, address: Ipv4Addr) -> Result<u32, Route
             LinkAttribute::Mtu(mtu) => Some(*mtu),
             _ => None,
         })
+        .ok_or(RoutesError::NoUplink { address })
+}
+
+/// The name of the link that holds `address`.
+///
+/// # Errors
+/// When the dumps fail or no link holds the address.
+pub async fn uplink_name(handle: &Handle, address: Ipv4Addr) -> Result<String, RoutesError> {
+    let index = uplink_index(handle, address).await?;
+    let links: Vec<_> = handle
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(netlink(format!("reading link {index}")))?;
+    links
+        .iter()
+        .flat_map(|l| l.attributes.iter())
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .ok_or(RoutesError::NoUplink { address })
+}
+
+/// The index of the link that holds `address`.
+async fn uplink_index(handle: &Handle, address: Ipv4Addr) -> Result<u32, RoutesError> {
+    let addresses: Vec<_> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(netlink("dumping addresses"))?;
+    addresses
+        .iter()
+        .find(|a| {
+            a.attributes.iter().any(|attr| {
+                matches!(attr, AddressAttribute::Address(IpAddr::V4(v))
+                    | AddressAttribute::Local(IpAddr::V4(v)) if *v == address)
+            })
+        })
+        .map(|a| a.header.index)
         .ok_or(RoutesError::NoUplink { address })
 }
 

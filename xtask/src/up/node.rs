@@ -142,6 +142,11 @@ impl Node {
             .arg(self.spec.state.join("node"))
             .env("SLUICE_BPF_OBJ", &self.spec.bpf_object)
             .current_dir(workspace_root());
+        if self.spec.net.is_none() {
+            // In the host's own network the external interface is the machine's: NodePort
+            // handling there is left off (see the README).
+            cmd.args(["--external-iface", "none"]);
+        }
         if let Some(net) = &self.spec.net {
             let pods = self.spec.pods_cgroup().unwrap_or_default();
             cmd.args(["--node-ip", &net.address.to_string()])
