@@ -23,7 +23,7 @@ use sluice_ebpf_common::nodeport::{
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP,
     nodeport::{
-        EXT_FLAG_NODEPORT, ExtServiceValue, NP_CFG_FIB_REDIRECT, NodeIpKey, NodePortConfig,
+        CtKey, EXT_FLAG_NODEPORT, ExtServiceValue, NP_CFG_FIB_REDIRECT, NodeIpKey, NodePortConfig,
         ServiceKey,
     },
 };
@@ -253,7 +253,7 @@ fn xdp_fib_redirect_to_remote_backend() {
 
 /// At tc, a route whose neighbour is not resolved yet still leaves through
 /// `bpf_redirect_neigh` (`TC_ACT_REDIRECT`, MACs left for the kernel); at
-/// XDP it goes to the stack (`XDP_PASS`).
+/// XDP it goes on untouched (`XDP_PASS`) for tc to translate.
 #[test]
 fn fib_without_neighbour_redirects_neigh_at_tc() {
     fib_redirect(
@@ -342,7 +342,7 @@ fn fib_redirect(test: &str, kind: NodePortKind, neighbour: bool) {
         Path::new("/sys/fs/bpf/sluice-test")
             .join(format!("np-fib-{kind:?}-{}", std::process::id())),
     );
-    // XDP_REDIRECT, XDP_PASS (no neighbour: to the stack), TC_ACT_REDIRECT
+    // XDP_REDIRECT, XDP_PASS (no neighbour: untouched, to tc), TC_ACT_REDIRECT
     // (with or without a neighbour).
     let (object, program, redirect) = match (kind, neighbour) {
         (NodePortKind::Xdp, true) => (NODEPORT_XDP_OBJECT, NP_XDP_PROGRAM, 4),
@@ -419,6 +419,23 @@ fn fib_redirect(test: &str, kind: NodePortKind, neighbour: bool) {
         assert_eq!(out.packet[6..12], mac[..], "npa's MAC as the source");
     } else {
         assert_eq!(out.packet[..12], packet[..12], "MACs left to the kernel");
+    }
+    if kind == NodePortKind::Xdp && !neighbour {
+        // XDP cannot resolve the neighbour: the packet goes on untouched, and tc
+        // translates it from the conntrack entry XDP made.
+        assert_eq!(out.packet, packet, "left untouched for tc");
+        let tracked = maps
+            .ct(&CtKey::new(
+                Be32::from_octets([198, 51, 100, 7]),
+                Be16::from_host(40_000),
+                node,
+                Be16::from_host(30_080),
+                PROTO_TCP,
+            ))
+            .expect("ct lookup")
+            .expect("the flow is tracked for tc");
+        assert_eq!(tracked.addr, Be32::from_octets([10, 244, 2, 9]));
+        return;
     }
     assert_eq!(
         out.packet[26..34],

@@ -214,6 +214,11 @@ impl Cluster {
 
     /// [`Cluster::start_nodes`] with the debug (`dev`) or release binaries.
     pub fn start_nodes_with(dev: bool, nodes: u16, tunnel: &str) -> Self {
+        Self::start_nodes_args(dev, nodes, tunnel, &[])
+    }
+
+    /// [`Cluster::start_nodes_with`] plus more `xtask up` arguments (`--xdp`).
+    pub fn start_nodes_args(dev: bool, nodes: u16, tunnel: &str, extra: &[&str]) -> Self {
         let port = free_addr()
             .rsplit_once(':')
             .map(|(_, port)| port.to_owned())
@@ -223,6 +228,7 @@ impl Cluster {
         if dev {
             args.insert(0, "--dev");
         }
+        args.extend_from_slice(extra);
         Self::start_up(&args, format!("{BRIDGE_HOST}:{port}"), &[])
     }
 

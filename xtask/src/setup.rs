@@ -27,6 +27,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "umoci",
     // The reference DNS server of `bench dns` and the test upstream of `dns_e2e`.
     "dnsmasq-base",
+    // GRO on the test network's veths (XDP_TX back out of a node's eth0).
+    "ethtool",
 ];
 
 /// The nightly toolchain that builds the eBPF crate (LLVM 22).

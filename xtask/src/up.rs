@@ -71,6 +71,10 @@ pub struct Options {
     /// on the test network; with one node, none (such Services stay pending).
     #[arg(long)]
     pub lb_pool: Option<String>,
+    /// With `--nodes` above 1: also attach the north-south XDP fast path to each node's
+    /// `eth0` (tc handles what it passes; without this flag tc alone).
+    #[arg(long)]
+    pub xdp: bool,
 }
 
 impl Options {
@@ -149,7 +153,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let specs = node_specs(opts, &state, &bpf_object);
     let network = if opts.nodes > 1 {
         let nets: Vec<NodeNet> = specs.iter().filter_map(|s| s.net.clone()).collect();
-        let network = TestNetwork::create(&nets)?;
+        let network = TestNetwork::create(&nets, opts.xdp)?;
         say(
             "network",
             &format!(
@@ -218,6 +222,7 @@ pub fn containerd_only(opts: &Options) -> Result<()> {
         bpf_object: PathBuf::new(),
         force_images: opts.force_images,
         tunnel: opts.tunnel.clone(),
+        xdp: false,
         net: None,
     })?;
     let containerd = node.containerd().context("containerd is gone")?;
@@ -256,6 +261,7 @@ fn node_specs(opts: &Options, state: &Path, bpf_object: &Path) -> Vec<NodeSpec> 
         bpf_object: bpf_object.to_path_buf(),
         force_images: opts.force_images,
         tunnel: opts.tunnel.clone(),
+        xdp: opts.xdp,
         net,
     };
     if opts.nodes == 1 {

@@ -70,11 +70,16 @@ pub struct TestNetwork {
 
 impl TestNetwork {
     /// Creates the bridge and one namespace per node (removing leftovers of
-    /// an earlier run first).
+    /// an earlier run first). With `xdp` (the nodes run the north-south XDP
+    /// program), the node links carry full checksums: a veth hands on a
+    /// locally made or forwarded packet with its checksum left to "offload"
+    /// (`CHECKSUM_PARTIAL`), which XDP cannot see and an XDP_TX'd frame loses,
+    /// so the next hop would get a wrong checksum. Physical NICs deliver full
+    /// checksums; only this veth test network needs it.
     ///
     /// # Errors
     /// The first `ip` command that fails.
-    pub fn create(nodes: &[NodeNet]) -> Result<Self> {
+    pub fn create(nodes: &[NodeNet], xdp: bool) -> Result<Self> {
         if nodes.len() > MAX_NODES {
             bail!("at most {MAX_NODES} nodes");
         }
@@ -103,9 +108,17 @@ impl TestNetwork {
                 &node.netns,
             ])?;
             ip(&["link", "set", &node.host_link, "master", BRIDGE, "up"])?;
+            // A frame a node's XDP program sends back out of its eth0 (XDP_TX or a
+            // redirect to it) is received by this end in NAPI, which a veth only runs
+            // with GRO on (or an XDP program of its own); without it such frames drop.
+            ethtool(None, &node.host_link, &["gro", "on"])?;
             ip(&["-n", &node.netns, "addr", "add", &address, "dev", "eth0"])?;
             ip(&["-n", &node.netns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &node.netns, "link", "set", "lo", "up"])?;
+            if xdp {
+                ethtool(None, &node.host_link, &["tx", "off"])?;
+                ethtool(Some(&node.netns), "eth0", &["tx", "off"])?;
+            }
             ip(&[
                 "-n",
                 &node.netns,
@@ -165,6 +178,31 @@ impl Drop for TestNetwork {
 }
 
 /// `ip args...`, failing with its stderr.
+/// `ethtool -K <link> <settings>`, in `netns` when given.
+fn ethtool(netns: Option<&str>, link: &str, settings: &[&str]) -> Result<()> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, "ethtool"]);
+            cmd
+        }
+        None => Command::new("ethtool"),
+    };
+    let out = cmd
+        .args(["-K", link])
+        .args(settings)
+        .output()
+        .context("running ethtool (Debian's ethtool)")?;
+    if !out.status.success() {
+        bail!(
+            "ethtool -K {link} {}: {}",
+            settings.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)

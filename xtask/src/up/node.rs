@@ -40,6 +40,8 @@ pub struct NodeSpec {
     pub force_images: bool,
     /// The agent's `--tunnel` (`none` or `vxlan`).
     pub tunnel: String,
+    /// The agent's `--xdp` (namespaced nodes only).
+    pub xdp: bool,
     /// The node's own network namespace and address on the test network; `None`
     /// runs the node in the host's network (the single-node default).
     pub net: Option<NodeNet>,
@@ -146,6 +148,9 @@ impl Node {
             // In the host's own network the external interface is the machine's: NodePort
             // handling there is left off (see the README).
             cmd.args(["--external-iface", "none"]);
+        }
+        if self.spec.net.is_some() && self.spec.xdp {
+            cmd.arg("--xdp");
         }
         if let Some(net) = &self.spec.net {
             let pods = self.spec.pods_cgroup().unwrap_or_default();

@@ -347,6 +347,17 @@ fn snat_port(
 /// through the FIB.
 #[inline(always)]
 fn forward<P: Packet>(pkt: &mut P, tuple: &Tuple, entry: &CtValue) -> Action {
+    if entry.flags & CT_FLAG_LOCAL == 0 && fib_redirect() {
+        let src = if entry.flags & CT_FLAG_SNAT != 0 {
+            entry.nat_addr
+        } else {
+            tuple.src
+        };
+        if !pkt.routable(src.raw(), entry.addr.raw()) {
+            // Untouched: the next hook (tc) translates it from the same entry.
+            return Action::PASS;
+        }
+    }
     let rewritten = rewrite_dst(pkt, tuple, entry.addr, entry.port).and_then(|()| {
         if entry.flags & CT_FLAG_SNAT != 0 {
             rewrite_src(pkt, tuple, entry.nat_addr, entry.nat_port)
@@ -376,6 +387,12 @@ fn forward<P: Packet>(pkt: &mut P, tuple: &Tuple, entry: &CtValue) -> Action {
 #[inline(always)]
 fn reply<P: Packet>(pkt: &mut P, tuple: &Tuple, entry: &CtValue, at_ingress: bool) -> Action {
     let snat = entry.flags & CT_FLAG_SNAT != 0;
+    if at_ingress && fib_redirect() {
+        let dst = if snat { entry.nat_addr } else { tuple.dst };
+        if !pkt.routable(entry.addr.raw(), dst.raw()) {
+            return Action::PASS;
+        }
+    }
     let rewritten = rewrite_src(pkt, tuple, entry.addr, entry.port).and_then(|()| {
         if snat {
             rewrite_dst(pkt, tuple, entry.nat_addr, entry.nat_port)
@@ -395,14 +412,19 @@ fn reply<P: Packet>(pkt: &mut P, tuple: &Tuple, entry: &CtValue, at_ingress: boo
     route(pkt, entry.addr, dst)
 }
 
+/// Whether translated packets leave through the FIB (`NP_CFG_FIB_REDIRECT`).
+#[inline(always)]
+fn fib_redirect() -> bool {
+    // SAFETY: pointer from a successful lookup of an array entry; read once.
+    CONFIG
+        .get_ptr(0)
+        .is_some_and(|cfg| unsafe { (*cfg).flags } & NP_CFG_FIB_REDIRECT != 0)
+}
+
 /// Out through the FIB when configured and the lookup succeeds, else the stack.
 #[inline(always)]
 fn route<P: Packet>(pkt: &mut P, src: Be32, dst: Be32) -> Action {
-    // SAFETY: pointer from a successful lookup of an array entry; read once.
-    let fib = CONFIG
-        .get_ptr(0)
-        .is_some_and(|cfg| unsafe { (*cfg).flags } & NP_CFG_FIB_REDIRECT != 0);
-    if !fib {
+    if !fib_redirect() {
         return Action::PASS;
     }
     pkt.fib_forward(src.raw(), dst.raw())

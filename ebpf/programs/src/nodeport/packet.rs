@@ -116,6 +116,13 @@ pub trait Packet {
     /// an unresolved neighbour becomes [`Action::redirect_neigh`].
     /// [`Action::PASS`]: let the stack route it.
     fn fib_forward(&mut self, src: u32, dst: u32) -> Action;
+
+    /// Whether [`Packet::fib_forward`] could send a packet from `src` to
+    /// `dst` out by itself, asked before the packet is rewritten. XDP asks
+    /// the FIB and says yes only for a resolved neighbour out of the ingress
+    /// interface (anything else it leaves untouched for tc, which can resolve
+    /// neighbours and send to any device); tc always can.
+    fn routable(&mut self, src: u32, dst: u32) -> bool;
 }
 
 /// Size of the FIB lookup parameters, as the helper takes it.
@@ -222,6 +229,11 @@ impl Packet for TcContext {
             return Action::PASS;
         }
         Action::redirect(params.ifindex)
+    }
+
+    #[inline(always)]
+    fn routable(&mut self, _src: u32, _dst: u32) -> bool {
+        true
     }
 }
 
@@ -336,6 +348,25 @@ impl Packet for XdpContext {
             core::ptr::write_unaligned(ptr.add(6).cast::<[u8; 6]>(), params.smac);
         }
         Action::redirect(params.ifindex)
+    }
+
+    #[inline(always)]
+    fn routable(&mut self, src: u32, dst: u32) -> bool {
+        let Some(tot_len) = xdp_read16(self, IP_TOT_LEN_OFF) else {
+            return false;
+        };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "ifindex is a u32 in xdp_md"
+        )]
+        let ifindex = self.ingress_ifindex() as u32;
+        let mut params = fib_params(src, dst, u16::from_be(tot_len), ifindex);
+        // SAFETY: as in `fib_forward`.
+        let rc = unsafe { fib_lookup_helper(self.as_ptr(), &raw mut params, FIB_PARAMS_LEN, 0) };
+        // Only back out of the interface it came in on: a redirect to another device
+        // needs that device's driver to take XDP frames (a VXLAN or bridge device does
+        // not, and the frame would be lost); tc can send it anywhere.
+        rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) && params.ifindex == ifindex
     }
 }
 
