@@ -6,8 +6,10 @@
 //! that snapshot. The listing has one section per map kind: Services (the
 //! services map with its slots resolved through the backends map), backends,
 //! reverse NAT, and the socket reverse-NAT LRU the programs write (the
-//! conntrack-like state that exists today). A new map kind (`NodePort`,
-//! conntrack, session affinity) adds its entries to [`Maps`] and one section
+//! conntrack-like state of the socket LB), then, where the north-south maps
+//! are pinned, their frontends and slots (`NodePort`, `externalIPs`,
+//! `LoadBalancer`), node addresses, conntrack, SNAT ports and session
+//! affinity. A new map kind adds its entries to [`Maps`] and one section
 //! function to [`SECTIONS`].
 //!
 //! Inconsistent states (which the reconciler never leaves, but a crash or a
@@ -23,14 +25,21 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use sluice_ebpf_common::nodeport::{
+    AFFINITY_MAP, AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CT_MAP,
+    CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP,
+    EXT_FLAG_LOADBALANCER, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT,
+    EXT_FLAG_SOURCE_RANGES, EXT_SERVICES_MAP, ExtServiceValue, NODE_IPS_MAP, NodeIpKey, SNAT_MAP,
+    SnatKey, SnatValue,
+};
 use sluice_ebpf_common::{
     BACKEND_FLAG_ACTIVE, BACKENDS_MAP, REV_NAT_MAP, SERVICE_FLAG_NONE, SERVICES_MAP,
     SOCK_REV_NAT_MAP, SockRevNatKey, SockRevNatValue,
 };
 
 use crate::datapath::{
-    BackendKey, BackendValue, DatapathError, PinnedMaps, RevNatKey, RevNatValue, ServiceKey,
-    ServiceValue,
+    BackendKey, BackendValue, DatapathError, NodePortMaps, PinnedMaps, RevNatKey, RevNatValue,
+    ServiceKey, ServiceValue,
 };
 use crate::proxy::Protocol;
 
@@ -59,6 +68,23 @@ pub struct Maps {
     pub rev_nats: Vec<(RevNatKey, RevNatValue)>,
     /// The socket reverse-NAT LRU.
     pub sock_rev_nats: Vec<(SockRevNatKey, SockRevNatValue)>,
+    /// The north-south maps, when they are pinned there.
+    pub north_south: Option<NorthSouth>,
+}
+
+/// A snapshot of the north-south maps, each sorted by key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NorthSouth {
+    /// Frontends (slot 0) and their backend slots.
+    pub services: Vec<(ServiceKey, ExtServiceValue)>,
+    /// The node's addresses (where wildcard `NodePort`s answer).
+    pub node_ips: Vec<NodeIpKey>,
+    /// Conntrack entries (two per flow).
+    pub ct: Vec<(CtKey, CtValue)>,
+    /// SNAT ports in use.
+    pub snat: Vec<(SnatKey, SnatValue)>,
+    /// Session-affinity entries.
+    pub affinity: Vec<(AffinityKey, AffinityValue)>,
 }
 
 /// Reads every map pinned under `pin_dir`.
@@ -76,6 +102,18 @@ pub fn read(pin_dir: &Path) -> Result<Maps, LbctlError> {
         backends: maps.backends().map_err(error)?,
         rev_nats: maps.rev_nats().map_err(error)?,
         sock_rev_nats: maps.sock_rev_nats().map_err(error)?,
+        north_south: if pin_dir.join(EXT_SERVICES_MAP).exists() {
+            let maps = NodePortMaps::open(pin_dir).map_err(error)?;
+            Some(NorthSouth {
+                services: maps.services().map_err(error)?,
+                node_ips: maps.node_ips().map_err(error)?,
+                ct: maps.ct_entries().map_err(error)?,
+                snat: maps.snat_entries().map_err(error)?,
+                affinity: maps.affinity_entries().map_err(error)?,
+            })
+        } else {
+            None
+        },
     })
 }
 
@@ -95,6 +133,15 @@ const SECTIONS: &[fn(&Maps) -> Section] = &[
     sock_rev_nat_section,
 ];
 
+/// The north-south sections, shown when those maps are pinned.
+const NORTH_SOUTH_SECTIONS: &[fn(&NorthSouth) -> Section] = &[
+    ext_services_section,
+    node_ips_section,
+    ct_section,
+    snat_section,
+    affinity_section,
+];
+
 /// The whole listing of `maps`, sections separated by a blank line.
 #[must_use]
 pub fn render(maps: &Maps) -> String {
@@ -104,6 +151,12 @@ pub fn render(maps: &Maps) -> String {
             out.push('\n');
         }
         render_section(&mut out, &section(maps));
+    }
+    if let Some(ns) = &maps.north_south {
+        for section in NORTH_SOUTH_SECTIONS {
+            out.push('\n');
+            render_section(&mut out, &section(ns));
+        }
     }
     out
 }
@@ -309,6 +362,191 @@ fn sock_rev_nat_section(maps: &Maps) -> Section {
     Section {
         title: format!("SOCKET REVERSE NAT ({SOCK_REV_NAT_MAP}, LRU)"),
         columns: &["SOCKET COOKIE", "BACKEND", "FRONTEND", "REV-NAT"],
+        rows,
+    }
+}
+
+fn endpoint(addr: sluice_ebpf_common::Be32, port: sluice_ebpf_common::Be16) -> String {
+    format!("{}:{}", addr.to_ipv4(), port.to_host())
+}
+
+/// The kind and options of a north-south frontend, from its flags.
+fn ext_flags(flags: u16) -> String {
+    let names = [
+        (EXT_FLAG_NODEPORT, "NodePort"),
+        (EXT_FLAG_EXTERNAL_IP, "ExternalIP"),
+        (EXT_FLAG_LOADBALANCER, "LoadBalancer"),
+        (EXT_FLAG_LOCAL, "Local"),
+        (EXT_FLAG_MAGLEV, "Maglev"),
+        (EXT_FLAG_SOURCE_RANGES, "SourceRanges"),
+        (EXT_FLAG_AFFINITY, "ClientIP-affinity"),
+    ];
+    let known = names.iter().fold(0, |all, (bit, _)| all | bit);
+    let mut parts: Vec<String> = names
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    if flags & !known != 0 {
+        parts.push(format!("flags={:#06x}", flags & !known));
+    }
+    parts.join(",")
+}
+
+/// North-south frontends with their slots: `FRONTEND  KIND  SVC-ID  SLOT  BACKEND  WHERE`.
+/// A wildcard `NodePort` (address 0.0.0.0) shows as `*:port`.
+fn ext_services_section(ns: &NorthSouth) -> Section {
+    let slots: BTreeMap<ServiceKey, ExtServiceValue> = ns.services.iter().copied().collect();
+    let mut rows = Vec::new();
+    let mut frontends: Vec<&(ServiceKey, ExtServiceValue)> =
+        ns.services.iter().filter(|(k, _)| k.slot == 0).collect();
+    frontends.sort_by_key(|(k, _)| frontend_order(k));
+    let name = |key: &ServiceKey| {
+        if key.vip.raw() == 0 {
+            format!("*:{}/{}", key.port.to_host(), proto(key.proto))
+        } else {
+            frontend(key)
+        }
+    };
+    for (key, value) in &frontends {
+        let mut kind = ext_flags(value.flags);
+        if value.flags & EXT_FLAG_AFFINITY != 0 {
+            let _ = write!(kind, " ({}s)", value.affinity_timeout_s);
+        }
+        let head = vec![name(key), kind, value.svc_id.to_string()];
+        if value.count == 0 {
+            let mut row = head.clone();
+            row.extend([
+                "-".to_owned(),
+                "(no backend: drop)".to_owned(),
+                String::new(),
+            ]);
+            rows.push(row);
+        }
+        for slot in 1..=value.count {
+            let mut row = if slot == 1 {
+                head.clone()
+            } else {
+                vec![String::new(), String::new(), String::new()]
+            };
+            row.push(slot.to_string());
+            if let Some(b) = slots.get(&key.with_slot(slot)) {
+                row.push(endpoint(b.backend_addr, b.backend_port));
+                let place = if b.backend_flags & EXT_BACKEND_LOCAL != 0 {
+                    "local"
+                } else {
+                    "remote"
+                };
+                row.push(place.to_owned());
+            } else {
+                row.push("(missing slot)".to_owned());
+                row.push(String::new());
+            }
+            rows.push(row);
+        }
+    }
+    Section {
+        title: format!("NORTH-SOUTH FRONTENDS ({EXT_SERVICES_MAP})"),
+        columns: &["FRONTEND", "KIND", "SVC-ID", "SLOT", "BACKEND", "WHERE"],
+        rows,
+    }
+}
+
+fn node_ips_section(ns: &NorthSouth) -> Section {
+    Section {
+        title: format!("NODE ADDRESSES ({NODE_IPS_MAP})"),
+        columns: &["ADDRESS"],
+        rows: ns
+            .node_ips
+            .iter()
+            .map(|k| vec![k.addr.to_ipv4().to_string()])
+            .collect(),
+    }
+}
+
+/// Conntrack, one row per entry: the tuple seen on the wire and what it becomes.
+fn ct_section(ns: &NorthSouth) -> Section {
+    let rows = ns
+        .ct
+        .iter()
+        .map(|(key, value)| {
+            let reply = value.flags & CT_FLAG_REPLY != 0;
+            let snat = value.flags & CT_FLAG_SNAT != 0;
+            let translated = match (reply, snat) {
+                (false, false) => format!("dst -> {}", endpoint(value.addr, value.port)),
+                (false, true) => format!(
+                    "dst -> {}, src -> {}",
+                    endpoint(value.addr, value.port),
+                    endpoint(value.nat_addr, value.nat_port)
+                ),
+                (true, false) => format!("src -> {}", endpoint(value.addr, value.port)),
+                (true, true) => format!(
+                    "src -> {}, dst -> {}",
+                    endpoint(value.addr, value.port),
+                    endpoint(value.nat_addr, value.nat_port)
+                ),
+            };
+            vec![
+                format!(
+                    "{} -> {}/{}",
+                    endpoint(key.src, key.sport),
+                    endpoint(key.dst, key.dport),
+                    proto(key.proto)
+                ),
+                if reply { "reply" } else { "original" }.to_owned(),
+                translated,
+                if value.flags & CT_FLAG_LOCAL != 0 {
+                    "local"
+                } else {
+                    "remote"
+                }
+                .to_owned(),
+                value.svc_id.to_string(),
+            ]
+        })
+        .collect();
+    Section {
+        title: format!("CONNTRACK ({CT_MAP}, LRU)"),
+        columns: &["TUPLE", "DIRECTION", "TRANSLATION", "BACKEND", "SVC-ID"],
+        rows,
+    }
+}
+
+fn snat_section(ns: &NorthSouth) -> Section {
+    let rows = ns
+        .snat
+        .iter()
+        .map(|(key, value)| {
+            vec![
+                format!("{}/{}", endpoint(key.addr, key.port), proto(key.proto)),
+                endpoint(value.client_addr, value.client_port),
+                endpoint(value.backend_addr, value.backend_port),
+            ]
+        })
+        .collect();
+    Section {
+        title: format!("SNAT PORTS ({SNAT_MAP}, LRU)"),
+        columns: &["NODE PORT", "CLIENT", "BACKEND"],
+        rows,
+    }
+}
+
+fn affinity_section(ns: &NorthSouth) -> Section {
+    let rows = ns
+        .affinity
+        .iter()
+        .map(|(key, value)| {
+            vec![
+                key.client.to_ipv4().to_string(),
+                key.svc_id.to_string(),
+                endpoint(value.backend_addr, value.backend_port),
+                value.slot.to_string(),
+            ]
+        })
+        .collect();
+    Section {
+        title: format!("SESSION AFFINITY ({AFFINITY_MAP}, LRU)"),
+        columns: &["CLIENT", "SVC-ID", "BACKEND", "SLOT"],
         rows,
     }
 }

@@ -432,6 +432,34 @@ async fn north_south(cluster: &Cluster) {
     let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
     assert_eq!(distinct.len(), 1, "affinity broke: {answers:?}");
 
+    // `lb list` on node-3 shows the NodePorts, this client's tracked flows and its
+    // affinity entry, from the live maps.
+    let listing = sluice_test_util::stdout(
+        std::process::Command::new(sluice_tests::bin("sluice-node-agent")).args([
+            "lb",
+            "list",
+            "--bpf-pin-dir",
+            "/sys/fs/bpf/sluice/node-3",
+        ]),
+    );
+    for want in [
+        format!("*:{np}/TCP"),
+        format!("*:{sticky}/TCP"),
+        "ClientIP-affinity (10800s)".to_owned(),
+        format!("{}:", cluster::BRIDGE_HOST),
+        "SESSION AFFINITY".to_owned(),
+    ] {
+        assert!(
+            listing.contains(&want),
+            "{want:?} missing from lb list:\n{listing}"
+        );
+    }
+    let affinity = listing.split("SESSION AFFINITY").nth(1).unwrap_or_default();
+    assert!(
+        affinity.contains(cluster::BRIDGE_HOST),
+        "no affinity entry for this client:\n{listing}"
+    );
+
     // A LoadBalancer with policy Local: an IP from the pool, announced by node-1 (the only
     // node with an endpoint), the client's own address reaches the backend, and the health
     // check passes on node-1 only.

@@ -42,6 +42,10 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 
 /// Options of `up` and `containerd`.
 #[derive(clap::Args, Debug, Clone)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches, as clap parses them"
+)]
 pub struct Options {
     /// Where the cluster keeps its state (relative paths: to the workspace root).
     #[arg(long, default_value = ".state/cluster")]

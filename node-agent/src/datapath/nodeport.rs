@@ -704,6 +704,20 @@ impl NodePortMaps {
             .map_err(map_error(AFFINITY_MAP, "insert"))
     }
 
+    /// Every session-affinity entry, sorted by key.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`].
+    pub fn affinity_entries(&self) -> Result<Vec<(AffinityKey, AffinityValue)>, DatapathError> {
+        let mut entries = self
+            .affinity
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(AFFINITY_MAP, "dump"))?;
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        Ok(entries)
+    }
+
     /// The conntrack entry of `key`, if any.
     ///
     /// # Errors

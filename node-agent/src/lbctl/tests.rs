@@ -17,6 +17,7 @@ fn snapshot(dp: &FakeDatapath) -> Maps {
         backends: dp.backends().unwrap(),
         rev_nats: dp.rev_nats().unwrap(),
         sock_rev_nats: Vec::new(),
+        north_south: None,
     }
 }
 
@@ -159,6 +160,7 @@ fn inconsistent_entries_are_shown_not_hidden() {
             RevNatValue::new(Be32::from_octets([10, 96, 0, 2]), Be16::from_host(80)),
         )],
         sock_rev_nats: Vec::new(),
+        north_south: None,
     };
     let got = render(&maps);
     let services: String = got.split("\n\n").next().unwrap().to_owned();
@@ -180,4 +182,122 @@ FRONTEND           REV-NAT   SLOT   BACKEND                             STATE
         got.contains("1    10.244.0.5:80/TCP   flags=0x01   3\n"),
         "{got}"
     );
+}
+
+#[test]
+fn north_south_sections_show_frontends_conntrack_snat_and_affinity() {
+    use crate::datapath::{FakeNodePortMaps, NodePortOps};
+    use sluice_ebpf_common::nodeport::{
+        AffinityKey, AffinityValue, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey, CtValue, EXT_BACKEND_LOCAL,
+        EXT_FLAG_AFFINITY, EXT_FLAG_NODEPORT, ExtServiceValue, NodeIpKey, SnatKey, SnatValue,
+    };
+    let mut fake = FakeNodePortMaps::default();
+    let np = ServiceKey::frontend(Be32::from_raw(0), Be16::from_host(30080), 6);
+    fake.upsert_service(
+        np,
+        ExtServiceValue::frontend(2, EXT_FLAG_NODEPORT | EXT_FLAG_AFFINITY, 3)
+            .with_affinity_timeout(60),
+    )
+    .unwrap();
+    let a = Be32::from_ipv4(Ipv4Addr::new(10, 244, 0, 2));
+    let b = Be32::from_ipv4(Ipv4Addr::new(10, 244, 1, 2));
+    fake.upsert_service(
+        np.with_slot(1),
+        ExtServiceValue::backend(3, a, Be16::from_host(8080), EXT_BACKEND_LOCAL),
+    )
+    .unwrap();
+    fake.upsert_service(
+        np.with_slot(2),
+        ExtServiceValue::backend(3, b, Be16::from_host(8080), 0),
+    )
+    .unwrap();
+    let node = Be32::from_ipv4(Ipv4Addr::new(172, 30, 0, 11));
+    let client = Be32::from_ipv4(Ipv4Addr::new(172, 30, 0, 1));
+    let ns = super::NorthSouth {
+        services: fake.services().unwrap(),
+        node_ips: vec![NodeIpKey { addr: node }],
+        ct: vec![
+            (
+                CtKey::new(
+                    client,
+                    Be16::from_host(40000),
+                    node,
+                    Be16::from_host(30080),
+                    6,
+                ),
+                CtValue {
+                    addr: b,
+                    nat_addr: node,
+                    port: Be16::from_host(8080),
+                    nat_port: Be16::from_host(61000),
+                    flags: CT_FLAG_SNAT,
+                    svc_id: 3,
+                    last_seen: 0,
+                },
+            ),
+            (
+                CtKey::new(b, Be16::from_host(8080), node, Be16::from_host(61000), 6),
+                CtValue {
+                    addr: node,
+                    nat_addr: client,
+                    port: Be16::from_host(30080),
+                    nat_port: Be16::from_host(40000),
+                    flags: CT_FLAG_SNAT | CT_FLAG_REPLY,
+                    svc_id: 3,
+                    last_seen: 0,
+                },
+            ),
+        ],
+        snat: vec![(
+            SnatKey {
+                addr: node,
+                port: Be16::from_host(61000),
+                proto: 6,
+                pad: 0,
+            },
+            SnatValue {
+                client_addr: client,
+                backend_addr: b,
+                client_port: Be16::from_host(40000),
+                backend_port: Be16::from_host(8080),
+                pad: 0,
+            },
+        )],
+        affinity: vec![(
+            AffinityKey {
+                client,
+                svc_id: 3,
+                pad: 0,
+            },
+            AffinityValue {
+                backend_addr: b,
+                backend_port: Be16::from_host(8080),
+                slot: 2,
+                last_seen: 0,
+            },
+        )],
+    };
+    let maps = Maps {
+        north_south: Some(ns),
+        ..Maps::default()
+    };
+    let out = render(&maps);
+    for want in [
+        "NORTH-SOUTH FRONTENDS (sluice_extsvc_v1)",
+        "*:30080/TCP",
+        "NodePort,ClientIP-affinity (60s)",
+        "10.244.0.2:8080",
+        "local",
+        "10.244.1.2:8080",
+        "remote",
+        "NODE ADDRESSES (sluice_nodeip_v1)",
+        "172.30.0.11",
+        "172.30.0.1:40000 -> 172.30.0.11:30080/TCP",
+        "dst -> 10.244.1.2:8080, src -> 172.30.0.11:61000",
+        "src -> 172.30.0.11:30080, dst -> 172.30.0.1:40000",
+        "172.30.0.11:61000/TCP",
+        "SESSION AFFINITY (sluice_affinity_v1, LRU)",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
 }

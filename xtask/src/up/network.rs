@@ -73,7 +73,7 @@ impl TestNetwork {
     /// an earlier run first). With `xdp` (the nodes run the north-south XDP
     /// program), the node links carry full checksums: a veth hands on a
     /// locally made or forwarded packet with its checksum left to "offload"
-    /// (`CHECKSUM_PARTIAL`), which XDP cannot see and an XDP_TX'd frame loses,
+    /// (`CHECKSUM_PARTIAL`), which XDP cannot see and a frame sent with `XDP_TX` loses,
     /// so the next hop would get a wrong checksum. Physical NICs deliver full
     /// checksums; only this veth test network needs it.
     ///
