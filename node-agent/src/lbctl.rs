@@ -26,11 +26,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use sluice_ebpf_common::nodeport::{
-    AFFINITY_MAP, AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CT_MAP,
-    CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP,
-    EXT_FLAG_LOADBALANCER, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT,
-    EXT_FLAG_SOURCE_RANGES, EXT_SERVICES_MAP, ExtServiceValue, NODE_IPS_MAP, NodeIpKey, SNAT_MAP,
-    SnatKey, SnatValue,
+    AFFINITY_MAP, AffinityKey, AffinityValue, CT_FLAG_CLOSING, CT_FLAG_LOCAL, CT_FLAG_REPLY,
+    CT_FLAG_SNAT, CT_MAP, CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY,
+    EXT_FLAG_EXTERNAL_IP, EXT_FLAG_LOADBALANCER, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV,
+    EXT_FLAG_NODEPORT, EXT_FLAG_SOURCE_RANGES, EXT_SERVICES_MAP, ExtServiceValue, NODE_IPS_MAP,
+    NodeIpKey, SNAT_MAP, SnatKey, SnatValue,
 };
 use sluice_ebpf_common::{
     BACKEND_FLAG_ACTIVE, BACKENDS_MAP, REV_NAT_MAP, SERVICE_FLAG_NONE, SERVICES_MAP,
@@ -493,7 +493,13 @@ fn ct_section(ns: &NorthSouth) -> Section {
                     endpoint(key.dst, key.dport),
                     proto(key.proto)
                 ),
-                if reply { "reply" } else { "original" }.to_owned(),
+                match (reply, value.flags & CT_FLAG_CLOSING != 0) {
+                    (false, false) => "original",
+                    (false, true) => "original, closing",
+                    (true, false) => "reply",
+                    (true, true) => "reply, closing",
+                }
+                .to_owned(),
                 translated,
                 if value.flags & CT_FLAG_LOCAL != 0 {
                     "local"

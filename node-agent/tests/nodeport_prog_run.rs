@@ -24,14 +24,15 @@ use std::{
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP, PROTO_UDP,
     nodeport::{
-        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CtKey, CtValue,
-        EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP, EXT_FLAG_LOADBALANCER,
-        EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT, EXT_FLAG_SOURCE_RANGES,
-        ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, MaglevValue, NODEPORT_TC_OBJECT,
-        NODEPORT_XDP_OBJECT, NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE, NP_STAT_DROP_NO_BACKEND,
-        NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE, NP_STAT_FORWARD,
-        NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NP_TC_EGRESS_PROGRAM, NP_TC_INGRESS_PROGRAM,
-        NP_XDP_PROGRAM, NodeIpKey, NodePortConfig, ServiceKey, SnatKey, flow_hash, reduce,
+        AffinityKey, AffinityValue, CT_FLAG_CLOSING, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT,
+        CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP,
+        EXT_FLAG_LOADBALANCER, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_NODEPORT,
+        EXT_FLAG_SOURCE_RANGES, ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, MaglevValue,
+        NODEPORT_TC_OBJECT, NODEPORT_XDP_OBJECT, NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE,
+        NP_STAT_DROP_NO_BACKEND, NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE,
+        NP_STAT_FORWARD, NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NP_TC_EGRESS_PROGRAM,
+        NP_TC_INGRESS_PROGRAM, NP_XDP_PROGRAM, NodeIpKey, NodePortConfig, ServiceKey, SnatKey,
+        flow_hash, reduce,
     },
 };
 use sluice_node_agent::datapath::{
@@ -1202,4 +1203,65 @@ fn expired_conntrack_entry_is_replaced() {
     assert_eq!(entry.addr, Be32::from_ipv4(LOCAL_BE));
     assert!(entry.last_seen > 0);
     assert_eq!(env.stat(NP_STAT_CT_CREATE), 1);
+}
+
+/// A TCP FIN marks both conntrack entries of its flow closing (10 s instead of
+/// 6 h); once they have timed out, the flow's SNAT port is free for a new flow,
+/// while it was taken before (one SNAT port here).
+#[test]
+fn tcp_close_frees_the_snat_port() {
+    let Some(mut env) = env("tcp_close_frees_the_snat_port") else {
+        return;
+    };
+    env.frontend(
+        nodeport_frontend(),
+        EXT_FLAG_NODEPORT,
+        2,
+        &[(REMOTE_BE, BE_PORT, false)],
+    );
+    let (rc, _) = env.run(
+        NP_TC_INGRESS_PROGRAM,
+        &tcp((CLIENT, CLIENT_PORT), (NODE_IP, NODE_PORT)),
+    );
+    assert_eq!(rc, TC_ACT_OK);
+    // A second client finds the only port taken.
+    let second = tcp((CLIENT, CLIENT_PORT + 1), (NODE_IP, NODE_PORT));
+    let (rc, _) = env.run(NP_TC_INGRESS_PROGRAM, &second);
+    assert_eq!(rc, TC_ACT_SHOT, "no free SNAT port");
+    assert_eq!(env.stat(NP_STAT_DROP_SNAT_EXHAUSTED), 1);
+
+    // The backend closes (FIN|ACK from its side, as it arrives at the node).
+    let fin = packet(
+        PROTO_TCP,
+        (REMOTE_BE, BE_PORT),
+        (NODE_IP, SNAT_PORT),
+        Shape {
+            tcp_flags: 0x11,
+            ..SYN
+        },
+    );
+    let (rc, _) = env.run(NP_TC_INGRESS_PROGRAM, &fin);
+    assert_eq!(rc, TC_ACT_OK);
+    let fwd_key = ct_key((CLIENT, CLIENT_PORT), (NODE_IP, NODE_PORT), PROTO_TCP);
+    let rev_key = ct_key((REMOTE_BE, BE_PORT), (NODE_IP, SNAT_PORT), PROTO_TCP);
+    for key in [fwd_key, rev_key] {
+        let entry = env.maps.ct(&key).unwrap().expect("entry");
+        assert_ne!(entry.flags & CT_FLAG_CLOSING, 0, "{key:?} not closing");
+    }
+    // Still within the closing timeout: the port stays taken.
+    let (rc, _) = env.run(NP_TC_INGRESS_PROGRAM, &second);
+    assert_eq!(rc, TC_ACT_SHOT, "the closing flow still holds its port");
+
+    // 11 s later (aged by hand): the port goes to the new flow.
+    for key in [fwd_key, rev_key] {
+        let mut entry = env.maps.ct(&key).unwrap().expect("entry");
+        entry.last_seen = entry.last_seen.saturating_sub(11_000_000_000);
+        env.maps.ct_insert(key, entry).unwrap();
+    }
+    let (rc, out) = env.run(NP_TC_INGRESS_PROGRAM, &second);
+    assert_eq!(rc, TC_ACT_OK, "the timed-out flow's port is taken again");
+    assert_golden(&out, &tcp((NODE_IP, SNAT_PORT), (REMOTE_BE, BE_PORT)));
+    let snat = env.maps.snat_entries().unwrap();
+    assert_eq!(snat.len(), 1);
+    assert_eq!(snat[0].1.client_port, Be16::from_host(CLIENT_PORT + 1));
 }

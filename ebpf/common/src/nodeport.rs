@@ -152,6 +152,10 @@ pub const CT_FLAG_REPLY: u16 = 1 << 0;
 pub const CT_FLAG_SNAT: u16 = 1 << 1;
 /// Conntrack flag: the backend is on this node.
 pub const CT_FLAG_LOCAL: u16 = 1 << 2;
+/// Conntrack flag: a TCP FIN or RST was seen on the flow (either direction):
+/// the entry times out after [`CT_TIMEOUT_TCP_CLOSING_NS`] instead of
+/// [`CT_TIMEOUT_TCP_NS`], so closed flows free their SNAT ports.
+pub const CT_FLAG_CLOSING: u16 = 1 << 3;
 
 /// Counter: packets to a frontend with no (usable) backend, dropped.
 pub const NP_STAT_DROP_NO_BACKEND: u32 = 0;
@@ -179,6 +183,9 @@ pub const NP_STATS_LEN: u32 = 10;
 
 /// Conntrack idle timeout of TCP flows, in nanoseconds (6 hours).
 pub const CT_TIMEOUT_TCP_NS: u64 = 6 * 3_600 * 1_000_000_000;
+/// Conntrack idle timeout of a TCP flow after a FIN or RST, in nanoseconds
+/// (10 seconds: the last ACKs and retransmissions still pass).
+pub const CT_TIMEOUT_TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
 /// Conntrack idle timeout of UDP flows, in nanoseconds (60 seconds).
 pub const CT_TIMEOUT_UDP_NS: u64 = 60 * 1_000_000_000;
 /// How stale `last_seen` may get before a packet refreshes it, in

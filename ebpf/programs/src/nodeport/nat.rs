@@ -16,20 +16,22 @@
 //! Everything else passes untouched. Conntrack entries idle longer than
 //! their protocol's timeout are ignored (and replaced by the next new flow
 //! on the same tuple); the maps are LRU, so the kernel evicts the oldest
-//! under pressure. TCP state (FIN/RST) is not followed.
+//! under pressure. A TCP FIN or RST marks both entries of its flow closing
+//! (a 10 s timeout instead of 6 h); a SNAT port whose flow's reply entry is
+//! gone or timed out is taken again.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use sluice_ebpf_common::{
     Be16, Be32, PROTO_TCP,
     nodeport::{
-        AffinityKey, AffinityValue, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT, CT_REFRESH_NS,
-        CT_TIMEOUT_TCP_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY,
-        EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV, EXT_FLAG_SOURCE_RANGES, ExtServiceValue,
-        MAGLEV_TABLE_SIZE, MaglevKey, NP_CFG_FIB_REDIRECT, NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE,
-        NP_STAT_DROP_CT, NP_STAT_DROP_NO_BACKEND, NP_STAT_DROP_REWRITE,
-        NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE, NP_STAT_FORWARD,
-        NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NodeIpKey, NodePortConfig, SOURCE_RANGE_SVC_BITS,
-        ServiceKey, SnatKey, SnatValue, SourceRangeKey, flow_hash, reduce,
+        AffinityKey, AffinityValue, CT_FLAG_CLOSING, CT_FLAG_LOCAL, CT_FLAG_REPLY, CT_FLAG_SNAT,
+        CT_REFRESH_NS, CT_TIMEOUT_TCP_CLOSING_NS, CT_TIMEOUT_TCP_NS, CT_TIMEOUT_UDP_NS, CtKey,
+        CtValue, EXT_BACKEND_LOCAL, EXT_FLAG_AFFINITY, EXT_FLAG_LOCAL, EXT_FLAG_MAGLEV,
+        EXT_FLAG_SOURCE_RANGES, ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, NP_CFG_FIB_REDIRECT,
+        NP_STAT_AFFINITY_HIT, NP_STAT_CT_CREATE, NP_STAT_DROP_CT, NP_STAT_DROP_NO_BACKEND,
+        NP_STAT_DROP_REWRITE, NP_STAT_DROP_SNAT_EXHAUSTED, NP_STAT_DROP_SOURCE_RANGE,
+        NP_STAT_FORWARD, NP_STAT_PASS_UNSUPPORTED, NP_STAT_REPLY, NodeIpKey, NodePortConfig,
+        SOURCE_RANGE_SVC_BITS, ServiceKey, SnatKey, SnatValue, SourceRangeKey, flow_hash, reduce,
     },
 };
 
@@ -57,6 +59,7 @@ pub fn ingress<P: Packet>(pkt: &mut P) -> Action {
     let now = now();
     let key = CtKey::new(tuple.src, tuple.sport, tuple.dst, tuple.dport, tuple.proto);
     if let Some(entry) = ct_lookup(&key, now, tuple.proto) {
+        note_close(&tuple, &key, &entry, now);
         return if entry.flags & CT_FLAG_REPLY == 0 {
             forward(pkt, &tuple, &entry)
         } else {
@@ -75,9 +78,58 @@ pub fn egress<P: Packet>(pkt: &mut P) -> Action {
         return Action::PASS;
     }
     let key = CtKey::new(tuple.src, tuple.sport, tuple.dst, tuple.dport, tuple.proto);
-    match ct_lookup(&key, now(), tuple.proto) {
-        Some(entry) if entry.flags & CT_FLAG_REPLY != 0 => reply(pkt, &tuple, &entry, false),
+    let now = now();
+    match ct_lookup(&key, now, tuple.proto) {
+        Some(entry) if entry.flags & CT_FLAG_REPLY != 0 => {
+            note_close(&tuple, &key, &entry, now);
+            reply(pkt, &tuple, &entry, false)
+        }
         _ => Action::PASS,
+    }
+}
+
+/// TCP flags FIN and RST.
+const TCP_FIN_OR_RST: u8 = 0x01 | 0x04;
+
+/// On a TCP FIN or RST, marks both entries of the flow closing (see
+/// [`CT_FLAG_CLOSING`]): the one `key` found and its other direction.
+#[inline(always)]
+fn note_close(tuple: &Tuple, key: &CtKey, entry: &CtValue, now: u64) {
+    if tuple.proto != PROTO_TCP || tuple.tcp_flags & TCP_FIN_OR_RST == 0 {
+        return;
+    }
+    let snat = entry.flags & CT_FLAG_SNAT != 0;
+    let other = if entry.flags & CT_FLAG_REPLY == 0 {
+        // Seen client -> frontend: the reply comes from the backend to the client or
+        // to the SNAT address.
+        let (to, to_port) = if snat {
+            (entry.nat_addr, entry.nat_port)
+        } else {
+            (tuple.src, tuple.sport)
+        };
+        CtKey::new(entry.addr, entry.port, to, to_port, tuple.proto)
+    } else {
+        // Seen backend -> client (or SNAT address): the original went client -> frontend.
+        let (from, from_port) = if snat {
+            (entry.nat_addr, entry.nat_port)
+        } else {
+            (tuple.dst, tuple.dport)
+        };
+        CtKey::new(from, from_port, entry.addr, entry.port, tuple.proto)
+    };
+    mark_closing(key, now);
+    mark_closing(&other, now);
+}
+
+#[inline(always)]
+fn mark_closing(key: &CtKey, now: u64) {
+    if let Some(ptr) = CT.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup, valid for this run; a
+        // racing writer can at worst store the same flag or a recent time.
+        unsafe {
+            (*ptr).flags |= CT_FLAG_CLOSING;
+            (*ptr).last_seen = now;
+        }
     }
 }
 
@@ -96,10 +148,12 @@ fn ct_lookup(key: &CtKey, now: u64, proto: u8) -> Option<CtValue> {
     // this run (LRU elements are freed after an RCU grace period); the value
     // is copied out.
     let entry = unsafe { *ptr };
-    let timeout = if proto == PROTO_TCP {
-        CT_TIMEOUT_TCP_NS
-    } else {
+    let timeout = if proto != PROTO_TCP {
         CT_TIMEOUT_UDP_NS
+    } else if entry.flags & CT_FLAG_CLOSING != 0 {
+        CT_TIMEOUT_TCP_CLOSING_NS
+    } else {
+        CT_TIMEOUT_TCP_NS
     };
     let idle = now.saturating_sub(entry.last_seen);
     if idle > timeout {
@@ -337,6 +391,22 @@ fn snat_port(
         };
         if SNAT.insert(key, value, u64::from(BPF_NOEXIST)).is_ok() {
             return Some(port);
+        }
+        // Taken: free again when its flow's reply entry is gone or timed out.
+        if let Some(holder) = SNAT.get_ptr(key) {
+            // SAFETY: pointer from a successful lookup, copied out at once.
+            let holder = unsafe { *holder };
+            let reply = CtKey::new(
+                holder.backend_addr,
+                holder.backend_port,
+                config.snat_addr,
+                port,
+                tuple.proto,
+            );
+            if ct_lookup(&reply, now(), tuple.proto).is_none() && SNAT.insert(key, value, 0).is_ok()
+            {
+                return Some(port);
+            }
         }
     }
     None

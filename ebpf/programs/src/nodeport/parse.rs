@@ -57,8 +57,8 @@ pub struct Tuple {
     pub dport: Be16,
     /// `PROTO_TCP` or `PROTO_UDP`.
     pub proto: u8,
-    /// Explicit padding; 0.
-    pub pad0: u8,
+    /// The TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
     /// Explicit padding; 0.
     pub pad1: u16,
 }
@@ -71,7 +71,7 @@ impl Tuple {
         sport: Be16::from_raw(0),
         dport: Be16::from_raw(0),
         proto: 0,
-        pad0: 0,
+        tcp_flags: 0,
         pad1: 0,
     };
 
@@ -182,5 +182,13 @@ pub fn parse(data: usize, data_end: usize, out: &mut Tuple) -> Parsed {
     out.sport = Be16::from_raw(sport);
     out.dport = Be16::from_raw(dport);
     out.proto = proto;
+    out.tcp_flags = if proto == PROTO_TCP {
+        read::<u8>(data, data_end, L4_OFF + TCP_FLAGS_OFF).unwrap_or(0)
+    } else {
+        0
+    };
     Parsed::Tuple
 }
+
+/// Offset of the flags byte in the TCP header.
+const TCP_FLAGS_OFF: usize = 13;
