@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -91,7 +91,7 @@ pub enum ProxyError {
     /// A watch stream ended (the client was shut down).
     #[error("the {kind} watch ended")]
     WatchEnded {
-        /// `Service` or `EndpointSlice`.
+        /// `Service`, `EndpointSlice` or `Pod`.
         kind: &'static str,
     },
 }
@@ -209,6 +209,10 @@ const MAX_BATCH: usize = 1024;
 
 /// What the next apply has to do.
 #[derive(Debug, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent reasons to apply, each set by its own event"
+)]
 struct Pending {
     /// Services to recompute.
     services: BTreeSet<ServiceRef>,
@@ -221,11 +225,20 @@ struct Pending {
     failed: bool,
     /// When the first watch event of this batch was received.
     since: Option<std::time::Instant>,
+    /// Pods of this node whose host ports to recompute (`namespace`, `name`).
+    pods: BTreeSet<(String, String)>,
+    /// The pod watch (re-)listed: recompute every pod's host ports.
+    pods_rebuild: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.services.is_empty() && !self.rebuild && !self.verify && !self.failed
+        self.services.is_empty()
+            && self.pods.is_empty()
+            && !self.rebuild
+            && !self.pods_rebuild
+            && !self.verify
+            && !self.failed
     }
 }
 
@@ -238,6 +251,8 @@ struct Proxy<D> {
     progress: watch::Sender<Progress>,
     services_listed: bool,
     slices_listed: bool,
+    /// This node's pods listed (always true without north-south).
+    pods_listed: bool,
     pods_cgroup: Option<String>,
     external: Option<ExternalState>,
 }
@@ -323,6 +338,28 @@ impl<D: DatapathOps> Proxy<D> {
         }
     }
 
+    /// Notes an event of this node's pods (their host ports).
+    fn pod_event(
+        &mut self,
+        event: Result<watcher::Event<Pod>, watcher::Error>,
+        pending: &mut Pending,
+    ) {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::Delete(pod)) => {
+                pending.pods.insert((
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                ));
+            }
+            Ok(watcher::Event::InitDone) => {
+                self.pods_listed = true;
+                pending.pods_rebuild = true;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(e) => tracing::warn!(kind = "Pod", error = %e, "watch failed; retrying"),
+        }
+    }
+
     /// Brings the desired state up to date with `pending` and applies it:
     /// incrementally, or in full when a verify pass is due or the shadow is
     /// gone. Returns whether the apply succeeded.
@@ -331,6 +368,7 @@ impl<D: DatapathOps> Proxy<D> {
         pending: &mut Pending,
         services: &Store<Service>,
         slices: &Store<EndpointSlice>,
+        pods: &Store<Pod>,
     ) -> bool {
         let started = std::time::Instant::now();
         let mut changed = BTreeSet::new();
@@ -368,6 +406,27 @@ impl<D: DatapathOps> Proxy<D> {
                     ext.index
                         .update_service(id, service.as_deref(), &own, &mut ext_changed);
                 }
+            }
+        }
+        if let Some(ext) = &mut self.external {
+            if pending.pods_rebuild {
+                let listed: BTreeSet<(String, String)> = pods
+                    .state()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.metadata.namespace.clone().unwrap_or_default(),
+                            p.metadata.name.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                pending.pods.extend(ext.index.pods());
+                pending.pods.extend(listed);
+            }
+            for (namespace, name) in &pending.pods {
+                let pod = pods.get(&ObjectRef::new(name).within(namespace));
+                ext.index
+                    .update_pod(namespace, name, pod.as_deref(), &mut ext_changed);
             }
         }
         let recomputed = pending.services.len();
@@ -539,13 +598,28 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         reflector::reflector(
             slices_writer,
             watcher(
-                Api::<EndpointSlice>::all(client),
+                Api::<EndpointSlice>::all(client.clone()),
                 watcher::Config::default()
             ),
         )
         .default_backoff()
     );
 
+    // This node's pods, for their host ports (north-south only).
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let mut pod_events = match &opts.external {
+        Some(external) => reflector::reflector(
+            pods_writer,
+            watcher(
+                Api::<Pod>::all(client.clone()),
+                watcher::Config::default().fields(&format!("spec.nodeName={}", external.node_name)),
+            ),
+        )
+        .default_backoff()
+        .boxed(),
+        None => futures::stream::pending().boxed(),
+    };
+    let pods_listed = opts.external.is_none();
     let mut proxy = Proxy {
         dp,
         reconciler: Reconciler::new(),
@@ -553,6 +627,7 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         progress: opts.progress,
         services_listed: false,
         slices_listed: false,
+        pods_listed,
         pods_cgroup: opts.pods_cgroup,
         external: opts.external.map(|opts| ExternalState {
             index: ExternalIndex::new(&opts.node_name),
@@ -577,6 +652,10 @@ pub async fn run<D: DatapathOps + Send + 'static>(
                 pending.since.get_or_insert_with(std::time::Instant::now);
                 proxy.slice_event(event, &mut pending);
             }
+            event = pod_events.next() => {
+                let event = event.ok_or(ProxyError::WatchEnded { kind: "Pod" })?;
+                proxy.pod_event(event, &mut pending);
+            }
             () = sleep_until(retry_at) => retry_at = None,
             _ = resync.tick() => pending.verify = true,
         }
@@ -595,6 +674,11 @@ pub async fn run<D: DatapathOps + Send + 'static>(
                 proxy.slice_event(event, &mut pending);
                 more = true;
             }
+            if let Some(event) = pod_events.next().now_or_never() {
+                let event = event.ok_or(ProxyError::WatchEnded { kind: "Pod" })?;
+                proxy.pod_event(event, &mut pending);
+                more = true;
+            }
             if !more {
                 break;
             }
@@ -606,13 +690,13 @@ pub async fn run<D: DatapathOps + Send + 'static>(
         if retry_at.is_some() {
             continue;
         }
-        if !(proxy.services_listed && proxy.slices_listed) {
+        if !(proxy.services_listed && proxy.slices_listed && proxy.pods_listed) {
             // Kept pending: the initial lists' completion rebuilds anyway.
             pending.verify = false;
             proxy.progress.send_modify(|p| p.held_back += 1);
             continue;
         }
-        if !proxy.sync(&mut pending, &services, &slices) {
+        if !proxy.sync(&mut pending, &services, &slices, &pods) {
             retry_at = Some(Instant::now() + opts.retry);
         }
     }

@@ -576,6 +576,35 @@ async fn north_south(cluster: &Cluster) {
     .await;
     assert!(answer == "web-a" || answer == "web-b", "{answer}");
 
+    // hostPort: node-2's address answers for its pod; node-1's does not.
+    cluster.apply(
+        r"
+apiVersion: v1
+kind: Pod
+metadata: {name: hp}
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: localhost/sluice/test:1
+    ports: [{containerPort: 8080, hostPort: 8081}]
+",
+    );
+    cluster.kubectl_ok(&["wait", "--for=condition=Ready", "pod/hp", "--timeout=180s"]);
+    let answer = wait_for(
+        "hostPort 8081 on node-2",
+        Duration::from_mins(1),
+        || async { get(&format!("{}:8081", NODES[1])).ok() },
+    )
+    .await;
+    assert_eq!(answer, "hp");
+    let elsewhere = get(&format!("{}:8081", NODES[0]));
+    assert!(
+        elsewhere.is_err(),
+        "node-1 has no pod with hostPort 8081: {elsewhere:?}"
+    );
+
     // Restarting node-3's agent under load: every request through node-3's NodePort succeeds.
     let target = format!("{}:{np}", NODES[2]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

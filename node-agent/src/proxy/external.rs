@@ -28,6 +28,9 @@
 //!   highest rendezvous hash of `(ip, node)`; every agent computes the same
 //!   winner from the same objects, with no coordination.
 //!
+//! A pod's `hostPort`s ([`pod_host_ports`]) are frontends of the same kind,
+//! with the pod as their one local backend.
+//!
 //! [`service_frontends`]: super::desired::service_frontends
 
 pub mod reconcile;
@@ -418,6 +421,89 @@ pub fn service_external(
     out
 }
 
+/// The `hostPort`s of a pod on this node, as north-south frontends: each
+/// `containerPort` with a `hostPort` answers on `hostIP:hostPort` (every node
+/// address when `hostIP` is unset or `0.0.0.0`, like a `NodePort`) and goes to
+/// the pod's own IP at the container port (a local backend, never source-NATed),
+/// as the CNI `portmap` plugin does with iptables. Only a pod with an IP that has
+/// not finished (`Succeeded`/`Failed`) and is not being deleted gets them.
+#[must_use]
+pub fn pod_host_ports(pod: &k8s_openapi::api::core::v1::Pod) -> ServiceExternal {
+    let mut out = ServiceExternal::default();
+    let (Some(spec), Some(status)) = (&pod.spec, &pod.status) else {
+        return out;
+    };
+    if pod.metadata.deletion_timestamp.is_some()
+        || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    {
+        return out;
+    }
+    let Some(pod_ip) = status
+        .pod_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return out;
+    };
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    for container in &spec.containers {
+        for port in container.ports.iter().flatten() {
+            let (Some(host_port), Ok(container_port)) =
+                (port.host_port, u16::try_from(port.container_port))
+            else {
+                continue;
+            };
+            let (Ok(host_port), Some(protocol)) = (
+                u16::try_from(host_port),
+                Protocol::from_k8s(port.protocol.as_deref()),
+            ) else {
+                continue;
+            };
+            if host_port == 0 || container_port == 0 {
+                continue;
+            }
+            let vip = port
+                .host_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let frontend = Frontend {
+                vip,
+                port: host_port,
+                protocol,
+            };
+            let spec = ExtSpec {
+                service: ServicePortName::new(
+                    namespace,
+                    &format!("pod/{name}"),
+                    &format!("{protocol}/{host_port}"),
+                ),
+                flags: EXT_FLAG_NODEPORT | EXT_FLAG_LOCAL,
+                affinity_timeout_s: 0,
+                source_ranges: Vec::new(),
+                backends: vec![ExtBackend {
+                    backend: Backend {
+                        addr: pod_ip,
+                        port: container_port,
+                    },
+                    local: true,
+                }],
+                draining: Vec::new(),
+            };
+            out.frontends.entry(frontend).or_insert(spec);
+        }
+    }
+    out
+}
+
+/// The key [`ExternalIndex`] files a pod's host ports under (a pod name has
+/// no `:`, so it never collides with a Service).
+#[must_use]
+pub fn pod_ref(namespace: &str, name: &str) -> ServiceRef {
+    (namespace.to_owned(), format!("pod:{name}"))
+}
+
 /// The north-south state of every Service, kept up to date one Service at a
 /// time (the proxy calls it with the same Services and slices as
 /// [`DesiredIndex`](super::DesiredIndex)). Two service ports claiming one
@@ -483,6 +569,24 @@ impl ExternalIndex {
         let new = service
             .map(|s| service_external(s, slices, &self.node))
             .unwrap_or_default();
+        self.update(id, new, changed);
+    }
+
+    /// Recomputes the host ports of pod `namespace/name` (`None`: gone); adds to
+    /// `changed` every frontend whose winning spec changed.
+    pub fn update_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        pod: Option<&k8s_openapi::api::core::v1::Pod>,
+        changed: &mut BTreeSet<Frontend>,
+    ) {
+        let new = pod.map(pod_host_ports).unwrap_or_default();
+        self.update(&pod_ref(namespace, name), new, changed);
+    }
+
+    /// Replaces what source `id` (a Service or a pod) asks for.
+    fn update(&mut self, id: &ServiceRef, new: ServiceExternal, changed: &mut BTreeSet<Frontend>) {
         let old = self.per_service.remove(id).unwrap_or_default();
         let mut touched: BTreeSet<Frontend> = BTreeSet::new();
         for (frontend, spec) in &old.frontends {
@@ -524,11 +628,30 @@ impl ExternalIndex {
         }
     }
 
+    /// The pods (`namespace`, `name`) that have host ports in the index.
+    #[must_use]
+    pub fn pods(&self) -> Vec<(String, String)> {
+        self.per_service
+            .keys()
+            .filter_map(|(ns, name)| {
+                name.strip_prefix("pod:")
+                    .map(|pod| (ns.clone(), pod.to_owned()))
+            })
+            .collect()
+    }
+
     /// Forgets everything (before a rebuild from complete lists); returns
     /// the frontends there were, so the caller can diff.
     pub fn clear(&mut self) -> BTreeMap<Frontend, ExtSpec> {
-        self.per_service.clear();
+        self.per_service
+            .retain(|(_, name), _| name.starts_with("pod:"));
         self.claims.clear();
-        std::mem::take(&mut self.frontends)
+        let old = std::mem::take(&mut self.frontends);
+        // Pods' host ports stay (their own watch re-lists them): claim them again.
+        let kept: Vec<(ServiceRef, ServiceExternal)> = self.per_service.drain().collect();
+        for (id, state) in kept {
+            self.update(&id, state, &mut BTreeSet::new());
+        }
+        old
     }
 }

@@ -378,3 +378,49 @@ fn reconciler_writes_and_prunes_source_ranges() {
         0
     );
 }
+
+#[test]
+fn host_ports_become_local_frontends() {
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "hp"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x", "ports": [
+            {"containerPort": 8080, "hostPort": 8081},
+            {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "172.30.0.11"},
+            {"containerPort": 9090}
+        ]}]},
+        "status": {"phase": "Running", "podIP": "10.244.0.9"},
+    }))
+    .unwrap();
+    let out = super::pod_host_ports(&pod);
+    assert_eq!(out.frontends.len(), 2, "{out:?}");
+    let tcp = &out.frontends[&fe([0, 0, 0, 0], 8081)];
+    assert_eq!(tcp.flags, EXT_FLAG_NODEPORT | EXT_FLAG_LOCAL);
+    assert_eq!(
+        tcp.backends,
+        vec![ExtBackend {
+            backend: Backend {
+                addr: Ipv4Addr::new(10, 244, 0, 9),
+                port: 8080
+            },
+            local: true
+        }]
+    );
+    let udp = Frontend {
+        vip: Ipv4Addr::new(172, 30, 0, 11),
+        port: 5353,
+        protocol: Protocol::Udp,
+    };
+    assert_eq!(out.frontends[&udp].backends[0].backend.port, 53);
+
+    // Through the index, and gone with the pod or once it has finished.
+    let mut index = ExternalIndex::new("node-1");
+    let mut changed = BTreeSet::new();
+    index.update_pod("default", "hp", Some(&pod), &mut changed);
+    assert_eq!(changed.len(), 2);
+    let mut done = pod.clone();
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    let mut changed = BTreeSet::new();
+    index.update_pod("default", "hp", Some(&done), &mut changed);
+    assert_eq!(changed.len(), 2);
+    assert!(index.frontends().is_empty());
+}
