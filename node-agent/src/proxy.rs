@@ -55,7 +55,8 @@ use tokio::time::Instant;
 
 use crate::datapath::{DatapathError, DatapathOps, NodePortOps};
 pub use desired::{
-    Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired, service_frontends,
+    Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired,
+    service_frontends, service_frontends_on,
 };
 pub use external::reconcile::{ExtReconciler, ExtStats};
 pub use external::{ExtBackend, ExtSpec, ExternalIndex, HealthCheck, ServiceExternal};
@@ -139,6 +140,9 @@ pub struct Options {
     /// leaves the maps, its pods' connected UDP sockets to it are destroyed there
     /// ([`crate::sockets`]), so a client's next send reaches a live backend. `None`: never.
     pub pods_cgroup: Option<String>,
+    /// This node's name: `internalTrafficPolicy: Local` cluster IPs balance to its
+    /// endpoints only. `None`: the policy is ignored.
+    pub node_name: Option<String>,
     /// North-south (`NodePort`, `externalIPs`, `LoadBalancer`): the tc/XDP maps of this
     /// node and where to publish what it announces and health-checks. `None`: cluster IPs only.
     pub external: Option<External>,
@@ -183,6 +187,7 @@ impl Default for Options {
             retry: Duration::from_secs(1),
             node_local: Vec::new(),
             pods_cgroup: None,
+            node_name: None,
             external: None,
             progress: watch::Sender::new(Progress::default()),
         }
@@ -623,7 +628,10 @@ pub async fn run<D: DatapathOps + Send + 'static>(
     let mut proxy = Proxy {
         dp,
         reconciler: Reconciler::new(),
-        index: DesiredIndex::new(opts.node_local),
+        index: match &opts.node_name {
+            Some(node) => DesiredIndex::new(opts.node_local).on_node(node),
+            None => DesiredIndex::new(opts.node_local),
+        },
         progress: opts.progress,
         services_listed: false,
         slices_listed: false,

@@ -576,6 +576,39 @@ async fn north_south(cluster: &Cluster) {
     .await;
     assert!(answer == "web-a" || answer == "web-b", "{answer}");
 
+    // internalTrafficPolicy: Local: a pod on node-1 reaches only node-1's endpoint; a pod
+    // on node-3 (no endpoint there) is refused.
+    cluster.apply(
+        r"
+apiVersion: v1
+kind: Service
+metadata: {name: itp}
+spec:
+  selector: {tier: web}
+  internalTrafficPolicy: Local
+  ports: [{name: http, port: 80, targetPort: 8080}]
+",
+    );
+    let itp = cluster.kubectl_ok(&["get", "svc", "itp", "-o", "jsonpath={.spec.clusterIP}"]);
+    let script = format!(
+        "for i in $(seq 10); do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 {itp} 80 | tail -n 1); echo \"${{r:-FAIL}}\"; done"
+    );
+    wait_for(
+        "internalTrafficPolicy Local from node-1",
+        Duration::from_mins(1),
+        || async {
+            let out = exec(cluster, "cli1", &script);
+            let lines: Vec<&str> = out.lines().map(str::trim).collect();
+            (lines.len() == 10 && lines.iter().all(|l| *l == "web-a")).then_some(())
+        },
+    )
+    .await;
+    let refused = exec(cluster, "srv", &script);
+    assert!(
+        refused.lines().all(|l| l.trim() == "FAIL"),
+        "node-3 has no local endpoint of itp, yet: {refused}"
+    );
+
     // hostPort: node-2's address answers for its pod; node-1's does not.
     cluster.apply(
         r"

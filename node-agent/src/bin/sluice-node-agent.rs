@@ -352,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("attaching to {}", cli.cgroup_root.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cli.cgroup_root.display(), "eBPF service proxy attached");
         let mut options = proxy::Options::default();
+        options.node_name = Some(node_name.clone());
         if cli.external_iface != "none" {
             let iface = if cli.external_iface == "auto" {
                 routes::uplink_name(node_addr)

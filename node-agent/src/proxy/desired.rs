@@ -298,6 +298,20 @@ pub fn service_frontends(
     service: &Service,
     slices: &[&EndpointSlice],
 ) -> BTreeMap<Frontend, FrontendSpec> {
+    service_frontends_on(service, slices, None)
+}
+
+/// [`service_frontends`] as node `node` sees them: with
+/// `internalTrafficPolicy: Local`, a cluster IP balances only to the ready
+/// endpoints on that node (none: connections are refused, as upstream drops
+/// them), while its `externalIPs` and `LoadBalancer` IPs keep every endpoint.
+/// `None` (no node) ignores the policy.
+#[must_use]
+pub fn service_frontends_on(
+    service: &Service,
+    slices: &[&EndpointSlice],
+    node: Option<&str>,
+) -> BTreeMap<Frontend, FrontendSpec> {
     let mut frontends = BTreeMap::new();
     let Some(spec) = &service.spec else {
         return frontends;
@@ -309,6 +323,8 @@ pub fn service_frontends(
     if vips.is_empty() {
         return frontends;
     }
+    let cluster_vips = vips.clone();
+    let internal_local = node.filter(|_| spec.internal_traffic_policy.as_deref() == Some("Local"));
     // In-cluster clients of an external address are balanced at connect() too (as
     // kube-proxy short-circuits them), to every ready endpoint.
     vips.extend(
@@ -353,8 +369,14 @@ pub fn service_frontends(
         }
         let service_port =
             ServicePortName::new(namespace, name, port.name.as_deref().unwrap_or_default());
-        let backends = ready_backends(&slices, port, protocol);
+        let backends = ready_backends(&slices, port, protocol, None);
+        let local_backends =
+            internal_local.map(|node| ready_backends(&slices, port, protocol, Some(node)));
         for vip in &vips {
+            let backends = match &local_backends {
+                Some(local) if cluster_vips.contains(vip) => local,
+                _ => &backends,
+            };
             let frontend = Frontend {
                 vip: *vip,
                 port: number,
@@ -445,6 +467,7 @@ fn ready_backends(
     slices: &[&EndpointSlice],
     port: &ServicePort,
     protocol: Protocol,
+    on_node: Option<&str>,
 ) -> Vec<Backend> {
     let name = port.name.as_deref().unwrap_or_default();
     let mut backends = BTreeSet::new();
@@ -468,7 +491,7 @@ fn ready_backends(
                 .as_ref()
                 .and_then(|c| c.ready)
                 .unwrap_or(true);
-            if !ready {
+            if !ready || on_node.is_some_and(|node| endpoint.node_name.as_deref() != Some(node)) {
                 continue;
             }
             backends.extend(

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::desired::{
-    Claims, Desired, Frontend, ServicePortName, service_frontends, slice_service,
+    Claims, Desired, Frontend, ServicePortName, service_frontends_on, slice_service,
 };
 
 /// A Service's identity: `(namespace, name)`.
@@ -33,6 +33,8 @@ pub type ServiceRef = (String, String);
 pub struct DesiredIndex {
     /// Services this node answers itself (`namespace`, `name`, address).
     node_local: Vec<(String, String, Ipv4Addr)>,
+    /// This node's name (`internalTrafficPolicy: Local`); `None` ignores the policy.
+    node: Option<String>,
     /// Slice names per Service.
     slices_of: HashMap<ServiceRef, BTreeSet<String>>,
     /// The Service each slice `(namespace, slice name)` belongs to.
@@ -68,6 +70,14 @@ impl DesiredIndex {
             node_local,
             ..Self::default()
         }
+    }
+
+    /// The same index for node `node` (`internalTrafficPolicy: Local` keeps
+    /// cluster IPs to its endpoints).
+    #[must_use]
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
     }
 
     /// The current desired state.
@@ -150,7 +160,7 @@ impl DesiredIndex {
         changed: &mut BTreeSet<Frontend>,
     ) {
         let mut frontends = service
-            .map(|service| service_frontends(service, slices))
+            .map(|service| service_frontends_on(service, slices, self.node.as_deref()))
             .unwrap_or_default();
         for (frontend, spec) in &mut frontends {
             for (namespace, name, addr) in &self.node_local {
@@ -197,7 +207,9 @@ impl DesiredIndex {
     {
         let old = std::mem::take(&mut self.desired);
         let node_local = std::mem::take(&mut self.node_local);
+        let node = self.node.take();
         *self = Self::new(node_local);
+        self.node = node;
         let mut by_key: HashMap<(String, String), &EndpointSlice> = HashMap::new();
         for slice in slices {
             let slice: &EndpointSlice = slice.borrow();

@@ -2,8 +2,12 @@ use std::net::Ipv4Addr;
 
 use serde_json::json;
 
-use super::{Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired};
+use super::{
+    Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired,
+    service_frontends, service_frontends_on,
+};
 use crate::proxy::fixtures::{service, service_json, slice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 fn fe(vip: &str, port: u16, protocol: Protocol) -> Frontend {
     Frontend {
@@ -444,4 +448,53 @@ fn a_locally_served_service_goes_to_this_node_only() {
     assert_eq!(d.frontends[&fe(53, Protocol::Udp)].backends, local);
     assert_eq!(d.frontends[&fe(53, Protocol::Tcp)].backends, local);
     assert!(d.frontends[&other].backends.is_empty());
+}
+
+#[test]
+fn internal_traffic_policy_local_keeps_cluster_ips_to_this_nodes_endpoints() {
+    let service = service_json(json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.50", "clusterIPs": ["10.96.0.50"],
+                 "externalIPs": ["192.0.2.7"], "internalTrafficPolicy": "Local",
+                 "ports": [{"port": 80, "protocol": "TCP"}]},
+    }));
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web-1",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.244.0.5"], "nodeName": "node-1"},
+            {"addresses": ["10.244.1.5"], "nodeName": "node-2"},
+        ],
+    }))
+    .unwrap();
+    let vip = Frontend {
+        vip: Ipv4Addr::new(10, 96, 0, 50),
+        port: 80,
+        protocol: Protocol::Tcp,
+    };
+    let ext = Frontend {
+        vip: Ipv4Addr::new(192, 0, 2, 7),
+        ..vip
+    };
+    let on1 = service_frontends_on(&service, &[&slice], Some("node-1"));
+    assert_eq!(
+        on1[&vip].backends,
+        vec![Backend {
+            addr: Ipv4Addr::new(10, 244, 0, 5),
+            port: 8080
+        }]
+    );
+    assert_eq!(
+        on1[&ext].backends.len(),
+        2,
+        "external IPs keep every endpoint"
+    );
+    let on3 = service_frontends_on(&service, &[&slice], Some("node-3"));
+    assert!(on3[&vip].backends.is_empty(), "no local endpoint: refused");
+    assert_eq!(
+        service_frontends(&service, &[&slice])[&vip].backends.len(),
+        2
+    );
 }
