@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod controlplane;
 pub mod fake_kubelet;
 pub mod http;
+pub mod iptables_rules;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use sluice_ebpf_common::{
     Be16, Be32,
     nodeport::{
-        EXT_SERVICES_MAP, EXT_SERVICES_MAX_ENTRIES, ExtServiceValue, MaglevKey, MaglevValue,
-        NodeIpKey, NodePortConfig, ServiceKey,
+        EXT_SERVICES_MAP, EXT_SERVICES_MAX_ENTRIES, ExtServiceValue, MAGLEV_MAP,
+        MAGLEV_MAX_ENTRIES, MaglevKey, MaglevValue, NodeIpKey, NodePortConfig, ServiceKey,
     },
 };
 
@@ -218,6 +218,9 @@ impl NodePortOps for FakeNodePortMaps {
         Ok(())
     }
     fn upsert_maglev(&mut self, key: MaglevKey, table: &MaglevValue) -> Result<(), DatapathError> {
+        if !self.maglev.contains_key(&key) && self.maglev.len() >= MAGLEV_MAX_ENTRIES as usize {
+            return Err(DatapathError::MapFull { map: MAGLEV_MAP });
+        }
         self.maglev.insert(key, *table);
         Ok(())
     }

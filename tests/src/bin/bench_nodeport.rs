@@ -1,6 +1,11 @@
-//! `cargo xtask bench nodeport`: ns/packet of the north-south programs under
-//! `BPF_PROG_RUN` with a repeat count (the kernel times the loop), against
-//! a no-op program of the same type, no packet generator involved.
+//! `cargo xtask bench nodeport`: the north-south programs, in two parts (`--only
+//! prog-run,live`, default both).
+//!
+//! # `prog-run`: ns/packet under `BPF_PROG_RUN`
+//!
+//! ns/packet of the north-south programs under `BPF_PROG_RUN` with a repeat count (the
+//! kernel times the loop), against a no-op program of the same type, no packet generator
+//! involved.
 //!
 //! Paths measured, each for XDP (`sluice_np_xdp`) and tc ingress
 //! (`sluice_np_tc_in`):
@@ -17,8 +22,26 @@
 //! A repeated run feeds the program the packet it rewrote on the previous
 //! repetition, so the tracked-flow cases use a pair of conntrack entries
 //! that translate the packet back and forth: every repetition is a hit and
-//! a full rewrite. Each case runs `--rounds` times (interleaved); the
+//! a full rewrite. Each case runs `--prog-run-rounds` times (interleaved); the
 //! report gives the median. Everything (pins) is removed on exit.
+//!
+//! # `live`: requests/s and packets/s through a node namespace
+//!
+//! Client, node and backend network namespaces joined by veths (see `topology`); a
+//! `NodePort` on the node answered by kube-proxy-shaped iptables rules, by the tc programs
+//! or by tc + XDP, with 10 and 10,000 Services (`--services`); TCP requests on new
+//! connections and UDP echoes from the client namespace (see `traffic`); each variant as a
+//! ratio to iptables at the same N, variants interleaved over `--rounds` rounds (rotated
+//! order), medians reported (see `live`). Everything (namespaces, pins, rules) is removed on
+//! exit, on error and on SIGINT/SIGTERM, and leftovers of a killed run at start.
+
+// A bin's root resolves modules next to itself: these live in `bench_nodeport/`.
+#[path = "bench_nodeport/live.rs"]
+mod live;
+#[path = "bench_nodeport/topology.rs"]
+mod topology;
+#[path = "bench_nodeport/traffic.rs"]
+mod traffic;
 
 use std::{
     net::Ipv4Addr,
@@ -40,17 +63,64 @@ use sluice_node_agent::datapath::{
     NodePortKind, NodePortMaps, NodePortObject, ObjectSource, unpin, unpin_nodeport,
 };
 
+/// A part of the benchmark (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    ProgRun,
+    Live,
+}
+
 #[derive(Parser)]
 struct Args {
-    /// Repetitions per `BPF_PROG_RUN` call.
+    /// Which parts to run (comma-separated; default: both, `prog-run` first).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// prog-run: repetitions per `BPF_PROG_RUN` call.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
-    /// Interleaved rounds per case (the median is reported).
+    /// prog-run: interleaved rounds per case (the median is reported).
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
-    /// Distinct flows for the `new-flow` case (one run each).
+    prog_run_rounds: usize,
+    /// prog-run: distinct flows for the `new-flow` case (one run each).
     #[arg(long, default_value_t = 20_000)]
     new_flows: u16,
+    /// live: interleaved rounds (each runs every variant once per N, in a rotated order);
+    /// medians are over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// live: seconds of each TCP and each UDP run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// live: Service counts (comma-separated, at most 10000 each).
+    #[arg(long, value_delimiter = ',', default_value = "10,10000")]
+    services: Vec<u32>,
+    /// live: which topologies (comma-separated; default both): `routed` (client and
+    /// backend on two links of the node), `one-nic` (one bridged segment: the node has one
+    /// interface, the only shape where the XDP program forwards itself).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    topology: Vec<topology::Kind>,
+    /// live: which variants (comma-separated; default all: iptables, tc, xdp).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    variants: Vec<live::Variant>,
+    /// live: TCP client threads (a new connection per request).
+    #[arg(long, default_value_t = 4)]
+    tcp_clients: usize,
+    /// live: UDP flows (one socket and thread each).
+    #[arg(long, default_value_t = 4)]
+    udp_flows: usize,
+    /// live: UDP datagrams in flight per flow.
+    #[arg(long, default_value_t = 8)]
+    udp_window: usize,
+    /// live: program the eBPF maps with Maglev tables (the agent's default). The Maglev
+    /// map holds `MAGLEV_MAX_ENTRIES` (1,024) tables, fewer than 10,000 Services.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    maglev: bool,
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -155,13 +225,18 @@ fn run_raw(fd: &OwnedFd, packet: &[u8], repeat: u32) -> Result<u64> {
 
 // ------------------------------------------------------------------- main
 
+/// The directory of the north-south objects: that of `SLUICE_BPF_OBJ` (as `cargo xtask
+/// bench` sets it), else `SLUICE_BPF_DIR`, else the workspace's `target/bpf`.
 fn object_dir() -> PathBuf {
     if let Some(obj) = std::env::var_os("SLUICE_BPF_OBJ")
         && let Some(dir) = Path::new(&obj).parent()
     {
         return dir.to_owned();
     }
-    PathBuf::from("target/bpf")
+    if let Some(dir) = std::env::var_os("SLUICE_BPF_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bpf")
 }
 
 struct Pins(PathBuf);
@@ -178,11 +253,36 @@ fn median(mut values: Vec<u64>) -> u64 {
     values[values.len() / 2]
 }
 
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        f64::midpoint(values[mid - 1], values[mid])
+    } else {
+        values[mid]
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !sluice_test_util::is_root() {
-        bail!("bench nodeport needs root (it loads eBPF programs)");
+        bail!("bench nodeport needs root (it loads eBPF programs and builds network namespaces)");
     }
+    if args.runs(Part::ProgRun) {
+        prog_run(&args)?;
+    }
+    if args.runs(Part::Live) {
+        live::run(&args)?;
+    }
+    Ok(())
+}
+
+/// Part `prog-run`: ns/packet under `BPF_PROG_RUN` (see the module docs).
+fn prog_run(args: &Args) -> Result<()> {
     let dir = object_dir();
     let pins = Pins(PathBuf::from(format!(
         "/sys/fs/bpf/sluice-bench-nodeport-{}",
@@ -247,7 +347,7 @@ fn main() -> Result<()> {
         .into_iter()
         .map(|case| (case, Vec::new(), Vec::new()))
         .collect();
-    for _ in 0..args.rounds {
+    for _ in 0..args.prog_run_rounds {
         for (case, xdp_ns, tc_ns) in &mut rows {
             let packet = match *case {
                 "ct-dnat" => &dnat_in,
@@ -285,7 +385,7 @@ fn main() -> Result<()> {
     println!(
         "bench nodeport: BPF_PROG_RUN, repeat {} x {} rounds (median ns/packet); new-flow: median of {} single runs per program",
         args.repeat,
-        args.rounds,
+        args.prog_run_rounds,
         args.new_flows / 2
     );
     println!("{:<14} {:>8} {:>8}", "case", "xdp", "tc");

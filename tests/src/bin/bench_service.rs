@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_ebpf_common::{Be16, Be32, PROTO_TCP, ServiceKey};
 use sluice_node_agent::datapath::{self, Datapath, DatapathOps, ObjectSource, PinnedMaps};
 use sluice_node_agent::proxy::{self, Desired, Reconciler};
+use sluice_tests::iptables_rules::{self, Layout, Protocol as IptProtocol, Service as IptService};
 
 /// A part of the benchmark (`--only`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -108,6 +109,7 @@ const WRK_THREADS: usize = POD_IPS.len();
 const PIN_ROOT: &str = "/sys/fs/bpf/sluice-bench";
 /// Prefix of every iptables chain this benchmark makes, and the comment on its OUTPUT jump.
 const IPT_PREFIX: &str = "SLB-";
+/// The services chain of [`IPT_LAYOUT`] (`Layout::services_chain`).
 const IPT_TOP: &str = "SLB-SERVICES";
 const IPT_COMMENT: &str = "sluice-bench";
 /// Requests the probe makes per variant (all on one backend: odds 2^-31).
@@ -629,79 +631,49 @@ fn program(reconciler: &mut Reconciler, dp: &mut Datapath, desired: &Desired) ->
 
 // ---- iptables ------------------------------------------------------------------------------
 
+/// The rule layout of this benchmark: kube-proxy's chains under [`IPT_PREFIX`], no
+/// masquerading (the client is on the host), hooked into OUTPUT by [`iptables_install`].
+const IPT_LAYOUT: Layout<'static> = Layout {
+    prefix: IPT_PREFIX,
+    masquerade: false,
+    hook: false,
+};
+
 /// kube-proxy's rule layout for `n` services; the measured one sits in the middle of the
 /// services chain, with the two pods as endpoints.
 fn iptables_rules(n: u32) -> String {
-    let mut chains = format!("*nat\n:{IPT_TOP} - [0:0]\n");
-    let mut rules = String::new();
     let measured_at = n / 2;
-    for i in 0..n {
-        let (vip, eps): (Ipv4Addr, Vec<String>) = if i == measured_at {
-            (
-                IPT_VIP,
-                POD_IPS.iter().map(|p| format!("{p}:{POD_PORT}")).collect(),
-            )
-        } else {
-            (filler_vip(i), vec![format!("{}:80", filler_endpoint(i))])
-        };
-        let svc = format!("{IPT_PREFIX}SVC-{i:012}");
-        let _ = writeln!(chains, ":{svc} - [0:0]");
-        let _ = writeln!(
-            rules,
-            "-A {IPT_TOP} -d {vip}/32 -p tcp -m comment --comment \"bench/svc-{i}:http cluster IP\" -m tcp --dport {VIP_PORT} -j {svc}"
-        );
-        let k = eps.len();
-        for (j, ep) in eps.iter().enumerate() {
-            let sep = format!("{IPT_PREFIX}SEP-{i:010}{j:02}");
-            let _ = writeln!(chains, ":{sep} - [0:0]");
-            if j + 1 < k {
-                #[allow(
-                    clippy::cast_precision_loss,
-                    reason = "endpoint counts are tiny: exact in f64"
-                )]
-                let prob = 1.0 / (k - j) as f64;
-                let _ = writeln!(
-                    rules,
-                    "-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -m statistic --mode random --probability {prob:.11} -j {sep}"
-                );
+    let services: Vec<IptService> = (0..n)
+        .map(|i| {
+            let (cluster_ip, endpoints) = if i == measured_at {
+                (
+                    IPT_VIP,
+                    POD_IPS
+                        .iter()
+                        .map(|p| SocketAddrV4::new(*p, POD_PORT))
+                        .collect(),
+                )
             } else {
-                let _ = writeln!(
-                    rules,
-                    "-A {svc} -m comment --comment \"bench/svc-{i}:http -> {ep}\" -j {sep}"
-                );
+                (
+                    filler_vip(i),
+                    vec![SocketAddrV4::new(filler_endpoint(i), 80)],
+                )
+            };
+            IptService {
+                name: format!("bench/svc-{i}:http"),
+                cluster_ip,
+                port: VIP_PORT,
+                protocol: IptProtocol::Tcp,
+                node_port: None,
+                endpoints,
             }
-            let _ = writeln!(
-                rules,
-                "-A {sep} -p tcp -m comment --comment \"bench/svc-{i}:http\" -m tcp -j DNAT --to-destination {ep}"
-            );
-        }
-    }
-    chains.push_str(&rules);
-    chains.push_str("COMMIT\n");
-    chains
+        })
+        .collect();
+    IPT_LAYOUT.script(&services)
 }
 
 fn iptables_restore(script: &str) -> Result<()> {
-    let mut child = Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("start iptables-restore")?;
-    child
-        .stdin
-        .take()
-        .context("iptables-restore stdin")?
-        .write_all(script.as_bytes())
-        .context("write rules")?;
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "iptables-restore failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
+    iptables_rules::restore(Command::new("iptables-restore").arg("--noflush"), script)
 }
 
 fn output_jump() -> [&'static str; 9] {

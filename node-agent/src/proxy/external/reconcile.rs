@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use sluice_ebpf_common::nodeport::{
-    EXT_BACKEND_LOCAL, EXT_FLAG_MAGLEV, ExtServiceValue, MAGLEV_TABLE_SIZE, MaglevKey, NodeIpKey,
-    NodePortConfig, ServiceKey,
+    EXT_BACKEND_LOCAL, EXT_FLAG_MAGLEV, ExtServiceValue, MAGLEV_MAX_ENTRIES, MAGLEV_TABLE_SIZE,
+    MaglevKey, NodeIpKey, NodePortConfig, ServiceKey,
 };
 use sluice_ebpf_common::{Be16, Be32};
 
@@ -36,7 +36,7 @@ use super::super::ProxyError;
 use super::super::desired::{Backend, Frontend, Protocol};
 use super::super::reconcile::{IdAllocator, frontend_key};
 use super::ExtSpec;
-use crate::datapath::{NodePortOps, maglev};
+use crate::datapath::{DatapathError, NodePortOps, maglev};
 
 /// What one apply wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +92,7 @@ pub struct ExtReconciler {
     allocator: IdAllocator,
     shadow: Option<Shadow>,
     removed: BTreeSet<(Backend, Protocol)>,
+    maglev_full_warned: bool,
 }
 
 fn key_frontend(key: &ServiceKey) -> Option<Frontend> {
@@ -121,6 +122,7 @@ impl ExtReconciler {
             allocator: IdAllocator::new(1, u32::from(u16::MAX)),
             shadow: None,
             removed: BTreeSet::new(),
+            maglev_full_warned: false,
         }
     }
 
@@ -414,25 +416,39 @@ impl ExtReconciler {
             }
         }
         // The Maglev table.
-        let use_maglev = self.maglev && count > 0;
+        let mut use_maglev = self.maglev && count > 0;
         let slot_backends: Vec<Backend> = spec.backends.iter().map(|b| b.backend).collect();
-        if use_maglev {
-            if shadow.maglev.get(&id) != Some(&slot_backends) {
-                let names: Vec<String> = slot_backends.iter().map(ToString::to_string).collect();
-                let table = maglev::build(&names, MAGLEV_TABLE_SIZE)
-                    .and_then(|t| maglev::to_map_value(&t))
-                    .map_err(|_| ProxyError::TooManyBackends {
-                        frontend: frontend.to_string(),
-                        service: spec.service.to_string(),
-                        count: spec.backends.len(),
-                    })?;
-                maps.upsert_maglev(MaglevKey { svc_id: id, pad: 0 }, &table)?;
-                shadow.maglev.insert(id, slot_backends);
-                stats.maglev += 1;
+        if use_maglev && shadow.maglev.get(&id) != Some(&slot_backends) {
+            let names: Vec<String> = slot_backends.iter().map(ToString::to_string).collect();
+            let table = maglev::build(&names, MAGLEV_TABLE_SIZE)
+                .and_then(|t| maglev::to_map_value(&t))
+                .map_err(|_| ProxyError::TooManyBackends {
+                    frontend: frontend.to_string(),
+                    service: spec.service.to_string(),
+                    count: spec.backends.len(),
+                })?;
+            match maps.upsert_maglev(MaglevKey { svc_id: id, pad: 0 }, &table) {
+                Ok(()) => {
+                    shadow.maglev.insert(id, slot_backends);
+                    stats.maglev += 1;
+                }
+                // More frontends than Maglev tables: this one falls back to the flow
+                // hash modulo its backend count (still the same choice on every node).
+                Err(DatapathError::MapFull { .. }) => {
+                    if !self.maglev_full_warned {
+                        tracing::warn!(
+                            max = MAGLEV_MAX_ENTRIES,
+                            "the Maglev map is full: further north-south frontends choose backends by flow hash"
+                        );
+                        self.maglev_full_warned = true;
+                    }
+                    use_maglev = false;
+                }
+                Err(e) => return Err(e.into()),
             }
-        } else if shadow.maglev.remove(&id).is_some() {
-            // After slot 0 stops naming it would be cleaner, but a table
-            // without the flag is never read.
+        }
+        if !use_maglev && shadow.maglev.remove(&id).is_some() {
+            // A table without the flag is never read.
             maps.remove_maglev(&MaglevKey { svc_id: id, pad: 0 })?;
             stats.maglev += 1;
         }

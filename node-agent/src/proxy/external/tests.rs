@@ -424,3 +424,34 @@ fn host_ports_become_local_frontends() {
     assert_eq!(changed.len(), 2);
     assert!(index.frontends().is_empty());
 }
+
+#[test]
+fn frontends_past_the_maglev_capacity_fall_back_to_the_flow_hash() {
+    use sluice_ebpf_common::nodeport::MAGLEV_MAX_ENTRIES;
+    let n = usize::try_from(MAGLEV_MAX_ENTRIES).unwrap() + 10;
+    let mut desired = BTreeMap::new();
+    let spec = super::ExtSpec {
+        service: crate::proxy::ServicePortName::new("default", "web", ""),
+        flags: EXT_FLAG_NODEPORT,
+        affinity_timeout_s: 0,
+        source_ranges: Vec::new(),
+        backends: vec![be([10, 244, 1, 5], true)],
+        draining: Vec::new(),
+    };
+    for i in 0..n {
+        desired.insert(
+            fe([0, 0, 0, 0], 30_000 + u16::try_from(i).unwrap()),
+            spec.clone(),
+        );
+    }
+    let mut maps = FakeNodePortMaps::default();
+    let mut r = reconciler();
+    r.apply(&desired, &mut maps).unwrap();
+    assert_eq!(maps.maglev.len(), n - 10);
+    let plain = maps
+        .services
+        .iter()
+        .filter(|(k, v)| k.slot == 0 && v.flags & EXT_FLAG_MAGLEV == 0)
+        .count();
+    assert_eq!(plain, 10, "the frontends without a table lack the flag");
+}
