@@ -47,8 +47,8 @@ pub use nodeport_ops::{FakeNodePortMaps, NodePortOps};
 pub use sluice_ebpf_common::{
     BACKENDS_MAP, BackendKey, BackendValue, Be16, Be32, CONNECT4_PROGRAM, GETPEERNAME4_PROGRAM,
     PROTO_TCP, PROTO_UDP, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
-    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, SockRevNatKey,
-    SockRevNatValue,
+    SERVICES_MAP, SOCK_AFFINITY_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
+    SockAffinityKey, SockAffinityValue, SockRevNatKey, SockRevNatValue,
 };
 
 /// Errors from the datapath.

@@ -33,8 +33,9 @@ use sluice_ebpf_common::nodeport::{
     NodeIpKey, SNAT_MAP, SnatKey, SnatValue,
 };
 use sluice_ebpf_common::{
-    BACKEND_FLAG_ACTIVE, BACKENDS_MAP, REV_NAT_MAP, SERVICE_FLAG_NONE, SERVICES_MAP,
-    SOCK_REV_NAT_MAP, SockRevNatKey, SockRevNatValue,
+    BACKEND_FLAG_ACTIVE, BACKENDS_MAP, REV_NAT_MAP, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_NONE,
+    SERVICES_MAP, SOCK_AFFINITY_MAP, SOCK_REV_NAT_MAP, SockAffinityKey, SockAffinityValue,
+    SockRevNatKey, SockRevNatValue,
 };
 
 use crate::datapath::{
@@ -68,6 +69,8 @@ pub struct Maps {
     pub rev_nats: Vec<(RevNatKey, RevNatValue)>,
     /// The socket reverse-NAT LRU.
     pub sock_rev_nats: Vec<(SockRevNatKey, SockRevNatValue)>,
+    /// The socket LB's session-affinity LRU.
+    pub sock_affinities: Vec<(SockAffinityKey, SockAffinityValue)>,
     /// The north-south maps, when they are pinned there.
     pub north_south: Option<NorthSouth>,
 }
@@ -102,6 +105,7 @@ pub fn read(pin_dir: &Path) -> Result<Maps, LbctlError> {
         backends: maps.backends().map_err(error)?,
         rev_nats: maps.rev_nats().map_err(error)?,
         sock_rev_nats: maps.sock_rev_nats().map_err(error)?,
+        sock_affinities: maps.sock_affinities().map_err(error)?,
         north_south: if pin_dir.join(EXT_SERVICES_MAP).exists() {
             let maps = NodePortMaps::open(pin_dir).map_err(error)?;
             Some(NorthSouth {
@@ -131,6 +135,7 @@ const SECTIONS: &[fn(&Maps) -> Section] = &[
     backends_section,
     rev_nat_section,
     sock_rev_nat_section,
+    sock_affinity_section,
 ];
 
 /// The north-south sections, shown when those maps are pinned.
@@ -240,8 +245,12 @@ fn services_section(maps: &Maps) -> Section {
         let (rev_nat, summary, state) = match value {
             Some(v) => {
                 let mut state = Vec::new();
-                if v.flags != SERVICE_FLAG_NONE {
-                    state.push(format!("flags={:#06x}", v.flags));
+                if let Some(timeout) = v.affinity_timeout_s() {
+                    state.push(format!("ClientIP-affinity ({timeout}s)"));
+                }
+                let other = v.flags & !SERVICE_FLAG_AFFINITY;
+                if other != SERVICE_FLAG_NONE {
+                    state.push(format!("flags={other:#06x}"));
                 }
                 if !rev_nats.contains(&v.rev_nat_id) {
                     state.push("rev-NAT entry missing".to_owned());
@@ -362,6 +371,36 @@ fn sock_rev_nat_section(maps: &Maps) -> Section {
     Section {
         title: format!("SOCKET REVERSE NAT ({SOCK_REV_NAT_MAP}, LRU)"),
         columns: &["SOCKET COOKIE", "BACKEND", "FRONTEND", "REV-NAT"],
+        rows,
+    }
+}
+
+/// The socket LB's session affinity: which backend each client (network
+/// namespace) of each service was last sent to, and when (kernel monotonic
+/// clock).
+fn sock_affinity_section(maps: &Maps) -> Section {
+    let rows = maps
+        .sock_affinities
+        .iter()
+        .map(|(key, value)| {
+            vec![
+                key.netns_cookie.to_string(),
+                key.rev_nat_id.to_string(),
+                value.slot.to_string(),
+                value.backend_id.to_string(),
+                value.last_used_ns.to_string(),
+            ]
+        })
+        .collect();
+    Section {
+        title: format!("SOCKET SESSION AFFINITY ({SOCK_AFFINITY_MAP}, LRU)"),
+        columns: &[
+            "NETNS COOKIE",
+            "REV-NAT",
+            "SLOT",
+            "BACKEND ID",
+            "LAST USED (ktime ns)",
+        ],
         rows,
     }
 }

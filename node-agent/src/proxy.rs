@@ -30,6 +30,7 @@
 //! restart never prunes live services from a half-filled cache.
 
 pub mod desired;
+pub mod endpoints;
 pub mod external;
 pub mod index;
 pub mod reconcile;
@@ -53,7 +54,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::datapath::{DatapathError, DatapathOps, NodePortOps};
+use crate::datapath::{Be16, Be32, DatapathError, DatapathOps, NodePortOps};
 pub use desired::{
     Backend, Desired, Frontend, FrontendSpec, Protocol, ServicePortName, desired,
     service_frontends, service_frontends_on,
@@ -539,23 +540,31 @@ impl ExternalState {
             .iter()
             .flat_map(|(f, s)| s.draining.iter().map(|b| (*b, f.protocol)))
             .collect();
-        for (backend, protocol) in self.opts.reconciler.take_removed_backends() {
-            if protocol == Protocol::Tcp && draining.contains(&(backend, protocol)) {
-                continue;
-            }
-            match self.opts.maps.flush_backend(
-                sluice_ebpf_common::Be32::from_ipv4(backend.addr),
-                sluice_ebpf_common::Be16::from_host(backend.port),
-                protocol.number(),
-            ) {
-                Ok(0) => {}
-                Ok(flows) => {
-                    tracing::info!(%backend, %protocol, flows, "flushed tracked flows to a removed backend");
-                }
-                Err(e) => {
-                    tracing::warn!(%backend, error = %e, "flushing flows to a removed backend");
-                }
-            }
+        let flush: Vec<(Be32, Be16, u8)> = self
+            .opts
+            .reconciler
+            .take_removed_backends()
+            .into_iter()
+            .filter(|(backend, protocol)| {
+                *protocol != Protocol::Tcp || !draining.contains(&(*backend, *protocol))
+            })
+            .map(|(backend, protocol)| {
+                (
+                    Be32::from_ipv4(backend.addr),
+                    Be16::from_host(backend.port),
+                    protocol.number(),
+                )
+            })
+            .collect();
+        // One walk of the conntrack map for every backend that left in this apply.
+        match self.opts.maps.flush_backends(&flush) {
+            Ok(0) => {}
+            Ok(flows) => tracing::info!(
+                backends = flush.len(),
+                flows,
+                "flushed tracked flows to removed backends"
+            ),
+            Err(e) => tracing::warn!(error = %e, "flushing flows to removed backends"),
         }
         let announced = self.index.announced();
         self.opts.announce.send_if_modified(|current| {

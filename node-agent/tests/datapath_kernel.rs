@@ -46,8 +46,8 @@ use std::{
 
 use sluice_node_agent::datapath::{
     BACKENDS_MAP, BPF_LOG_TARGET, BackendKey, BackendValue, Be16, Be32, Datapath, DatapathOps,
-    ObjectSource, PROTO_TCP, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP, SOCK_REV_NAT_MAP,
-    ServiceKey, ServiceValue, cgroup2_mount, hooks, unpin,
+    ObjectSource, PROTO_TCP, PinnedMaps, REV_NAT_MAP, RevNatKey, RevNatValue, SERVICES_MAP,
+    SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, cgroup2_mount, hooks, unpin,
 };
 use sluice_node_agent::proxy::{
     Backend, Desired, Frontend, FrontendSpec, Protocol, Reconciler, ServicePortName, Stats,
@@ -63,6 +63,12 @@ const LOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 /// Listener port inside the child's private network namespace.
 const BACKEND_PORT: u16 = 18_080;
 const HELPER_ENV: &str = "SLUICE_CONNECT_HELPER";
+/// The affinity test's VIPs: the same four loopback backends behind one with
+/// `sessionAffinity: ClientIP` and one without.
+const AFFINITY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 13);
+const SPREAD_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 14);
+/// Connects the affinity helper makes to each VIP.
+const AFFINITY_CONNECTS: usize = 24;
 
 /// The netns tests' `ClusterIP` (TCP port 80, UDP port 53).
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 7, 7);
@@ -381,6 +387,61 @@ fn connect4_rewrites_vip_to_backend() {
 }
 
 #[test]
+fn connect4_session_affinity_keeps_one_client_on_one_backend() {
+    let Some(object) = preconditions(
+        "connect4_session_affinity_keeps_one_client_on_one_backend",
+        &["ip"],
+    ) else {
+        return;
+    };
+    let pins = PinDir::new("affinity");
+    let cgroup = Cgroup::new("sluice-test-affinity");
+    let mut dp = Datapath::load(ObjectSource::Path(&object), &pins.0).unwrap();
+    let backends: Vec<Backend> = (0..4)
+        .map(|i| Backend {
+            addr: Ipv4Addr::LOCALHOST,
+            port: BACKEND_PORT + i,
+        })
+        .collect();
+    let mut desired = Desired::default();
+    for (vip, timeout_s) in [(AFFINITY_VIP, 600), (SPREAD_VIP, 0)] {
+        desired.insert(
+            Frontend {
+                vip,
+                port: VIP_PORT,
+                protocol: Protocol::Tcp,
+            },
+            FrontendSpec::new(
+                ServicePortName::new("default", &format!("svc-{vip}"), ""),
+                backends.iter().copied(),
+            )
+            .with_affinity(timeout_s),
+        );
+    }
+    program(&mut dp, &desired);
+    let pinned = PinnedMaps::open(&pins.0).unwrap();
+    let sticky = pinned.service(&vip_key(AFFINITY_VIP)).unwrap().unwrap();
+    assert_eq!(sticky.affinity_timeout_s(), Some(600));
+    dp.attach_cgroup(&cgroup.0).unwrap();
+
+    run_helper("affinity", &cgroup.0);
+
+    // One client (the helper's network namespace), one entry, for the sticky
+    // service only, naming a slot that holds the backend it names.
+    let entries = pinned.sock_affinities().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (key, value) = entries[0];
+    assert_eq!(key.rev_nat_id, sticky.rev_nat_id);
+    assert_ne!(key.netns_cookie, 0);
+    let slot = pinned
+        .service(&vip_key(AFFINITY_VIP).with_slot(value.slot))
+        .unwrap()
+        .unwrap_or_else(|| panic!("slot {} of {AFFINITY_VIP} missing", value.slot));
+    assert_eq!(slot.backend_id, value.backend_id);
+    dp.detach_cgroup(&cgroup.0).unwrap();
+}
+
+#[test]
 fn connect4_rejects_service_without_backends() {
     let Some(object) = preconditions("connect4_rejects_service_without_backends", &["ip"]) else {
         return;
@@ -628,7 +689,68 @@ fn connect_helper() {
             }
             println!("{LOG_VIP}:80-82 refused");
         }
+        "affinity" => {
+            let listeners: Vec<TcpListener> = (0..4)
+                .map(|i| {
+                    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, BACKEND_PORT + i))
+                        .unwrap_or_else(|e| panic!("bind {}: {e}", BACKEND_PORT + i));
+                    listener.set_nonblocking(true).unwrap();
+                    listener
+                })
+                .collect();
+            let seen = |vip: Ipv4Addr| -> Vec<u16> {
+                let addr = SocketAddr::V4(SocketAddrV4::new(vip, VIP_PORT));
+                (0..AFFINITY_CONNECTS)
+                    .map(|_| {
+                        let client = TcpStream::connect_timeout(&addr, timeout)
+                            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+                        assert_eq!(client.peer_addr().unwrap(), addr);
+                        accepted_by(&listeners, timeout)
+                    })
+                    .collect()
+            };
+            let sticky = seen(AFFINITY_VIP);
+            let spread = seen(SPREAD_VIP);
+            let distinct = |ports: &[u16]| {
+                ports
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            };
+            assert_eq!(
+                distinct(&sticky),
+                1,
+                "with affinity, one backend: {sticky:?}"
+            );
+            // Without affinity the same backends share the connects (all 24 on one
+            // of four backends by chance: 4^-23), so the check above can fail.
+            assert!(
+                distinct(&spread) > 1,
+                "without affinity, spread: {spread:?}"
+            );
+            println!("affinity: {sticky:?}; no affinity: {spread:?}");
+        }
         other => panic!("unknown helper mode {other}"),
+    }
+}
+
+/// The port of the listener that accepts the next connection (listeners
+/// are non-blocking; polled until `timeout`).
+fn accepted_by(listeners: &[TcpListener], timeout: Duration) -> u16 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for listener in listeners {
+            match listener.accept() {
+                Ok(_) => return listener.local_addr().unwrap().port(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listener accepted in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -1114,6 +1236,11 @@ REV-NAT   FRONTEND
 ",
         "\ngot:\n{listing}"
     );
+    // No Service here has affinity: that section lists nothing.
+    let (sockets, affinity) = sockets
+        .split_once("\nSOCKET SESSION AFFINITY (sluice_sock_aff_v1, LRU)\n")
+        .unwrap_or_else(|| panic!("no affinity section:\n{listing}"));
+    assert_eq!(affinity, "(none)\n", "{listing}");
     // The helper's one connect to the VIP: its cookie, the backend it went
     // to, the frontend it asked for.
     let rows: Vec<Vec<&str>> = sockets

@@ -19,6 +19,19 @@
 //! backends, [`ServiceValue::rev_nat_id`] the service id. Slots `1..=count`
 //! each name one backend id, looked up in [`BACKENDS_MAP`].
 //!
+//! # Session affinity (`sessionAffinity: ClientIP`)
+//!
+//! A frontend with [`SERVICE_FLAG_AFFINITY`] carries its timeout in seconds
+//! in slot 0's [`ServiceValue::backend_id`] (unused there otherwise, as
+//! Cilium's `affinity_timeout` shares its master entry). The client is the
+//! connecting socket's network namespace (`bpf_get_netns_cookie`: one pod,
+//! or the host), the only client identity a socket hook has before the
+//! packet exists. [`SOCK_AFFINITY_MAP`] (LRU) maps `{netns cookie, service
+//! id}` to the slot and backend last chosen and when: a connect within the
+//! timeout reuses it while that slot still names that backend (the
+//! reconciler keeps backends in their slots across changes), and refreshes
+//! the time, as kube-proxy's `recent` match does.
+//!
 //! # Reverse translation (UDP replies, `getpeername`)
 //!
 //! [`REV_NAT_MAP`] maps a service's [`ServiceValue::rev_nat_id`] to the
@@ -61,6 +74,13 @@ pub const REV_NAT_MAP: &str = "sluice_revnat_v1";
 ///
 /// The kernel shows it truncated (`sluice_sock_rev`), as for [`REV_NAT_MAP`].
 pub const SOCK_REV_NAT_MAP: &str = "sluice_sock_revnat_v1";
+/// Pinned name of the session-affinity map
+/// (`LruHashMap<SockAffinityKey, SockAffinityValue>`), written by the programs.
+///
+/// The kernel shows it truncated (`sluice_sock_aff`), as for [`REV_NAT_MAP`].
+pub const SOCK_AFFINITY_MAP: &str = "sluice_sock_aff_v1";
+/// Capacity of [`SOCK_AFFINITY_MAP`]; least recently used entries are evicted.
+pub const SOCK_AFFINITY_MAX_ENTRIES: u32 = 65_536;
 /// Capacity of [`SERVICES_MAP`] (frontends plus backend slots).
 pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
 /// Capacity of [`BACKENDS_MAP`].
@@ -93,6 +113,9 @@ pub const PROTO_UDP: u8 = 17;
 
 /// Frontend flag: none set.
 pub const SERVICE_FLAG_NONE: u16 = 0;
+/// Frontend flag: `sessionAffinity: ClientIP`; slot 0's `backend_id` holds
+/// the timeout in seconds.
+pub const SERVICE_FLAG_AFFINITY: u16 = 1;
 
 /// Backend flag: active (the default; terminating/quarantined come later).
 pub const BACKEND_FLAG_ACTIVE: u8 = 0;
@@ -222,7 +245,8 @@ impl ServiceKey {
 /// Value of [`SERVICES_MAP`].
 ///
 /// For slot 0 (frontend): `count` backends, `flags`, `rev_nat_id` (the
-/// service id) and `backend_id == 0`. For slot `n >= 1`: `backend_id` names
+/// service id) and `backend_id` 0, or with [`SERVICE_FLAG_AFFINITY`] the
+/// affinity timeout in seconds. For slot `n >= 1`: `backend_id` names
 /// the backend, the other fields repeat the frontend's for inspection.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -249,6 +273,30 @@ impl ServiceValue {
             backend_id: 0,
             rev_nat_id,
             pad: [0; 2],
+        }
+    }
+
+    /// A frontend (slot 0) value with `sessionAffinity: ClientIP` for
+    /// `timeout_s` seconds.
+    #[must_use]
+    pub const fn frontend_with_affinity(count: u16, rev_nat_id: u16, timeout_s: u32) -> Self {
+        Self {
+            count,
+            flags: SERVICE_FLAG_AFFINITY,
+            backend_id: timeout_s,
+            rev_nat_id,
+            pad: [0; 2],
+        }
+    }
+
+    /// The affinity timeout in seconds of a frontend value; `None` without
+    /// [`SERVICE_FLAG_AFFINITY`].
+    #[must_use]
+    pub const fn affinity_timeout_s(&self) -> Option<u32> {
+        if self.flags & SERVICE_FLAG_AFFINITY != 0 {
+            Some(self.backend_id)
+        } else {
+            None
         }
     }
 
@@ -383,6 +431,45 @@ pub struct SockRevNatValue {
     pub rev_nat_id: u16,
 }
 
+/// Key of [`SOCK_AFFINITY_MAP`]: one client (network namespace) of one
+/// service.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SockAffinityKey {
+    /// `bpf_get_netns_cookie` of the connecting socket.
+    pub netns_cookie: u64,
+    /// The service's [`ServiceValue::rev_nat_id`].
+    pub rev_nat_id: u16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 6],
+}
+
+impl SockAffinityKey {
+    /// The key of client `netns_cookie` of service `rev_nat_id`.
+    #[must_use]
+    pub const fn new(netns_cookie: u64, rev_nat_id: u16) -> Self {
+        Self {
+            netns_cookie,
+            rev_nat_id,
+            pad: [0; 6],
+        }
+    }
+}
+
+/// Value of [`SOCK_AFFINITY_MAP`]: the backend a client was last sent to.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockAffinityValue {
+    /// `bpf_ktime_get_ns` of the last connect that used it.
+    pub last_used_ns: u64,
+    /// The backend id.
+    pub backend_id: u32,
+    /// The slot of the frontend that named the backend.
+    pub slot: u16,
+    /// Explicit padding; always 0.
+    pub pad: [u8; 2],
+}
+
 // Layouts are ABI shared with the kernel objects: pin them down.
 const _: () = {
     assert!(size_of::<Be32>() == 4);
@@ -426,6 +513,17 @@ const _: () = {
     assert!(offset_of!(SockRevNatKey, port) == 12);
     assert!(offset_of!(SockRevNatKey, pad) == 14);
 
+    assert!(size_of::<SockAffinityKey>() == 16);
+    assert!(offset_of!(SockAffinityKey, netns_cookie) == 0);
+    assert!(offset_of!(SockAffinityKey, rev_nat_id) == 8);
+    assert!(offset_of!(SockAffinityKey, pad) == 10);
+
+    assert!(size_of::<SockAffinityValue>() == 16);
+    assert!(offset_of!(SockAffinityValue, last_used_ns) == 0);
+    assert!(offset_of!(SockAffinityValue, backend_id) == 8);
+    assert!(offset_of!(SockAffinityValue, slot) == 12);
+    assert!(offset_of!(SockAffinityValue, pad) == 14);
+
     assert!(size_of::<SockRevNatValue>() == 8);
     assert!(offset_of!(SockRevNatValue, vip) == 0);
     assert!(offset_of!(SockRevNatValue, port) == 4);
@@ -438,15 +536,15 @@ const _: () = {
     assert!(SENDMSG4_PROGRAM.len() <= 15);
     assert!(RECVMSG4_PROGRAM.len() <= 15);
     assert!(GETPEERNAME4_PROGRAM.len() <= 15);
-    // REV_NAT_MAP and SOCK_REV_NAT_MAP are longer (names fixed by the API):
+    // REV_NAT_MAP, SOCK_REV_NAT_MAP and SOCK_AFFINITY_MAP are longer (names fixed by the API):
     // the kernel truncates them; pins and ELF symbols use the full names.
 };
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        BackendKey, BackendValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockRevNatKey,
-        SockRevNatValue,
+        BackendKey, BackendValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue,
+        SockAffinityKey, SockAffinityValue, SockRevNatKey, SockRevNatValue,
     };
 
     // SAFETY: `ServiceKey` is `#[repr(C)]`, `Copy`, made only of integers
@@ -474,6 +572,12 @@ mod pod {
     // SAFETY: `repr(C)`, integers only, 8 bytes with no implicit padding
     // (asserted above); any bit pattern is valid.
     unsafe impl aya::Pod for SockRevNatValue {}
+    // SAFETY: `repr(C)`, integers only, explicit padding, 16 bytes with the
+    // `u64` first so there is no implicit padding (asserted above).
+    unsafe impl aya::Pod for SockAffinityKey {}
+    // SAFETY: `repr(C)`, integers only, explicit padding, 16 bytes with the
+    // `u64` first so there is no implicit padding (asserted above).
+    unsafe impl aya::Pod for SockAffinityValue {}
 }
 
 #[cfg(test)]

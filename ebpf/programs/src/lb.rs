@@ -1,15 +1,18 @@
 //! Service load balancing shared by the socket hooks (and later tc/XDP).
 
-use aya_ebpf::{EbpfContext, helpers::bpf_get_prandom_u32};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_ktime_get_ns},
+};
 use aya_log_ebpf::{debug, warn};
 use sluice_ebpf_common::{
-    BackendKey, BackendValue, Be16, Be32, RevNatKey, ServiceKey, ServiceValue, SockRevNatKey,
-    SockRevNatValue,
+    BackendKey, BackendValue, Be16, Be32, RevNatKey, ServiceKey, ServiceValue, SockAffinityKey,
+    SockAffinityValue, SockRevNatKey, SockRevNatValue,
 };
 
 use crate::{
     LOG_TARGET,
-    maps::{BACKENDS, REV_NAT, SERVICES, SOCK_REV_NAT},
+    maps::{BACKENDS, REV_NAT, SERVICES, SOCK_AFFINITY, SOCK_REV_NAT},
 };
 
 /// What to do with a connection to a destination.
@@ -28,7 +31,12 @@ pub enum Verdict {
 }
 
 /// Looks up the frontend for `key` (slot 0) and, when it has backends, picks
-/// one at random.
+/// one: the client's remembered slot when the frontend has session affinity
+/// and the entry is fresh and still names the same backend, else one at
+/// random (remembered, with affinity).
+///
+/// `ctx` must be a socket-address context: with affinity its network
+/// namespace cookie names the client.
 ///
 /// A frontend whose chosen slot or backend is missing (userspace is mid-update)
 /// is treated as having no backends: connecting to the VIP itself would only
@@ -54,14 +62,30 @@ pub fn select_backend<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Verdict {
         );
         return Verdict::NoBackends;
     }
-    // SAFETY: bpf_get_prandom_u32 takes no arguments and has no preconditions.
-    let random = unsafe { bpf_get_prandom_u32() };
-    // `count` is non-zero, so the remainder is in 0..count and the slot in 1..=count.
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "remainder of a division by a u16 fits in u16"
-    )]
-    let slot = (random % u32::from(count)) as u16 + 1;
+    let affinity = frontend.affinity_timeout_s().map(|timeout_s| {
+        // SAFETY: the helper reads the network namespace of the context's
+        // socket; the kernel allows it in cgroup sock_addr programs (5.7+).
+        let cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+        // SAFETY: bpf_ktime_get_ns takes no arguments and has no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        (
+            SockAffinityKey::new(cookie, frontend.rev_nat_id),
+            now,
+            u64::from(timeout_s) * 1_000_000_000,
+        )
+    });
+    let remembered = affinity.and_then(|(akey, now, timeout_ns)| {
+        // SAFETY: the pointer comes from a successful map lookup and is valid
+        // for reads of a `SockAffinityValue` during this run; copied out at once.
+        let entry = unsafe { *SOCK_AFFINITY.get_ptr(akey)? };
+        let fresh = now.wrapping_sub(entry.last_used_ns) <= timeout_ns;
+        let named = entry.slot >= 1
+            && entry.slot <= count
+            && lookup_service(&key.with_slot(entry.slot))
+                .is_some_and(|v| v.backend_id == entry.backend_id);
+        (fresh && named).then_some(entry.slot)
+    });
+    let slot = remembered.unwrap_or_else(|| random_slot(count));
     let Some(slot_value) = lookup_service(&key.with_slot(slot)) else {
         warn!(
             ctx,
@@ -83,6 +107,16 @@ pub fn select_backend<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Verdict {
     // value out at once.
     let backend = BACKENDS.get_ptr(backend_key).map(|ptr| unsafe { *ptr });
     if let Some(backend) = backend {
+        if let Some((akey, now, _)) = affinity {
+            let entry = SockAffinityValue {
+                last_used_ns: now,
+                backend_id: backend_key.id,
+                slot,
+                pad: [0; 2],
+            };
+            // Best effort, as for the reverse-NAT record: the map is LRU.
+            let _ = SOCK_AFFINITY.insert(akey, entry, 0);
+        }
         Verdict::Backend {
             backend,
             rev_nat_id: frontend.rev_nat_id,
@@ -143,6 +177,19 @@ pub fn reverse_lookup(cookie: u64, addr: Be32, port: Be16) -> Option<(Be32, Be16
             None
         }
     }
+}
+
+/// A slot in `1..=count` at random; `count` must be non-zero.
+#[inline(always)]
+fn random_slot(count: u16) -> u16 {
+    // SAFETY: bpf_get_prandom_u32 takes no arguments and has no preconditions.
+    let random = unsafe { bpf_get_prandom_u32() };
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "remainder of a division by a u16 fits in u16"
+    )]
+    let index = (random % u32::from(count)) as u16;
+    index + 1
 }
 
 #[inline(always)]

@@ -22,8 +22,8 @@ use aya::{
 use super::{
     BACKENDS_MAP, BackendKey, BackendValue, CONNECT4_PROGRAM, DatapathError, DatapathOps,
     GETPEERNAME4_PROGRAM, RECVMSG4_PROGRAM, REV_NAT_MAP, RevNatKey, RevNatValue, SENDMSG4_PROGRAM,
-    SERVICES_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue, SockRevNatKey,
-    SockRevNatValue,
+    SERVICES_MAP, SOCK_AFFINITY_MAP, SOCK_PROGRAMS, SOCK_REV_NAT_MAP, ServiceKey, ServiceValue,
+    SockAffinityKey, SockAffinityValue, SockRevNatKey, SockRevNatValue,
     ebpf_log::{self, EbpfLogs},
     links,
 };
@@ -275,11 +275,11 @@ impl Datapath {
         let services = take_hash_map(&mut ebpf, SERVICES_MAP)?;
         let backends = take_hash_map(&mut ebpf, BACKENDS_MAP)?;
         let rev_nat = take_hash_map(&mut ebpf, REV_NAT_MAP)?;
-        // The programs alone use the socket map; it must be in the object.
-        if ebpf.map(SOCK_REV_NAT_MAP).is_none() {
-            return Err(DatapathError::MissingMap {
-                name: SOCK_REV_NAT_MAP,
-            });
+        // The programs alone use the socket maps; they must be in the object.
+        for name in [SOCK_REV_NAT_MAP, SOCK_AFFINITY_MAP] {
+            if ebpf.map(name).is_none() {
+                return Err(DatapathError::MissingMap { name });
+            }
         }
 
         let logs = EbpfLogs::start(&mut ebpf);
@@ -623,6 +623,7 @@ pub struct PinnedMaps {
     backends: HashMap<MapData, BackendKey, BackendValue>,
     rev_nat: HashMap<MapData, RevNatKey, RevNatValue>,
     sock_rev_nat: HashMap<MapData, SockRevNatKey, SockRevNatValue>,
+    sock_affinity: HashMap<MapData, SockAffinityKey, SockAffinityValue>,
 }
 
 impl std::fmt::Debug for PinnedMaps {
@@ -641,7 +642,7 @@ fn open_pinned<K: aya::Pod, V: aya::Pod>(
 }
 
 impl PinnedMaps {
-    /// Opens sluice's four maps pinned under `pin_dir`.
+    /// Opens sluice's socket-LB maps pinned under `pin_dir`.
     ///
     /// # Errors
     /// [`DatapathError::Map`] when a pin is missing or is not the expected
@@ -652,6 +653,7 @@ impl PinnedMaps {
             backends: open_pinned(pin_dir, BACKENDS_MAP)?,
             rev_nat: open_pinned(pin_dir, REV_NAT_MAP)?,
             sock_rev_nat: open_pinned(pin_dir, SOCK_REV_NAT_MAP)?,
+            sock_affinity: open_pinned(pin_dir, SOCK_AFFINITY_MAP)?,
         })
     }
 
@@ -699,6 +701,17 @@ impl PinnedMaps {
     pub fn sock_rev_nats(&self) -> Result<Vec<(SockRevNatKey, SockRevNatValue)>, DatapathError> {
         dump(&self.sock_rev_nat, SOCK_REV_NAT_MAP)
     }
+
+    /// All session-affinity entries (the LRU the programs write), sorted by
+    /// key. Entries the kernel evicts while this reads are simply missing.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the map cannot be read.
+    pub fn sock_affinities(
+        &self,
+    ) -> Result<Vec<(SockAffinityKey, SockAffinityValue)>, DatapathError> {
+        dump(&self.sock_affinity, SOCK_AFFINITY_MAP)
+    }
 }
 
 /// Full teardown of a pin directory: detaches and unpins every hook pinned
@@ -711,7 +724,13 @@ impl PinnedMaps {
 /// [`DatapathError::Unpin`] when a map pin exists but cannot be removed.
 pub fn unpin(pin_dir: &Path) -> Result<(), DatapathError> {
     detach_links(pin_dir)?;
-    for name in [SERVICES_MAP, BACKENDS_MAP, REV_NAT_MAP, SOCK_REV_NAT_MAP] {
+    for name in [
+        SERVICES_MAP,
+        BACKENDS_MAP,
+        REV_NAT_MAP,
+        SOCK_REV_NAT_MAP,
+        SOCK_AFFINITY_MAP,
+    ] {
         let path = pin_dir.join(name);
         match fs::remove_file(&path) {
             Err(source) if source.kind() != io::ErrorKind::NotFound => {

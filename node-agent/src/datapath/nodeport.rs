@@ -632,40 +632,41 @@ impl NodePortMaps {
         Ok(keys)
     }
 
-    /// Removes every conntrack entry of the flows to backend `addr:port`/`proto`
-    /// (both directions, and the SNAT port such a flow holds), so their next
-    /// packet is a new flow that picks a live backend. Returns the flows removed.
+    /// Removes every conntrack entry of the flows to the backends
+    /// `(addr, port, proto)` (both directions, and the SNAT port such a flow
+    /// holds), so their next packet is a new flow that picks a live backend.
+    /// One walk of the conntrack map, however many backends. Returns the
+    /// flows removed.
     ///
     /// # Errors
     /// [`DatapathError::Map`].
-    pub fn flush_backend(
+    pub fn flush_backends(
         &mut self,
-        addr: sluice_ebpf_common::Be32,
-        port: sluice_ebpf_common::Be16,
-        proto: u8,
+        backends: &[(sluice_ebpf_common::Be32, sluice_ebpf_common::Be16, u8)],
     ) -> Result<usize, DatapathError> {
         use sluice_ebpf_common::nodeport::{CT_FLAG_REPLY, CT_FLAG_SNAT};
+        if backends.is_empty() {
+            return Ok(0);
+        }
+        let wanted: std::collections::HashSet<_> = backends.iter().copied().collect();
         let mut doomed = Vec::new();
         let mut snat = Vec::new();
         let mut flows = 0;
         for entry in &self.ct {
             let (key, value) = entry.map_err(map_error(CT_MAP, "dump"))?;
-            if key.proto != proto {
-                continue;
-            }
             let original = value.flags & CT_FLAG_REPLY == 0;
-            if original && value.addr == addr && value.port == port {
+            if original && wanted.contains(&(value.addr, value.port, key.proto)) {
                 flows += 1;
                 doomed.push(key);
                 if value.flags & CT_FLAG_SNAT != 0 {
                     snat.push(SnatKey {
                         addr: value.nat_addr,
                         port: value.nat_port,
-                        proto,
+                        proto: key.proto,
                         pad: 0,
                     });
                 }
-            } else if !original && key.src == addr && key.sport == port {
+            } else if !original && wanted.contains(&(key.src, key.sport, key.proto)) {
                 doomed.push(key);
             }
         }

@@ -98,12 +98,13 @@ pub trait NodePortOps {
     /// # Errors
     /// [`DatapathError::Map`].
     fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError>;
-    /// Forgets the tracked flows to backend `addr:port`/`proto` (conntrack
-    /// both ways, their SNAT ports); returns how many flows.
+    /// Forgets the tracked flows to the backends `(addr, port, proto)`
+    /// (conntrack both ways, their SNAT ports) in one pass; returns how many
+    /// flows.
     ///
     /// # Errors
     /// [`DatapathError::Map`].
-    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError>;
+    fn flush_backends(&mut self, backends: &[(Be32, Be16, u8)]) -> Result<usize, DatapathError>;
 }
 
 impl NodePortOps for NodePortMaps {
@@ -160,8 +161,8 @@ impl NodePortOps for NodePortMaps {
     fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError> {
         NodePortMaps::node_ips(self)
     }
-    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError> {
-        NodePortMaps::flush_backend(self, addr, port, proto)
+    fn flush_backends(&mut self, backends: &[(Be32, Be16, u8)]) -> Result<usize, DatapathError> {
+        NodePortMaps::flush_backends(self, backends)
     }
 }
 
@@ -180,6 +181,8 @@ pub struct FakeNodePortMaps {
     pub source_ranges: BTreeSet<(u16, Be32, u8)>,
     /// Backends whose flows were flushed, in order.
     pub flushed: Vec<(Be32, Be16, u8)>,
+    /// Maglev writes refused because the map was full.
+    pub maglev_refused: usize,
 }
 
 impl NodePortOps for FakeNodePortMaps {
@@ -219,6 +222,7 @@ impl NodePortOps for FakeNodePortMaps {
     }
     fn upsert_maglev(&mut self, key: MaglevKey, table: &MaglevValue) -> Result<(), DatapathError> {
         if !self.maglev.contains_key(&key) && self.maglev.len() >= MAGLEV_MAX_ENTRIES as usize {
+            self.maglev_refused += 1;
             return Err(DatapathError::MapFull { map: MAGLEV_MAP });
         }
         self.maglev.insert(key, *table);
@@ -257,8 +261,8 @@ impl NodePortOps for FakeNodePortMaps {
     fn node_ips(&self) -> Result<Vec<NodeIpKey>, DatapathError> {
         Ok(self.node_ips.iter().copied().collect())
     }
-    fn flush_backend(&mut self, addr: Be32, port: Be16, proto: u8) -> Result<usize, DatapathError> {
-        self.flushed.push((addr, port, proto));
+    fn flush_backends(&mut self, backends: &[(Be32, Be16, u8)]) -> Result<usize, DatapathError> {
+        self.flushed.extend_from_slice(backends);
         Ok(0)
     }
 }

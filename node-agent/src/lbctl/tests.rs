@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use sluice_ebpf_common::{SockRevNatKey, SockRevNatValue};
+use sluice_ebpf_common::{SockAffinityKey, SockAffinityValue, SockRevNatKey, SockRevNatValue};
 
 use super::{Maps, render};
 use crate::datapath::{
@@ -17,6 +17,7 @@ fn snapshot(dp: &FakeDatapath) -> Maps {
         backends: dp.backends().unwrap(),
         rev_nats: dp.rev_nats().unwrap(),
         sock_rev_nats: Vec::new(),
+        sock_affinities: Vec::new(),
         north_south: None,
     }
 }
@@ -46,7 +47,8 @@ fn lists_frontends_with_their_backends_rev_nat_and_sockets() {
                 (Ipv4Addr::new(10, 244, 0, 5), 8080),
                 (Ipv4Addr::new(10, 244, 0, 6), 8080),
             ],
-        ),
+        )
+        .with_affinity(600),
     );
     desired.insert(
         Frontend {
@@ -79,12 +81,21 @@ fn lists_frontends_with_their_backends_rev_nat_and_sockets() {
             rev_nat_id: 3,
         },
     ));
+    maps.sock_affinities.push((
+        SockAffinityKey::new(4_026_531_840, 2),
+        SockAffinityValue {
+            last_used_ns: 123_456_789,
+            backend_id: 2,
+            slot: 2,
+            pad: [0; 2],
+        },
+    ));
     let got = render(&maps);
     let want = "\
 SERVICES (sluice_svc_v1, backends from sluice_be_v1)
 FRONTEND            REV-NAT   SLOT   BACKEND                  STATE
 10.96.0.9:443/TCP   1         0      (no backends: refused)
-10.96.0.10:80/TCP   2         0      (2 backends)
+10.96.0.10:80/TCP   2         0      (2 backends)             ClientIP-affinity (600s)
                               1      10.244.0.5:8080 (id 1)   active
                               2      10.244.0.6:8080 (id 2)   active
 10.96.0.53:53/UDP   3         0      (1 backend)
@@ -105,6 +116,10 @@ REV-NAT   FRONTEND
 SOCKET REVERSE NAT (sluice_sock_revnat_v1, LRU)
 SOCKET COOKIE   BACKEND           FRONTEND        REV-NAT
 4097            10.244.0.5:5353   10.96.0.53:53   3
+
+SOCKET SESSION AFFINITY (sluice_sock_aff_v1, LRU)
+NETNS COOKIE   REV-NAT   SLOT   BACKEND ID   LAST USED (ktime ns)
+4026531840     2         2      2            123456789
 ";
     assert_eq!(got, want, "\ngot:\n{got}");
 }
@@ -124,6 +139,9 @@ REVERSE NAT (sluice_revnat_v1)
 (none)
 
 SOCKET REVERSE NAT (sluice_sock_revnat_v1, LRU)
+(none)
+
+SOCKET SESSION AFFINITY (sluice_sock_aff_v1, LRU)
 (none)
 "
     );
@@ -160,6 +178,7 @@ fn inconsistent_entries_are_shown_not_hidden() {
             RevNatValue::new(Be32::from_octets([10, 96, 0, 2]), Be16::from_host(80)),
         )],
         sock_rev_nats: Vec::new(),
+        sock_affinities: Vec::new(),
         north_south: None,
     };
     let got = render(&maps);

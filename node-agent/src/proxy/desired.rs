@@ -17,11 +17,14 @@
 //!   `kubernetes.io/service-name=<service>` in the Service's namespace
 //!   (address type `IPv4`), from the slice port whose name and protocol match
 //!   the service port's (unnamed = `""`), using that slice port's number (the
-//!   resolved target port) and every address of every ready endpoint
-//!   (`conditions.ready` true or unset);
-//! - backends are deduplicated and sorted; a frontend with no ready endpoint
+//!   resolved target port) and every address of every usable endpoint
+//!   ([`usable`]: ready, or when none is ready the serving terminating ones);
+//! - backends are deduplicated and sorted; a frontend with no usable endpoint
 //!   keeps 0 backends, so the datapath refuses connections instead of
-//!   letting them hang.
+//!   letting them hang;
+//! - `sessionAffinity: ClientIP` gives every frontend of the Service its
+//!   timeout ([`client_ip_affinity`]); the socket programs then keep sending
+//!   one client (a network namespace: a pod, or the host) to one backend.
 
 #[cfg(test)]
 mod tests;
@@ -31,10 +34,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use sluice_ebpf_common::{PROTO_TCP, PROTO_UDP};
+
+use super::endpoints::{PortEndpoint, client_ip_affinity, port_endpoints, usable};
 
 /// The label that ties an `EndpointSlice` to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -159,8 +164,10 @@ impl ServicePortName {
 pub struct FrontendSpec {
     /// The service port this frontend belongs to.
     pub service: ServicePortName,
-    /// Ready backends, sorted and deduplicated; empty means "refuse".
+    /// Usable backends, sorted and deduplicated; empty means "refuse".
     pub backends: Vec<Backend>,
+    /// `sessionAffinity: ClientIP` timeout in seconds; 0 without affinity.
+    pub affinity_timeout_s: u32,
 }
 
 impl FrontendSpec {
@@ -174,7 +181,21 @@ impl FrontendSpec {
         let mut backends: Vec<Backend> = backends.into_iter().collect();
         backends.sort_unstable();
         backends.dedup();
-        Self { service, backends }
+        Self {
+            service,
+            backends,
+            affinity_timeout_s: 0,
+        }
+    }
+
+    /// The same spec with `sessionAffinity: ClientIP` for `timeout_s` seconds
+    /// (0: none).
+    #[must_use]
+    pub fn with_affinity(self, timeout_s: u32) -> Self {
+        Self {
+            affinity_timeout_s: timeout_s,
+            ..self
+        }
     }
 }
 
@@ -302,7 +323,7 @@ pub fn service_frontends(
 }
 
 /// [`service_frontends`] as node `node` sees them: with
-/// `internalTrafficPolicy: Local`, a cluster IP balances only to the ready
+/// `internalTrafficPolicy: Local`, a cluster IP balances only to the usable
 /// endpoints on that node (none: connections are refused, as upstream drops
 /// them), while its `externalIPs` and `LoadBalancer` IPs keep every endpoint.
 /// `None` (no node) ignores the policy.
@@ -350,6 +371,7 @@ pub fn service_frontends_on(
     vips.dedup();
     let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
     let name = service.metadata.name.as_deref().unwrap_or_default();
+    let affinity = client_ip_affinity(spec).unwrap_or(0);
     let slices: Vec<&EndpointSlice> = slices
         .iter()
         .copied()
@@ -367,11 +389,17 @@ pub fn service_frontends_on(
         if number == 0 {
             continue;
         }
-        let service_port =
-            ServicePortName::new(namespace, name, port.name.as_deref().unwrap_or_default());
-        let backends = ready_backends(&slices, port, protocol, None);
-        let local_backends =
-            internal_local.map(|node| ready_backends(&slices, port, protocol, Some(node)));
+        let port_name = port.name.as_deref().unwrap_or_default();
+        let service_port = ServicePortName::new(namespace, name, port_name);
+        let endpoints = port_endpoints(&slices, port_name, protocol);
+        let backend_of = |e: &&PortEndpoint| e.backend;
+        let backends: Vec<Backend> = usable(endpoints.iter()).iter().map(backend_of).collect();
+        let local_backends: Option<Vec<Backend>> = internal_local.map(|node| {
+            usable(endpoints.iter().filter(|e| e.on(node)))
+                .iter()
+                .map(backend_of)
+                .collect()
+        });
         for vip in &vips {
             let backends = match &local_backends {
                 Some(local) if cluster_vips.contains(vip) => local,
@@ -382,7 +410,8 @@ pub fn service_frontends_on(
                 port: number,
                 protocol,
             };
-            let candidate = FrontendSpec::new(service_port.clone(), backends.iter().copied());
+            let candidate = FrontendSpec::new(service_port.clone(), backends.iter().copied())
+                .with_affinity(affinity);
             frontends
                 .entry(frontend)
                 .and_modify(|existing: &mut FrontendSpec| {
@@ -460,48 +489,4 @@ fn cluster_ipv4s(cluster_ip: Option<&str>, cluster_ips: Option<&[String]>) -> Ve
     vips.sort_unstable();
     vips.dedup();
     vips
-}
-
-/// Ready backends of one service port across the Service's slices.
-fn ready_backends(
-    slices: &[&EndpointSlice],
-    port: &ServicePort,
-    protocol: Protocol,
-    on_node: Option<&str>,
-) -> Vec<Backend> {
-    let name = port.name.as_deref().unwrap_or_default();
-    let mut backends = BTreeSet::new();
-    for slice in slices {
-        let Some(target) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or_default() == name
-                && Protocol::from_k8s(p.protocol.as_deref()) == Some(protocol)
-        }) else {
-            continue;
-        };
-        let Some(target) = target
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-        else {
-            continue;
-        };
-        for endpoint in &slice.endpoints {
-            let ready = endpoint
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
-            if !ready || on_node.is_some_and(|node| endpoint.node_name.as_deref() != Some(node)) {
-                continue;
-            }
-            backends.extend(
-                endpoint
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-                    .map(|addr| Backend { addr, port: target }),
-            );
-        }
-    }
-    backends.into_iter().collect()
 }

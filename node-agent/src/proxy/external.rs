@@ -12,8 +12,8 @@
 //!   address); `externalIP:port` for every `spec.externalIPs` address (any
 //!   Service type); `ingressIP:port` for every `status.loadBalancer.ingress`
 //!   IP of a `LoadBalancer` Service;
-//! - backends: the ready endpoints; when none is ready, the serving
-//!   terminating ones (upstream's terminating-endpoint fallback); with
+//! - backends: the usable endpoints ([`usable`]: ready, or when none is
+//!   ready the serving terminating ones); with
 //!   `externalTrafficPolicy: Local`, the same choice among this node's
 //!   endpoints only (`nodeName`), and no SNAT (the client address is kept);
 //! - `sessionAffinity: ClientIP` with its `timeoutSeconds` (default 10800);
@@ -41,20 +41,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use sluice_ebpf_common::nodeport::{
     EXT_FLAG_AFFINITY, EXT_FLAG_EXTERNAL_IP, EXT_FLAG_LOADBALANCER, EXT_FLAG_LOCAL,
     EXT_FLAG_NODEPORT, EXT_FLAG_SOURCE_RANGES,
 };
 
 use super::desired::{Backend, Frontend, Protocol, ServicePortName, slice_service};
+use super::endpoints::{client_ip_affinity, port_endpoints, usable};
 use super::index::ServiceRef;
 
 /// The annotation older clients set instead of `loadBalancerSourceRanges`.
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
-
-/// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
-pub const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
 
 /// One north-south backend.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,69 +107,6 @@ pub struct ServiceExternal {
     pub health: Option<HealthCheck>,
     /// Its `LoadBalancer` ingress IPs this node announces.
     pub announce: BTreeSet<Ipv4Addr>,
-}
-
-/// Whether an endpoint takes traffic, drains, or is ignored.
-fn endpoint_state(endpoint: &Endpoint) -> (bool, bool) {
-    let conditions = endpoint.conditions.as_ref();
-    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-    (ready, serving && terminating)
-}
-
-/// A Service's endpoints for one port: `(backend, node, ready, serving-terminating)`.
-fn port_endpoints(
-    slices: &[&EndpointSlice],
-    port_name: &str,
-    protocol: Protocol,
-) -> Vec<(Backend, Option<String>, bool, bool)> {
-    let mut out = Vec::new();
-    for slice in slices {
-        let Some(target) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or_default() == port_name
-                && Protocol::from_k8s(p.protocol.as_deref()) == Some(protocol)
-        }) else {
-            continue;
-        };
-        let Some(port) = target
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0)
-        else {
-            continue;
-        };
-        for endpoint in &slice.endpoints {
-            let (ready, serving_terminating) = endpoint_state(endpoint);
-            for addr in endpoint
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-            {
-                out.push((
-                    Backend { addr, port },
-                    endpoint.node_name.clone(),
-                    ready,
-                    serving_terminating,
-                ));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// Ready endpoints, or (none being ready) the serving terminating ones.
-fn usable<'a>(
-    endpoints: impl Iterator<Item = &'a (Backend, Option<String>, bool, bool)> + Clone,
-) -> Vec<&'a (Backend, Option<String>, bool, bool)> {
-    let ready: Vec<_> = endpoints.clone().filter(|e| e.2).collect();
-    if ready.is_empty() {
-        endpoints.filter(|e| e.3).collect()
-    } else {
-        ready
-    }
 }
 
 /// Parses `a.b.c.d/len` (or a bare address, /32) into its network address.
@@ -249,15 +184,7 @@ pub fn service_external(
         .collect();
     let node_ports = matches!(type_, "NodePort" | "LoadBalancer");
     let local = spec.external_traffic_policy.as_deref() == Some("Local");
-    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-        spec.session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds)
-            .and_then(|t| u32::try_from(t).ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S)
-    });
+    let affinity = client_ip_affinity(spec);
     let external_ips: Vec<Ipv4Addr> = spec
         .external_ips
         .iter()
@@ -313,40 +240,38 @@ pub fn service_external(
         }
         let port_name = port.name.as_deref().unwrap_or_default();
         let endpoints = port_endpoints(&slices, port_name, protocol);
-        let is_local = |e: &&(Backend, Option<String>, bool, bool)| e.1.as_deref() == Some(node);
+        let local_usable = usable(endpoints.iter().filter(|e| e.on(node)));
         let chosen = if local {
-            usable(endpoints.iter().filter(is_local))
+            local_usable.clone()
         } else {
             usable(endpoints.iter())
         };
-        for e in usable(endpoints.iter().filter(is_local)) {
-            local_endpoints.insert(e.0.addr);
+        for e in &local_usable {
+            local_endpoints.insert(e.backend.addr);
         }
         // Nodes that can serve this port's external traffic.
         if local {
-            let by_node = endpoints.iter().filter_map(|e| e.1.as_deref());
+            let by_node = endpoints.iter().filter_map(|e| e.node.as_deref());
             for candidate in by_node.collect::<BTreeSet<_>>() {
-                let on =
-                    |e: &&(Backend, Option<String>, bool, bool)| e.1.as_deref() == Some(candidate);
-                if !usable(endpoints.iter().filter(on)).is_empty() {
+                if !usable(endpoints.iter().filter(|e| e.on(candidate))).is_empty() {
                     serving_nodes.insert(candidate.to_owned());
                 }
             }
         } else {
-            serving_nodes.extend(chosen.iter().filter_map(|e| e.1.clone()));
+            serving_nodes.extend(chosen.iter().filter_map(|e| e.node.clone()));
         }
         let mut backends: Vec<ExtBackend> = chosen
             .iter()
             .map(|e| ExtBackend {
-                backend: e.0,
-                local: e.1.as_deref() == Some(node),
+                backend: e.backend,
+                local: e.on(node),
             })
             .collect();
         backends.sort_unstable();
         backends.dedup();
         let mut draining: Vec<Backend> = endpoints
             .iter()
-            .map(|e| e.0)
+            .map(|e| e.backend)
             .filter(|b| !backends.iter().any(|x| x.backend == *b))
             .collect();
         draining.sort_unstable();

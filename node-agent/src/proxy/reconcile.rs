@@ -367,6 +367,8 @@ impl Shadow {
 struct PlannedFrontend<'a> {
     service: &'a ServicePortName,
     rev_nat_id: u16,
+    /// `sessionAffinity` timeout, seconds (0: none).
+    affinity_timeout_s: u32,
     /// Backend id per slot: `slots[i]` goes in slot `i + 1`.
     slots: Vec<u32>,
 }
@@ -609,6 +611,7 @@ impl Reconciler {
                 PlannedFrontend {
                     service: &spec.service,
                     rev_nat_id: rev_nat_of[&key],
+                    affinity_timeout_s: spec.affinity_timeout_s,
                     slots,
                 },
             );
@@ -776,7 +779,15 @@ fn write<D: DatapathOps + ?Sized>(
                 stats.slots_written += 1;
             }
         }
-        let value = ServiceValue::frontend(count, SERVICE_FLAG_NONE, planned.rev_nat_id);
+        let value = if planned.affinity_timeout_s == 0 {
+            ServiceValue::frontend(count, SERVICE_FLAG_NONE, planned.rev_nat_id)
+        } else {
+            ServiceValue::frontend_with_affinity(
+                count,
+                planned.rev_nat_id,
+                planned.affinity_timeout_s,
+            )
+        };
         match live_fe.value {
             Some(old) if old == value => {}
             old => {

@@ -32,6 +32,7 @@ fn spec(namespace: &str, name: &str, port: &str, backends: Vec<Backend>) -> Fron
             port: port.into(),
         },
         backends,
+        affinity_timeout_s: 0,
     }
 }
 
@@ -496,5 +497,80 @@ fn internal_traffic_policy_local_keeps_cluster_ips_to_this_nodes_endpoints() {
     assert_eq!(
         service_frontends(&service, &[&slice])[&vip].backends.len(),
         2
+    );
+}
+
+#[test]
+fn serving_terminating_endpoints_are_used_only_when_none_is_ready() {
+    let svc = service("default", "web", "10.96.0.60", &[("", 80, "TCP")]);
+    let slice_with = |endpoints: serde_json::Value| -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": "web-1",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        }))
+        .unwrap()
+    };
+    let terminating = |addr: &str, serving: bool| {
+        json!({"addresses": [addr],
+               "conditions": {"ready": false, "serving": serving, "terminating": true}})
+    };
+    let vip = fe("10.96.0.60", 80, Protocol::Tcp);
+    // A ready endpoint left: the terminating ones carry no new connections.
+    let mixed = slice_with(json!([
+        {"addresses": ["10.244.0.5"], "conditions": {"ready": true}},
+        terminating("10.244.0.6", true),
+    ]));
+    assert_eq!(
+        service_frontends(&svc, &[&mixed])[&vip].backends,
+        vec![be("10.244.0.5", 8080)]
+    );
+    // None ready: the serving terminating one takes them, the non-serving one never.
+    let draining = slice_with(json!([
+        terminating("10.244.0.6", true),
+        terminating("10.244.0.7", false),
+    ]));
+    assert_eq!(
+        service_frontends(&svc, &[&draining])[&vip].backends,
+        vec![be("10.244.0.6", 8080)]
+    );
+}
+
+#[test]
+fn client_ip_affinity_gives_every_frontend_its_timeout() {
+    let with_affinity = |config: serde_json::Value| {
+        let mut spec = json!({"type": "ClusterIP", "clusterIP": "10.96.0.70",
+                              "clusterIPs": ["10.96.0.70"], "externalIPs": ["192.0.2.9"],
+                              "sessionAffinity": "ClientIP",
+                              "ports": [{"port": 80, "protocol": "TCP"},
+                                        {"name": "dns", "port": 53, "protocol": "UDP"}]});
+        if !config.is_null() {
+            spec["sessionAffinityConfig"] = config;
+        }
+        service_json(json!({"metadata": {"namespace": "default", "name": "web"}, "spec": spec}))
+    };
+    let none: &[&EndpointSlice] = &[];
+    let defaulted = service_frontends(&with_affinity(serde_json::Value::Null), none);
+    assert_eq!(
+        defaulted.len(),
+        4,
+        "two ports on the cluster IP and the external IP"
+    );
+    assert!(
+        defaulted.values().all(|s| s.affinity_timeout_s == 10_800),
+        "upstream's default timeout: {defaulted:?}"
+    );
+    let minute = service_frontends(
+        &with_affinity(json!({"clientIP": {"timeoutSeconds": 60}})),
+        none,
+    );
+    assert!(minute.values().all(|s| s.affinity_timeout_s == 60));
+    let plain = service("default", "web", "10.96.0.70", &[("", 80, "TCP")]);
+    assert!(
+        service_frontends(&plain, none)
+            .values()
+            .all(|s| s.affinity_timeout_s == 0)
     );
 }

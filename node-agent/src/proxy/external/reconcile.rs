@@ -126,6 +126,17 @@ impl ExtReconciler {
         }
     }
 
+    /// Says once that the Maglev map is full.
+    fn warn_maglev_full(&mut self) {
+        if !self.maglev_full_warned {
+            tracing::warn!(
+                max = MAGLEV_MAX_ENTRIES,
+                "the Maglev map is full: further north-south frontends choose backends by flow hash"
+            );
+            self.maglev_full_warned = true;
+        }
+    }
+
     /// Whether the shadow is usable (a full pass succeeded and nothing failed since).
     #[must_use]
     pub fn has_shadow(&self) -> bool {
@@ -416,8 +427,15 @@ impl ExtReconciler {
             }
         }
         // The Maglev table.
-        let mut use_maglev = self.maglev && count > 0;
         let slot_backends: Vec<Backend> = spec.backends.iter().map(|b| b.backend).collect();
+        let has_table = shadow.maglev.contains_key(&id);
+        // With every table taken (the shadow counts them), a frontend without one falls
+        // back at once: no table is built and no write is tried that can only fail.
+        let room = has_table || shadow.maglev.len() < MAGLEV_MAX_ENTRIES as usize;
+        let mut use_maglev = self.maglev && count > 0 && room;
+        if self.maglev && count > 0 && !room {
+            self.warn_maglev_full();
+        }
         if use_maglev && shadow.maglev.get(&id) != Some(&slot_backends) {
             let names: Vec<String> = slot_backends.iter().map(ToString::to_string).collect();
             let table = maglev::build(&names, MAGLEV_TABLE_SIZE)
@@ -435,13 +453,7 @@ impl ExtReconciler {
                 // More frontends than Maglev tables: this one falls back to the flow
                 // hash modulo its backend count (still the same choice on every node).
                 Err(DatapathError::MapFull { .. }) => {
-                    if !self.maglev_full_warned {
-                        tracing::warn!(
-                            max = MAGLEV_MAX_ENTRIES,
-                            "the Maglev map is full: further north-south frontends choose backends by flow hash"
-                        );
-                        self.maglev_full_warned = true;
-                    }
+                    self.warn_maglev_full();
                     use_maglev = false;
                 }
                 Err(e) => return Err(e.into()),

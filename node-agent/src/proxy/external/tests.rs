@@ -454,4 +454,24 @@ fn frontends_past_the_maglev_capacity_fall_back_to_the_flow_hash() {
         .filter(|(k, v)| k.slot == 0 && v.flags & EXT_FLAG_MAGLEV == 0)
         .count();
     assert_eq!(plain, 10, "the frontends without a table lack the flag");
+    assert_eq!(
+        maps.maglev_refused, 0,
+        "no write is tried once the shadow counts a full map"
+    );
+    // A verify pass changes nothing and tries nothing.
+    assert!(r.apply(&desired, &mut maps).unwrap().is_empty());
+    assert_eq!(maps.maglev_refused, 0);
+    // Frontends that leave free their tables; the next pass gives them to those without.
+    for i in 0..10 {
+        desired.remove(&fe([0, 0, 0, 0], 30_000 + u16::try_from(i).unwrap()));
+    }
+    r.apply(&desired, &mut maps).unwrap();
+    assert_eq!(maps.maglev.len(), n - 10);
+    assert!(
+        maps.services
+            .iter()
+            .filter(|(k, _)| k.slot == 0)
+            .all(|(_, v)| v.flags & EXT_FLAG_MAGLEV != 0),
+        "every frontend left has a table"
+    );
 }

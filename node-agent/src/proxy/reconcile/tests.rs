@@ -1363,3 +1363,47 @@ fn removed_backends_are_reported_once_for_their_sockets() {
         "reported once"
     );
 }
+
+#[test]
+fn client_ip_affinity_is_written_into_the_frontend_and_follows_its_timeout() {
+    let with_timeout = |timeout_s| {
+        let mut desired = Desired::default();
+        desired.insert(
+            web(),
+            FrontendSpec::new(
+                ServicePortName::new("default", "web", ""),
+                [be("10.244.0.5", 8080), be("10.244.0.6", 8080)],
+            )
+            .with_affinity(timeout_s),
+        );
+        desired
+    };
+    let frontend_value = |dp: &Checked| {
+        dp.services()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k.slot == 0)
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let mut dp = Checked::default();
+    let mut reconciler = Reconciler::new();
+    reconciler.apply(&with_timeout(10_800), &mut dp).unwrap();
+    let value = frontend_value(&dp);
+    assert_eq!(value, ServiceValue::frontend_with_affinity(2, 1, 10_800));
+    assert_eq!(value.affinity_timeout_s(), Some(10_800));
+    // A new timeout rewrites slot 0 only; dropping affinity clears the flag.
+    let stats = reconciler.apply(&with_timeout(60), &mut dp).unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            frontends_updated: 1,
+            frontends_changed: 1,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(frontend_value(&dp).affinity_timeout_s(), Some(60));
+    reconciler.apply(&with_timeout(0), &mut dp).unwrap();
+    assert_eq!(frontend_value(&dp), ServiceValue::frontend(2, 0, 1));
+    assert_eq!(frontend_value(&dp).affinity_timeout_s(), None);
+}
