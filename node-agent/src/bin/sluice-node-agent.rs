@@ -239,9 +239,10 @@ fn north_south(
         announce,
         health,
     };
+    let garp_iface = Some(iface.to_owned());
     let tasks = vec![
         tokio::spawn(async move {
-            lbaddr::run(announced)
+            lbaddr::run(announced, garp_iface)
                 .await
                 .context("announcing LoadBalancer IPs")
         }),
