@@ -331,6 +331,31 @@ impl ApiServer {
                     "ports": [{"name": "https", "port": self.config.advertise.port(), "protocol": "TCP"}]}]});
             self.create_internal(&ep_r, Some("default"), body).await?;
         }
+        // Upstream's apiserver keeps an EndpointSlice for its Service too: what service
+        // proxies (ours included) read to send `kubernetes.default` to the API server.
+        let slice_r = self.resource("discovery.k8s.io", "v1", "endpointslices");
+        if let std::net::IpAddr::V4(ip) = self.config.advertise.ip()
+            && self
+                .store
+                .get(&slice_r.key(Some("default"), "kubernetes"))
+                .await?
+                .is_none()
+        {
+            let body = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+                "ports": [{"name": "https", "port": self.config.advertise.port(), "protocol": "TCP"}]});
+            match self.create_internal(&slice_r, Some("default"), body).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) if e.code == 422 => {
+                    tracing::warn!(address = %ip, message = %e.message, "no EndpointSlice for the kubernetes Service");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

@@ -153,6 +153,16 @@ async fn kubectl_drives_deployments_services_and_cascading_delete() {
             && all.contains("service/web"),
         "{all}"
     );
+    // The API server's own Service has an EndpointSlice naming the API server, as
+    // upstream's does: what service proxies read to send `kubernetes.default` to it.
+    let own = cp.kubectl_ok(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.metadata.labels.kubernetes\\.io/service-name} {.endpoints[0].addresses[0]}:{.ports[0].port}",
+    ]);
+    assert_eq!(own.trim(), format!("kubernetes {}", cp.addr), "{own}");
     let ns = cp.kubectl_ok(&["get", "namespaces"]);
     assert_eq!(header(&ns), ["NAME", "STATUS", "AGE"]);
     let nodes = cp.kubectl_ok(&["get", "nodes"]);

@@ -2,13 +2,14 @@
 //! the `sluice0` bridge with its own containerd, node agent, podCIDR, cgroup subtree and
 //! eBPF pins. Pods on different nodes reach each other by pod IP over the routes the agents
 //! program from the Node objects, with the client's pod IP preserved; a `ClusterIP` Service
-//! whose only endpoint is on one node answers from pods on every node; no node gets an
-//! iptables rule. Once with native routing, once over the VXLAN overlay (`--tunnel vxlan`).
+//! whose only endpoint is on one node answers from pods on every node, as does
+//! `kubernetes.default` (the API server on the host); no node gets an iptables rule. Once with native routing, once over the VXLAN overlay (`--tunnel vxlan`).
 //!
 //! With native routing the same cluster then serves north-south traffic from the host (an
 //! outside client on `sluice0`, no node): `NodePort` on every node address, a
 //! `LoadBalancer` IP from the pool, `externalTrafficPolicy: Local` with the client address
-//! kept and its health check, `sessionAffinity`, `loadBalancerSourceRanges`, a UDP flow
+//! kept and its health check, `sessionAffinity` (from outside and, through the socket LB,
+//! from a pod), `loadBalancerSourceRanges`, a UDP flow
 //! surviving the deletion of its backend, and an agent restart under load.
 
 use std::time::Duration;
@@ -224,6 +225,25 @@ async fn across_three_nodes(tunnel: &str) {
         assert_eq!(answers.len(), 10);
     }
 
+    // In-cluster API access: `kubernetes.default`'s cluster IP reaches the API server on
+    // the host through its EndpointSlice, from a pod on any node.
+    let api_vip = cluster.kubectl_ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let version = exec(
+        &cluster,
+        "cli2",
+        &format!("printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {api_vip} 443"),
+    );
+    assert!(
+        version.starts_with("HTTP/1.") && version.contains("gitVersion"),
+        "cli2 -> kubernetes.default ({api_vip}:443): {version}"
+    );
+
     north_south(&cluster).await;
 
     // Nothing of this went through iptables on any node.
@@ -432,6 +452,34 @@ async fn north_south(cluster: &Cluster) {
     let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
     assert_eq!(distinct.len(), 1, "affinity broke: {answers:?}");
 
+    // Pods get the same affinity from the socket LB at connect(): every connection from
+    // cli1 to the sticky Service's cluster IP reaches one backend, while the same
+    // backends behind `np`'s cluster IP share cli1's connections.
+    for (service, sticky) in [("sticky", true), ("np", false)] {
+        let vip = cluster.kubectl_ok(&["get", "svc", service, "-o", "jsonpath={.spec.clusterIP}"]);
+        let script = format!(
+            "for i in $(seq 20); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -n 1); echo \"${{r:-FAIL}}\"; done"
+        );
+        let answers = wait_for(
+            &format!("cli1 to reach {service} at {vip}:80"),
+            Duration::from_mins(1),
+            || async {
+                let out = exec(cluster, "cli1", &script);
+                let lines: Vec<String> = out.lines().map(|l| l.trim().to_owned()).collect();
+                (lines.len() == 20 && lines.iter().all(|l| l == "web-a" || l == "web-b"))
+                    .then_some(lines)
+            },
+        )
+        .await;
+        let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
+        if sticky {
+            assert_eq!(distinct.len(), 1, "cluster-IP affinity broke: {answers:?}");
+        } else {
+            // 20 connections all on one of two backends by chance: 2^-19.
+            assert_eq!(distinct.len(), 2, "no spread without affinity: {answers:?}");
+        }
+    }
+
     // `lb list` on node-3 shows the NodePorts, this client's tracked flows and its
     // affinity entry, from the live maps.
     let listing = sluice_test_util::stdout(
@@ -454,7 +502,10 @@ async fn north_south(cluster: &Cluster) {
             "{want:?} missing from lb list:\n{listing}"
         );
     }
-    let affinity = listing.split("SESSION AFFINITY").nth(1).unwrap_or_default();
+    let affinity = listing
+        .split("\nSESSION AFFINITY")
+        .nth(1)
+        .unwrap_or_default();
     assert!(
         affinity.contains(cluster::BRIDGE_HOST),
         "no affinity entry for this client:\n{listing}"

@@ -1162,6 +1162,7 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
         .await
         .context("the proxy's first apply")??;
         let baseline = progress.borrow().frontends;
+        let baseline_backends = progress.borrow().backends;
         println!(
             "programming latency: API write (Service + EndpointSlice) -> its frontend with one \
              backend in the eBPF map; {} rounds x {} samples per scale, medians over rounds \
@@ -1213,7 +1214,7 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
             wait_frontends(
                 &mut progress,
                 baseline + existing,
-                existing,
+                baseline_backends + existing,
                 Duration::from_mins(2),
             )
             .await?;
@@ -1298,7 +1299,7 @@ fn programming_latency(args: &Args, obj: &Path) -> Result<()> {
                 wait_frontends(
                     &mut progress,
                     baseline + existing,
-                    existing,
+                    baseline_backends + existing,
                     Duration::from_mins(1),
                 )
                 .await?;

@@ -177,7 +177,23 @@ impl Drop for TestNetwork {
     }
 }
 
-/// `ip args...`, failing with its stderr.
+/// Routes `cidr` from the host through `node` on the bridge (replacing an earlier
+/// route); it goes with the bridge.
+///
+/// # Errors
+/// When `ip` fails.
+pub fn route_via_node(cidr: &str, node: &NodeNet) -> Result<()> {
+    ip(&[
+        "route",
+        "replace",
+        cidr,
+        "via",
+        &node.address.to_string(),
+        "dev",
+        BRIDGE,
+    ])
+}
+
 /// `ethtool -K <link> <settings>`, in `netns` when given.
 fn ethtool(netns: Option<&str>, link: &str, settings: &[&str]) -> Result<()> {
     let mut cmd = match netns {
@@ -203,6 +219,7 @@ fn ethtool(netns: Option<&str>, link: &str, settings: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `ip args...`, failing with its stderr.
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)

@@ -171,7 +171,40 @@ impl Node {
             "node agent",
             &format!("started as node {} (log {})", self.spec.name, log.display()),
         );
-        self.wait_ready(kubeconfig, started)
+        self.wait_ready(kubeconfig, started)?;
+        self.route_pods_from_host(kubeconfig)
+    }
+
+    /// On the test network, the host (where the control plane runs) learns the route to
+    /// this node's podCIDR, as the router of a natively routed network does: pods reach
+    /// the API server there (`kubernetes.default`), and its replies come back through the
+    /// node instead of leaving by the host's default route.
+    fn route_pods_from_host(&self, kubeconfig: &Path) -> Result<()> {
+        let Some(net) = &self.spec.net else {
+            return Ok(());
+        };
+        let cidr = crate::output(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args([
+                    "get",
+                    "node",
+                    &self.spec.name,
+                    "-o",
+                    "jsonpath={.spec.podCIDR}",
+                ])
+                .stderr(Stdio::null()),
+        )
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .with_context(|| format!("node {} is Ready without a podCIDR", self.spec.name))?;
+        super::network::route_via_node(&cidr, net)?;
+        say(
+            &format!("node {}", self.spec.name),
+            &format!("host route {cidr} via {}", net.address),
+        );
+        Ok(())
     }
 
     /// Fails when containerd has exited; restarts an agent that exited (and
