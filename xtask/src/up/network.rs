@@ -4,7 +4,8 @@
 //! it by a veth pair (`eth0` inside, `sl-<node>` on the bridge).
 //!
 //! Made with iproute2 (`ip`), whose output is never parsed: each step either
-//! succeeds or fails with the command and its stderr. [`TestNetwork::remove`]
+//! succeeds or fails with the command and its stderr. The host also gets a route to
+//! each node's podCIDR through that node once it is Ready ([`route_via_node`]). [`TestNetwork::remove`]
 //! (also run before a start, for what a killed run left) deletes the
 //! namespaces, which takes their veths and everything in them along, then
 //! the bridge.
