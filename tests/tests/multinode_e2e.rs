@@ -64,6 +64,32 @@ fn exec(cluster: &Cluster, pod: &str, script: &str) -> String {
     cluster.kubectl_ok(&["exec", pod, "-c", "web", "--", "sh", "-c", script])
 }
 
+/// `n` HTTP GETs from `client`'s `web` container to `vip:80`, each on a new connection:
+/// their answers (a pod's hostname; `FAIL` for a failed request), once every one of a run
+/// is in `expected` (retried for a minute while the Service's maps settle).
+async fn cluster_ip_answers(
+    cluster: &Cluster,
+    client: &str,
+    vip: &str,
+    n: usize,
+    expected: &[&str],
+) -> Vec<String> {
+    let script = format!(
+        "for i in $(seq {n}); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -n 1); echo \"${{r:-FAIL}}\"; done"
+    );
+    wait_for(
+        &format!("{client} to reach {vip}:80"),
+        Duration::from_mins(1),
+        || async {
+            let out = exec(cluster, client, &script);
+            let lines: Vec<String> = out.lines().map(|l| l.trim().to_owned()).collect();
+            (lines.len() == n && lines.iter().all(|l| expected.contains(&l.as_str())))
+                .then_some(lines)
+        },
+    )
+    .await
+}
+
 /// Iptables rules (not comments or chain counters) in a node's network namespace.
 fn iptables_rules(netns: &str) -> Vec<String> {
     sluice_test_util::stdout(std::process::Command::new("ip").args([
@@ -209,19 +235,7 @@ async fn across_three_nodes(tunnel: &str) {
     cluster.apply(SERVICE);
     let vip = cluster.kubectl_ok(&["get", "svc", "far", "-o", "jsonpath={.spec.clusterIP}"]);
     for client in ["cli1", "cli2", "srv"] {
-        let script = format!(
-            "for i in $(seq 10); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -n 1); echo \"${{r:-FAIL}}\"; done"
-        );
-        let answers = wait_for(
-            &format!("{client} to reach {vip}:80"),
-            Duration::from_mins(1),
-            || async {
-                let out = exec(&cluster, client, &script);
-                let lines: Vec<String> = out.lines().map(|l| l.trim().to_owned()).collect();
-                (lines.len() == 10 && lines.iter().all(|l| l == "srv")).then_some(lines)
-            },
-        )
-        .await;
+        let answers = cluster_ip_answers(&cluster, client, &vip, 10, &["srv"]).await;
         assert_eq!(answers.len(), 10);
     }
 
@@ -234,15 +248,18 @@ async fn across_three_nodes(tunnel: &str) {
         "-o",
         "jsonpath={.spec.clusterIP}",
     ]);
-    let version = exec(
-        &cluster,
-        "cli2",
-        &format!("printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {api_vip} 443"),
-    );
-    assert!(
-        version.starts_with("HTTP/1.") && version.contains("gitVersion"),
-        "cli2 -> kubernetes.default ({api_vip}:443): {version}"
-    );
+    let request =
+        format!("printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {api_vip} 443; true");
+    let version = wait_for(
+        &format!("cli2 to reach kubernetes.default at {api_vip}:443"),
+        Duration::from_secs(30),
+        || async {
+            let out = exec(&cluster, "cli2", &request);
+            (out.starts_with("HTTP/1.") && out.contains("gitVersion")).then_some(out)
+        },
+    )
+    .await;
+    assert!(version.contains("200 OK"), "{version}");
 
     north_south(&cluster).await;
 
@@ -457,20 +474,7 @@ async fn north_south(cluster: &Cluster) {
     // backends behind `np`'s cluster IP share cli1's connections.
     for (service, sticky) in [("sticky", true), ("np", false)] {
         let vip = cluster.kubectl_ok(&["get", "svc", service, "-o", "jsonpath={.spec.clusterIP}"]);
-        let script = format!(
-            "for i in $(seq 20); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -n 1); echo \"${{r:-FAIL}}\"; done"
-        );
-        let answers = wait_for(
-            &format!("cli1 to reach {service} at {vip}:80"),
-            Duration::from_mins(1),
-            || async {
-                let out = exec(cluster, "cli1", &script);
-                let lines: Vec<String> = out.lines().map(|l| l.trim().to_owned()).collect();
-                (lines.len() == 20 && lines.iter().all(|l| l == "web-a" || l == "web-b"))
-                    .then_some(lines)
-            },
-        )
-        .await;
+        let answers = cluster_ip_answers(cluster, "cli1", &vip, 20, &["web-a", "web-b"]).await;
         let distinct: std::collections::BTreeSet<&String> = answers.iter().collect();
         if sticky {
             assert_eq!(distinct.len(), 1, "cluster-IP affinity broke: {answers:?}");
