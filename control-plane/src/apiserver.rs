@@ -306,17 +306,13 @@ impl ApiServer {
                 "spec": {"clusterIP": dns.to_string(), "ports": [
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}});
-            match self
-                .create_internal(&svc_r, Some("kube-system"), body)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) if e.code == 422 => {
-                    tracing::warn!(address = %dns, message = %e.message, "no kube-dns Service: its address is taken");
-                }
-                Err(e) => return Err(e),
-            }
+            self.create_optional(
+                &svc_r,
+                "kube-system",
+                body,
+                &format!("no kube-dns Service ({dns} is taken)"),
+            )
+            .await?;
         }
         let ep_r = self.resource("", "v1", "endpoints");
         if self
@@ -347,16 +343,36 @@ impl ApiServer {
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
                 "ports": [{"name": "https", "port": self.config.advertise.port(), "protocol": "TCP"}]});
-            match self.create_internal(&slice_r, Some("default"), body).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) if e.code == 422 => {
-                    tracing::warn!(address = %ip, message = %e.message, "no EndpointSlice for the kubernetes Service");
-                }
-                Err(e) => return Err(e),
-            }
+            self.create_optional(
+                &slice_r,
+                "default",
+                body,
+                &format!("no EndpointSlice for the kubernetes Service ({ip})"),
+            )
+            .await?;
         }
         Ok(())
+    }
+
+    /// Creates a bootstrap object the cluster works without: one that already exists
+    /// (409) is fine, one validation refuses (422) is a warning (`missing` says what the
+    /// cluster then lacks), anything else fails the bootstrap.
+    async fn create_optional(
+        self: &Arc<Self>,
+        r: &Resource,
+        ns: &str,
+        body: Value,
+        missing: &str,
+    ) -> ApiResult<()> {
+        match self.create_internal(r, Some(ns), body).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) if e.code == 422 => {
+                tracing::warn!(message = %e.message, "{missing}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn create_internal(

@@ -186,7 +186,8 @@ pub async fn interface(handle: &Handle, iface: &str) -> Result<(u32, [u8; 6]), L
     let mut links = handle.link().get().match_name(iface.to_owned()).execute();
     let link = match links.try_next().await {
         Ok(Some(link)) => link,
-        Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
+        Ok(None) => return Err(LbAddrError::NoInterface(iface.to_owned())),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
             return Err(LbAddrError::NoInterface(iface.to_owned()));
         }
         Err(source) => {

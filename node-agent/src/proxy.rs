@@ -535,15 +535,18 @@ impl ExternalState {
             tracing::debug!(changed = changed.len(), "north-south maps updated: {stats}");
         }
         // A UDP backend that left is flushed at once; a TCP one only once it has left the
-        // slices altogether (a terminating pod keeps its established connections).
-        let draining: BTreeSet<(desired::Backend, Protocol)> = desired
-            .iter()
-            .flat_map(|(f, s)| s.draining.iter().map(|b| (*b, f.protocol)))
-            .collect();
-        let flush: Vec<(Be32, Be16, u8)> = self
-            .opts
-            .reconciler
-            .take_removed_backends()
+        // slices altogether (a terminating pod keeps its established connections). The
+        // draining set is gathered only when some backend left, not on every apply.
+        let removed = self.opts.reconciler.take_removed_backends();
+        let draining: BTreeSet<(desired::Backend, Protocol)> = if removed.is_empty() {
+            BTreeSet::new()
+        } else {
+            desired
+                .iter()
+                .flat_map(|(f, s)| s.draining.iter().map(|b| (*b, f.protocol)))
+                .collect()
+        };
+        let flush: Vec<(Be32, Be16, u8)> = removed
             .into_iter()
             .filter(|(backend, protocol)| {
                 *protocol != Protocol::Tcp || !draining.contains(&(*backend, *protocol))

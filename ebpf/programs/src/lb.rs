@@ -74,30 +74,36 @@ pub fn select_backend<C: EbpfContext>(ctx: &C, key: &ServiceKey) -> Verdict {
             u64::from(timeout_s) * 1_000_000_000,
         )
     });
+    // A remembered slot is looked up once, here, and used as it is.
     let remembered = affinity.and_then(|(akey, now, timeout_ns)| {
         // SAFETY: the pointer comes from a successful map lookup and is valid
         // for reads of a `SockAffinityValue` during this run; copied out at once.
         let entry = unsafe { *SOCK_AFFINITY.get_ptr(akey)? };
         let fresh = now.wrapping_sub(entry.last_used_ns) <= timeout_ns;
-        let named = entry.slot >= 1
-            && entry.slot <= count
-            && lookup_service(&key.with_slot(entry.slot))
-                .is_some_and(|v| v.backend_id == entry.backend_id);
-        (fresh && named).then_some(entry.slot)
+        if !fresh || entry.slot < 1 || entry.slot > count {
+            return None;
+        }
+        let value = lookup_service(&key.with_slot(entry.slot))?;
+        (value.backend_id == entry.backend_id).then_some((entry.slot, value))
     });
-    let slot = remembered.unwrap_or_else(|| random_slot(count));
-    let Some(slot_value) = lookup_service(&key.with_slot(slot)) else {
-        warn!(
-            ctx,
-            target: LOG_TARGET,
-            "service {:i}:{} proto {}: slot {} of {} missing (mid-update?): refused",
-            key.vip.octets(),
-            key.port.to_host(),
-            key.proto,
-            slot,
-            count
-        );
-        return Verdict::NoBackends;
+    let (slot, slot_value) = if let Some(hit) = remembered {
+        hit
+    } else {
+        let slot = random_slot(count);
+        let Some(value) = lookup_service(&key.with_slot(slot)) else {
+            warn!(
+                ctx,
+                target: LOG_TARGET,
+                "service {:i}:{} proto {}: slot {} of {} missing (mid-update?): refused",
+                key.vip.octets(),
+                key.port.to_host(),
+                key.proto,
+                slot,
+                count
+            );
+            return Verdict::NoBackends;
+        };
+        (slot, value)
     };
     let backend_key = BackendKey {
         id: slot_value.backend_id,
